@@ -1,0 +1,1 @@
+"""Example FastAPI application whose schema is owned by Alembic (via ``alembic-repair``)."""
