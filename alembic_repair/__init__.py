@@ -1,0 +1,53 @@
+"""alembic_repair: diagnose and repair broken Alembic migration setups without losing data.
+
+Start here:
+
+- `Project` (project.py) finds alembic.ini, the scripts folder, the models and the database URL.
+- `bootstrap` (api.py) is the container start-up flow in one safe, idempotent, locked call.
+- `autogenerate` / `upgrade` (api.py) are Alembic's commands with our guarantees: no empty
+  revision, no silent drop, one run at a time.
+- `write_alembic_ini` / `write_env_py` / `write_script_template` (scaffold.py) regenerate the
+  setup files, keeping any file the user edited.
+- Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
+
+The CLI (cli.py) is a thin layer over these functions.
+"""
+
+from .api import Action, BootstrapResult, autogenerate, bootstrap, upgrade
+from .errors import (
+    AlembicRepairError,
+    ConfigError,
+    DatabaseUnreachable,
+    LockTimeout,
+    LoginRefused,
+    MigrationFailed,
+    NeedsRepair,
+    RefusedUnsafe,
+)
+from .masking import mask_url
+from .project import Project
+from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
+
+__all__ = [
+    "Action",
+    "AlembicRepairError",
+    "BootstrapResult",
+    "ConfigError",
+    "DatabaseUnreachable",
+    "FileChange",
+    "LockTimeout",
+    "LoginRefused",
+    "MigrationFailed",
+    "NeedsRepair",
+    "Project",
+    "RefusedUnsafe",
+    "autogenerate",
+    "bootstrap",
+    "mask_url",
+    "upgrade",
+    "write_alembic_ini",
+    "write_env_py",
+    "write_script_template",
+]
+
+__version__ = "0.1.0"

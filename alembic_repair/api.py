@@ -1,0 +1,270 @@
+"""The commands, as Python functions: Project first, data back, nothing printed, no exit.
+
+The CLI (`cli.py`) is a thin layer over these; a ``backend.sh`` or a Dev Container hook can call
+them directly::
+
+    from alembic_repair import bootstrap
+    result = bootstrap("path/to/project")        # raises AlembicRepairError subclasses
+    for action in result.actions:
+        print(action.message)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+
+from . import migrations, revisions, scaffold
+from .database import connect
+from .errors import ConfigError, NeedsRepair
+from .locking import migration_lock
+from .project import Project
+from .target import discover_models, load_target_metadata
+
+OnAction = Callable[["Action"], None]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a command did (or waited for), in the order it happened."""
+
+    kind: str
+    message: str
+    path: str | None = None
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """What `bootstrap` did; `changed` is False when the run touched no file and no row."""
+
+    root: Path
+    url: str
+    url_source: str
+    head: tuple[str, ...]
+    actions: tuple[Action, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        return any(a.kind not in ("wait", "note", "kept") for a in self.actions)
+
+
+ProjectLike = Project | str | os.PathLike[str] | None
+
+
+def as_project(project: ProjectLike, **discover: object) -> Project:
+    if isinstance(project, Project):
+        return project
+    return Project.discover(project, **discover)  # type: ignore[arg-type]
+
+
+class _Recorder:
+    def __init__(self, project: Project, on_action: OnAction | None) -> None:
+        self.project = project
+        self.actions: list[Action] = []
+        self.on_action = on_action
+
+    def __call__(self, kind: str, message: str, path: Path | None = None,
+                 revision: str | None = None) -> None:
+        rel = None
+        if path is not None:
+            try:
+                rel = str(path.resolve().relative_to(self.project.root))
+            except ValueError:
+                rel = str(path)
+        action = Action(kind, message, rel, revision)
+        self.actions.append(action)
+        if self.on_action is not None:
+            self.on_action(action)
+
+
+def _scaffold(project: Project, models: str | None, say: _Recorder) -> None:
+    for change in (scaffold.write_alembic_ini(project), scaffold.write_script_template(project)):
+        if change.changed:
+            say("scaffold", f"{change.status} {say_path(project, change.path)}", change.path)
+    env_is_ours = not project.env_py.exists() or scaffold.is_generated(project.env_py)
+    if env_is_ours:
+        spec = models or project.models or discover_models(project.root)
+        if spec is None:
+            raise ConfigError(
+                f"{project.env_py}: missing, and the models cannot be found; pass --models "
+                "module:Base, or add [tool.alembic_repair] models = \"module:Base\" to "
+                "pyproject.toml"
+            )
+        change = scaffold.write_env_py(project, spec)
+        if change.changed:
+            say("scaffold", f"{change.status} {say_path(project, change.path)} (models: {spec})",
+                change.path)
+    keep = scaffold.ensure_versions_dir(project)
+    if keep is not None:
+        say("scaffold", f"created {say_path(project, project.versions_dir)}/", keep.path)
+
+
+def say_path(project: Project, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project.root))
+    except ValueError:
+        return str(path)
+
+
+def _adopt(project: Project, engine: Engine, metadata: object, tables: list[str],
+           recorded: tuple[str, ...], say: _Recorder) -> None:
+    """Make the revision files describe the existing database, then stamp it. Drops nothing."""
+    from sqlalchemy import MetaData
+
+    assert isinstance(metadata, MetaData)
+    with engine.begin() as conn:
+        upgrade_ops, _ = revisions.pending_model_changes(conn, metadata)
+        if upgrade_ops.is_empty():
+            # The database is exactly the models: the same initial revision a fresh database
+            # gets, with the same content-derived id.
+            ops, message = revisions.create_ops(metadata), "initial schema"
+        else:
+            ops, message = (revisions.create_ops(revisions.reflect_user_tables(conn)),
+                            "baseline: the existing database, adopted")
+        written = revisions.write_revision(project, conn, message, upgrade_ops=ops)
+    assert written.revision is not None and written.path is not None
+    with engine.begin() as conn:
+        migrations.stamp(project, conn, written.revision)
+    where = say_path(project, written.path)
+    if recorded == (written.revision,):
+        message = (f"recreated revision {written.revision} ({where}), which the database "
+                   f"({len(tables)} tables) already records; no table touched")
+    else:
+        before = f"was at {', '.join(recorded)}" if recorded else "had no alembic_version row"
+        message = (f"adopted the existing database ({len(tables)} tables, {before}) as "
+                   f"revision {written.revision} ({where}); no table touched")
+    say("adopt", message, written.path, written.revision)
+
+
+def bootstrap(
+    project: ProjectLike = None,
+    *,
+    models: str | None = None,
+    upgrade: bool = True,
+    lock_timeout: float = 600.0,
+    on_action: OnAction | None = None,
+) -> BootstrapResult:
+    """The container start-up flow, safe to run on every start and from several replicas.
+
+    Scaffold what is missing, adopt an existing database the revision files do not know, apply
+    pending revisions, autogenerate a revision only when the models really differ (never a
+    drop), and apply it. Holds the database's migration lock throughout.
+    """
+    project = as_project(project, models=models)
+    say = _Recorder(project, on_action)
+    for note in project.notes:
+        say("note", note)
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir, timeout=lock_timeout,
+                            notify=lambda message: say("wait", message)):
+            return _bootstrap_locked(project, engine, models, upgrade, say)
+    finally:
+        engine.dispose()
+
+
+def _bootstrap_locked(project: Project, engine: Engine, models: str | None, upgrade: bool,
+                      say: _Recorder) -> BootstrapResult:
+    _scaffold(project, models, say)
+    metadata = load_target_metadata(project, explicit=models)
+    if metadata is None:
+        raise ConfigError(
+            f"{say_path(project, project.env_py)}: target_metadata is None, so autogenerate "
+            "cannot compare anything; set it to your models' MetaData, or pass --models module:Base"
+        )
+    local = migrations.revisions(project)
+    with engine.connect() as conn:
+        recorded = migrations.current_heads(conn)
+        tables = [t for t in inspect(conn).get_table_names() if revisions.is_user_table(t)]
+    unknown = [rev for rev in recorded if rev not in local]
+    if unknown or (not recorded and tables):
+        if local:
+            what = (f"is at revision {', '.join(unknown)}, which no file in "
+                    f"{say_path(project, project.versions_dir)} defines" if unknown else
+                    f"has {len(tables)} tables but no alembic_version row")
+            raise NeedsRepair(
+                f"{project.masked_url}: the database {what}, while revision files exist; "
+                "bootstrap will not guess which one it matches: restore the missing file "
+                "(git checkout) or stamp the revision the schema equals (alembic stamp REV)"
+            )
+        _adopt(project, engine, metadata, tables, recorded, say)
+        local = migrations.revisions(project)
+    heads = sorted(rev for rev, script in local.items() if script.is_head)
+    if len(heads) > 1:
+        raise NeedsRepair(
+            f"{say_path(project, project.versions_dir)}: {len(heads)} heads ({', '.join(heads)}); "
+            "merge them with `alembic merge heads -m merge`, then run bootstrap again"
+        )
+    if upgrade:
+        _upgrade(project, engine, say)
+    with engine.begin() as conn:
+        if not local and not tables:
+            pending, skipped = revisions.create_ops(metadata), ()
+            message = "initial schema"
+        else:
+            pending, skipped = revisions.pending_model_changes(conn, metadata)
+            message = "models changed"
+        for reason in skipped:
+            say("kept", f"kept {reason}; drop it explicitly with `alembic-repair drop`")
+        if not pending.is_empty() and (upgrade or not local):
+            written = revisions.write_revision(project, conn, message,
+                                               upgrade_ops=pending if not local else None)
+            if written.revision is not None and written.path is not None:
+                say("autogenerate", f"wrote revision {written.revision} "
+                    f"({say_path(project, written.path)}): {message}", written.path,
+                    written.revision)
+    if upgrade:
+        _upgrade(project, engine, say)
+    with engine.connect() as conn:
+        head = migrations.current_heads(conn)
+    return BootstrapResult(project.root, project.masked_url, project.url_source, head,
+                           tuple(say.actions))
+
+
+def _upgrade(project: Project, engine: Engine, say: _Recorder) -> None:
+    directory = migrations.scripts(project)
+    target = tuple(directory.get_heads())
+    with engine.connect() as conn:
+        before = migrations.current_heads(conn)
+    if set(before) == set(target):
+        return
+    with engine.begin() as conn:
+        migrations.upgrade(project, conn, "head")
+    start = ", ".join(before) if before else "an empty database"
+    say("upgrade", f"upgraded {start} to {', '.join(target)}", revision=", ".join(target))
+
+
+def autogenerate(project: ProjectLike, message: str, *, models: str | None = None) -> Path | None:
+    """Write a revision for the difference between the models and the database, or nothing.
+
+    Returns None (and writes no file) when the models equal the database; never an empty
+    revision, never a drop. The database must be at head.
+    """
+    project = as_project(project, models=models)
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir), engine.begin() as conn:
+            written = revisions.write_revision(project, conn, message)
+    finally:
+        engine.dispose()
+    return written.path
+
+
+def upgrade(project: ProjectLike, target: str = "head") -> tuple[str, ...]:
+    """Apply revisions up to `target` under the migration lock; returns the new heads."""
+    project = as_project(project)
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir):
+            with engine.begin() as conn:
+                migrations.upgrade(project, conn, target)
+            with engine.connect() as conn:
+                return migrations.current_heads(conn)
+    finally:
+        engine.dispose()

@@ -1,0 +1,120 @@
+"""The ``alembic-repair`` command: parse options, call `api`, print with `report`, exit.
+
+Exit codes (design section 3): 0 done/healthy, 1 problems remain, 2 usage or configuration
+error, 3 database unreachable or login refused, 4 refused as unsafe, 70 internal error.
+Errors are one line on stderr; ``--traceback`` shows the Python traceback as well.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import api, report
+from .errors import AlembicRepairError
+from .masking import redact
+from .project import Project
+
+EXIT_INTERNAL = 70
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Diagnose and repair Alembic migration setups without losing data.",
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class _Options:
+    project: Path | None = None
+    config: Path | None = None
+    url: str | None = None
+    traceback: bool = False
+
+
+options = _Options()
+
+
+@app.callback()
+def main_options(
+    project: Annotated[Optional[Path], typer.Option(  # noqa: UP007 (typer needs Optional)
+        "--project", "-p", help="Project folder (where alembic.ini is or will be).")] = None,
+    config: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--config", "-c", help="Path to alembic.ini (default: PROJECT/alembic.ini).")] = None,
+    url: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--url", help="Database URL; overrides DATABASE_URL, docker-compose and alembic.ini.",
+        envvar=None)] = None,
+    traceback: Annotated[bool, typer.Option(
+        "--traceback", help="Show the Python traceback of an error.")] = False,
+) -> None:
+    options.project, options.config, options.url = project, config, url
+    options.traceback = traceback
+
+
+def _discover(models: str | None = None) -> Project:
+    return Project.discover(options.project, config=options.config, url=options.url,
+                            models=models)
+
+
+@app.command()
+def bootstrap(
+    models: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
+    no_upgrade: Annotated[bool, typer.Option(
+        "--no-upgrade", help="Write files and revisions, but apply nothing.")] = False,
+    lock_timeout: Annotated[float, typer.Option(
+        "--lock-timeout", help="Seconds to wait for another run holding the lock.")] = 600.0,
+    format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
+) -> None:
+    """Scaffold, adopt, autogenerate only on a real difference, upgrade: safe on every start."""
+    project = _discover(models)
+    text = format is Format.text
+    if text:
+        report.bootstrap_header(project.masked_url, project.url_source)
+    result = api.bootstrap(project, models=models, upgrade=not no_upgrade,
+                           lock_timeout=lock_timeout,
+                           on_action=report.action_line if text else None)
+    if text:
+        report.bootstrap_summary(result)
+    else:
+        report.bootstrap_json(result)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turning our errors into one line and a code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except AlembicRepairError as err:
+        if options.traceback:
+            raise
+        report.error_line(str(err))
+        sys.exit(err.exit_code)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        report.error_line("interrupted")
+        sys.exit(130)
+    except Exception as err:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if options.traceback:
+            raise
+        secret = options.url
+        report.error_line(
+            f"internal error: {type(err).__name__}: {redact(str(err), secret)} "
+            "(rerun with --traceback and report it)"
+        )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)

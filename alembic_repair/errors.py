@@ -1,0 +1,81 @@
+"""Errors that mean "cannot proceed", each carrying the process exit code the CLI uses.
+
+Damage in the user's project is *data* (reported, repaired); these exceptions are for the few
+conditions where going on would be guessing. Every message is one readable line that names the
+file/line or host involved and ends with what to do. None of them ever contains a password.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_PROBLEMS",
+    "EXIT_CONFIG",
+    "EXIT_DATABASE",
+    "EXIT_REFUSED",
+    "AlembicRepairError",
+    "ConfigError",
+    "DatabaseUnreachable",
+    "LoginRefused",
+    "LockTimeout",
+    "MigrationFailed",
+    "NeedsRepair",
+    "RefusedUnsafe",
+]
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+EXIT_REFUSED = 4
+
+
+class AlembicRepairError(Exception):
+    """Base class: `str(err)` is the one-line message, `exit_code` the CLI's exit status."""
+
+    exit_code: int = EXIT_CONFIG
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(AlembicRepairError):
+    """alembic.ini, script_location, env.py, the URL or the models cannot be used as they are."""
+
+    exit_code = EXIT_CONFIG
+
+
+class DatabaseUnreachable(AlembicRepairError):
+    """The database server does not answer at the resolved host and port (or file)."""
+
+    exit_code = EXIT_DATABASE
+
+
+class LoginRefused(DatabaseUnreachable):
+    """The server answered but refused the user or password."""
+
+
+class LockTimeout(DatabaseUnreachable):
+    """Another alembic-repair run held the migration lock for longer than we were told to wait."""
+
+
+class MigrationFailed(AlembicRepairError):
+    """A revision failed while upgrading; the message names the revision file and the error."""
+
+    exit_code = EXIT_PROBLEMS
+
+
+class NeedsRepair(AlembicRepairError):
+    """The project is in a state a routine command must not guess its way out of."""
+
+    exit_code = EXIT_PROBLEMS
+
+
+class RefusedUnsafe(AlembicRepairError):
+    """A destructive action was asked for without the confirmation it needs."""
+
+    exit_code = EXIT_REFUSED

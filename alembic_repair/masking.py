@@ -1,0 +1,46 @@
+"""Keeping passwords out of every line we print or log.
+
+URLs are masked with SQLAlchemy's own renderer; free text (driver errors, tracebacks from the
+user's env.py) is scrubbed of the password in every spelling it may take inside a URL.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, quote_plus
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+MASK = "***"
+
+
+def mask_url(url: str | URL) -> str:
+    """`url` with its password replaced by ``***``; unparsable text is masked after the scheme."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        text = str(url)
+        scheme, sep, rest = text.partition("://")
+        return f"{scheme}{sep}{MASK}" if sep else MASK
+
+
+def password_of(url: str | URL | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        return make_url(url).password  # type: ignore[return-value]
+    except (ArgumentError, ValueError):
+        return None
+
+
+def redact(text: str, *urls: str | URL | None) -> str:
+    """`text` with the passwords of `urls` removed, raw and URL-encoded, and `%`-escaped."""
+    for url in urls:
+        password = password_of(url)
+        if not password:
+            continue
+        spellings = {password, quote(password, safe=""), quote_plus(password)}
+        spellings |= {s.replace("%", "%%") for s in list(spellings)}
+        for spelling in sorted(spellings, key=len, reverse=True):
+            text = text.replace(spelling, MASK)
+    return text

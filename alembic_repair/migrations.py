@@ -1,0 +1,109 @@
+"""Running Alembic's own commands against the project's database, on our connection.
+
+We never re-implement what Alembic does: `alembic.command` runs upgrades and stamps, the user's
+(or our) env.py runs as usual. We pass the open connection through ``config.attributes``
+(Alembic's documented recipe) so that the run happens inside our lock and transaction, and put
+the URL into the config with every ``%`` doubled so ConfigParser never sees a raw one.
+"""
+
+from __future__ import annotations
+
+import traceback
+import argparse
+from pathlib import Path
+from typing import IO, Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+
+from .errors import MigrationFailed, NeedsRepair
+from .masking import redact
+from .project import Project
+
+
+def alembic_config(
+    project: Project, connection: Connection | None = None, output: IO[str] | None = None
+) -> Config:
+    """An Alembic Config for `project`: its alembic.ini when there is one, our URL and folder."""
+    ini = str(project.ini_path) if project.ini_path.is_file() else None
+    config = Config(ini, output_buffer=output, cmd_opts=argparse.Namespace(quiet=True))
+    config.set_main_option("script_location", str(project.script_location))
+    config.set_main_option("sqlalchemy.url", project.url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _place_in_versions(err: BaseException, project: Project) -> str | None:
+    """``versions/<file>.py:<line>`` of the deepest frame inside a revision file."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return f"{_rel(Path(err.filename), project)}:{err.lineno}"
+    found = None
+    for frame, line in traceback.walk_tb(err.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if path.parent == project.versions_dir:
+            found = f"{_rel(path, project)}:{line}"
+    return found
+
+
+def _rel(path: Path, project: Project) -> str:
+    try:
+        return str(path.resolve().relative_to(project.root))
+    except ValueError:
+        return str(path)
+
+
+def scripts(project: Project) -> ScriptDirectory:
+    """The revision scripts, loaded by Alembic; a broken history is reported, not raised raw."""
+    directory = ScriptDirectory.from_config(alembic_config(project))
+    try:
+        directory.revision_map.heads  # noqa: B018  (loads every revision file)
+    except Exception as err:  # revision files are the user's code: anything may be raised
+        place = _place_in_versions(err, project) or _rel(project.versions_dir, project)
+        detail = redact(f"{type(err).__name__}: {err}".splitlines()[0], project.url)
+        raise NeedsRepair(
+            f"{place}: the revision history cannot be loaded ({detail}); fix or restore that "
+            "revision file (git checkout), then run bootstrap again"
+        ) from err
+    return directory
+
+
+def revisions(project: Project) -> dict[str, Script]:
+    directory = scripts(project)
+    return {s.revision: s for s in directory.walk_revisions()}
+
+
+def current_heads(connection: Connection) -> tuple[str, ...]:
+    """The revision ids in ``alembic_version`` (empty when the table is missing or empty)."""
+    return tuple(MigrationContext.configure(connection).get_current_heads())
+
+
+def _run(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        fn(*args, **kwargs)
+    except CommandError as err:
+        raise NeedsRepair(
+            f"{what}: {redact(str(err), project.url)}; run `alembic-repair doctor` to see why"
+        ) from err
+    except Exception as err:  # a revision's own code or the database refused a statement
+        place = _place_in_versions(err, project) or what
+        detail = redact(f"{type(err).__name__}: {err}".splitlines()[0], project.url)
+        raise MigrationFailed(
+            f"{place}: {what} failed: {detail}; fix that revision, then run bootstrap again"
+        ) from err
+
+
+def upgrade(project: Project, connection: Connection, target: str = "head") -> None:
+    _run(project, f"upgrade to {target}", command.upgrade,
+         alembic_config(project, connection), target)
+
+
+def stamp(project: Project, connection: Connection, revision: str) -> None:
+    """Record `revision` as the database's only head, replacing whatever rows were there."""
+    _run(project, f"stamp {revision}", command.stamp,
+         alembic_config(project, connection), revision, purge=True)

@@ -1,0 +1,245 @@
+"""Project: where the migration setup lives and which database it talks to.
+
+Everything else starts from a `Project`. Discovery only reads files; it never writes and never
+connects. The URL is resolved once, in a fixed order (``--url`` > ``DATABASE_URL`` > the compose
+file's ``MYSQL_*`` variables > ``alembic.ini`` > an SQLite file in the project), and the source
+is kept so that reports can say where it came from. Print `masked_url`, never `url`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .compose import database_from_compose, find_compose_file
+from .errors import ConfigError
+from .masking import mask_url
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+INI_NAME = "alembic.ini"
+DEFAULT_SCRIPT_DIR = "alembic"
+DEFAULT_DB_FILE = "app.db"
+#: What ``alembic init`` writes: a placeholder, not a database.
+PLACEHOLDER_URLS = ("driver://user:pass@localhost/dbname",)
+STATE_DIR = ".alembic_repair"
+
+
+@dataclass(frozen=True)
+class Project:
+    """The files of one Alembic setup and its resolved database URL (which holds the password)."""
+
+    root: Path
+    ini_path: Path
+    script_location: Path
+    url: str
+    url_source: str
+    models: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.script_location / "versions"
+
+    @property
+    def env_py(self) -> Path:
+        return self.script_location / "env.py"
+
+    @property
+    def script_template(self) -> Path:
+        return self.script_location / "script.py.mako"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where backups and journals go (``.alembic_repair/`` beside alembic.ini)."""
+        return self.root / STATE_DIR
+
+    @property
+    def dialect(self) -> str:
+        return make_url(self.url).get_backend_name()
+
+    @classmethod
+    def discover(
+        cls,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        models: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Project:
+        """Find the setup under `root` (default: the current directory); read-only."""
+        environ = os.environ if environ is None else environ
+        if config is not None:
+            ini_path = Path(config).expanduser().resolve()
+            base = Path(root).expanduser().resolve() if root is not None else ini_path.parent
+        else:
+            base = Path(root if root is not None else os.getcwd()).expanduser().resolve()
+            ini_path = base / INI_NAME
+        if not base.is_dir():
+            raise ConfigError(f"{base}: no such project folder; pass --project DIR")
+        if config is not None and not ini_path.is_file():
+            raise ConfigError(
+                f"{ini_path}: file not found; check -c/--config, or run "
+                "`alembic-repair bootstrap` without -c to create alembic.ini"
+            )
+        ini = read_ini(ini_path) if ini_path.is_file() else None
+        script_location = _script_location(ini_path, ini)
+        resolved_url, source, notes = resolve_url(base, ini_path, ini, url, environ)
+        return cls(
+            root=base,
+            ini_path=ini_path,
+            script_location=script_location,
+            url=resolved_url,
+            url_source=source,
+            models=models or models_from_pyproject(base),
+            notes=tuple(notes),
+        )
+
+
+def read_ini(path: Path) -> configparser.ConfigParser:
+    """alembic.ini parsed the way Alembic parses it (``%(here)s`` defined), or a ConfigError."""
+    parser = configparser.ConfigParser(defaults={"here": str(path.parent)})
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (configparser.ParsingError, configparser.MissingSectionHeaderError,
+            configparser.DuplicateSectionError, configparser.DuplicateOptionError) as err:
+        line = getattr(err, "lineno", None)
+        if line is None and isinstance(err, configparser.ParsingError) and err.errors:
+            line = err.errors[0][0]
+        where = f"{path}:{line}" if line else str(path)
+        reason = str(err).splitlines()[0].rstrip(":")
+        if isinstance(err, configparser.MissingSectionHeaderError):
+            reason = "text before the first [section] header"
+        raise ConfigError(
+            f"{where}: alembic.ini cannot be parsed ({reason}); fix that line, or move the file "
+            "away and run `alembic-repair bootstrap` to write a fresh one"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file; restore alembic.ini") from err
+    if not parser.has_section("alembic"):
+        raise ConfigError(
+            f"{path}: no [alembic] section; add one with script_location, or move the file "
+            "away and run `alembic-repair bootstrap`"
+        )
+    return parser
+
+
+def _line_of(path: Path, key: str) -> int | None:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.split("=", 1)[0].strip() == key:
+            return number
+    return None
+
+
+def _script_location(ini_path: Path, ini: configparser.ConfigParser | None) -> Path:
+    if ini is None:
+        return ini_path.parent / DEFAULT_SCRIPT_DIR
+    raw = ini.get("alembic", "script_location", raw=True, fallback=None)
+    if not raw:
+        raise ConfigError(
+            f"{ini_path}: [alembic] has no script_location; add "
+            "`script_location = %(here)s/alembic`"
+        )
+    try:
+        value = ini.get("alembic", "script_location")
+    except configparser.InterpolationError as err:
+        raise ConfigError(
+            f"{ini_path}:{_line_of(ini_path, 'script_location')}: script_location has a bad "
+            "'%' interpolation; write %(here)s/alembic"
+        ) from err
+    location = Path(value).expanduser()
+    if location.is_absolute():
+        return location
+    # Alembic resolves a relative script_location against the working directory (a classic
+    # source of "Path doesn't exist"); we prefer the folder beside alembic.ini when that exists.
+    beside = ini_path.parent / location
+    cwd = Path.cwd() / location
+    return beside if beside.is_dir() or not cwd.is_dir() else cwd
+
+
+def _ini_url(ini_path: Path, ini: configparser.ConfigParser | None) -> str | None:
+    if ini is None or not ini.has_option("alembic", "sqlalchemy.url"):
+        return None
+    try:
+        value = ini.get("alembic", "sqlalchemy.url")
+    except configparser.InterpolationError as err:
+        line = _line_of(ini_path, "sqlalchemy.url")
+        raise ConfigError(
+            f"{ini_path}:{line}: sqlalchemy.url contains a '%' that alembic.ini reads as "
+            "interpolation; write each '%' as '%%', or remove the line and set DATABASE_URL"
+        ) from err
+    value = value.strip()
+    if not value or value in PLACEHOLDER_URLS or "${" in value:
+        return None
+    return value
+
+
+def _check_url(url: str, source: str) -> str:
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as err:
+        raise ConfigError(
+            f"{source}: {mask_url(url)!r} is not a database URL "
+            "(expected dialect+driver://user:password@host:port/database)"
+        ) from err
+    return url
+
+
+def resolve_url(
+    root: Path,
+    ini_path: Path,
+    ini: configparser.ConfigParser | None,
+    explicit: str | None,
+    environ: Mapping[str, str],
+) -> tuple[str, str, list[str]]:
+    """(url, where it came from, notes on sources that were skipped)."""
+    notes: list[str] = []
+    if explicit:
+        return _check_url(explicit, "--url"), "--url", notes
+    if environ.get("DATABASE_URL"):
+        return _check_url(environ["DATABASE_URL"], "DATABASE_URL"), "DATABASE_URL", notes
+    compose_file = find_compose_file(root)
+    if compose_file is not None:
+        found = database_from_compose(compose_file, environ)
+        if found is not None and found.reachable:
+            rel = os.path.relpath(found.compose_file, root)
+            return found.url.render_as_string(hide_password=False), \
+                f"{rel} (service {found.service})", notes
+        if found is not None:
+            notes.append(
+                f"{found.compose_file.name}: service {found.service!r} is not reachable by name "
+                "from here (not inside the compose network); set DATABASE_URL to use it"
+            )
+    ini_url = _ini_url(ini_path, ini)
+    if ini_url:
+        return _check_url(ini_url, str(ini_path)), ini_path.name, notes
+    return f"sqlite:///{root / DEFAULT_DB_FILE}", "default (SQLite in the project folder)", notes
+
+
+def models_from_pyproject(root: Path) -> str | None:
+    """``[tool.alembic_repair] models = "pkg.module:Base"`` from the project's pyproject.toml."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}); fix the file") from err
+    value = data.get("tool", {}).get("alembic_repair", {}).get("models")
+    return str(value) if value else None
