@@ -204,8 +204,9 @@ def _bootstrap_locked(project: Project, engine: Engine, models: str | None, upgr
     if upgrade:
         _upgrade(project, engine, say)
     with engine.begin() as conn:
+        skipped: tuple[str, ...] = ()
         if not local and not tables:
-            pending, skipped = revisions.create_ops(metadata), ()
+            pending = revisions.create_ops(metadata)
             message = "initial schema"
         else:
             pending, skipped = revisions.pending_model_changes(conn, metadata)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -46,11 +46,11 @@ options = _Options()
 
 @app.callback()
 def main_options(
-    project: Annotated[Optional[Path], typer.Option(  # noqa: UP007 (typer needs Optional)
+    project: Annotated[Path | None, typer.Option(  # noqa: UP007 (typer needs Optional)
         "--project", "-p", help="Project folder (where alembic.ini is or will be).")] = None,
-    config: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    config: Annotated[Path | None, typer.Option(  # noqa: UP007
         "--config", "-c", help="Path to alembic.ini (default: PROJECT/alembic.ini).")] = None,
-    url: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    url: Annotated[str | None, typer.Option(  # noqa: UP007
         "--url", help="Database URL; overrides DATABASE_URL, docker-compose and alembic.ini.",
         envvar=None)] = None,
     traceback: Annotated[bool, typer.Option(
@@ -67,7 +67,7 @@ def _discover(models: str | None = None) -> Project:
 
 @app.command()
 def bootstrap(
-    models: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    models: Annotated[str | None, typer.Option(  # noqa: UP007
         "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
     no_upgrade: Annotated[bool, typer.Option(
         "--no-upgrade", help="Write files and revisions, but apply nothing.")] = False,

@@ -124,7 +124,9 @@ def database_from_compose(
         if not isinstance(service, dict) or not _is_mysql_service(str(name), service):
             continue
         variables = _environment(service, compose_file.parent, env)
-        get = lambda key: variables.get(f"MYSQL_{key}") or variables.get(f"MARIADB_{key}")  # noqa: E731
+        def get(key: str, variables: dict[str, str] = variables) -> str | None:
+            return variables.get(f"MYSQL_{key}") or variables.get(f"MARIADB_{key}")
+
         user, password = get("USER"), get("PASSWORD")
         if not user:
             user, password = "root", get("ROOT_PASSWORD")

@@ -28,7 +28,7 @@ def password_of(url: str | URL | None) -> str | None:
     if url is None:
         return None
     try:
-        return make_url(url).password  # type: ignore[return-value]
+        return make_url(url).password
     except (ArgumentError, ValueError):
         return None
 

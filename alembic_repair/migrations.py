@@ -8,10 +8,10 @@ the URL into the config with every ``%`` doubled so ConfigParser never sees a ra
 
 from __future__ import annotations
 
-import traceback
 import argparse
+import traceback
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TextIO
 
 from alembic import command
 from alembic.config import Config
@@ -26,7 +26,7 @@ from .project import Project
 
 
 def alembic_config(
-    project: Project, connection: Connection | None = None, output: IO[str] | None = None
+    project: Project, connection: Connection | None = None, output: TextIO | None = None
 ) -> Config:
     """An Alembic Config for `project`: its alembic.ini when there is one, our URL and folder."""
     ini = str(project.ini_path) if project.ini_path.is_file() else None

@@ -39,7 +39,7 @@ class FileChange:
 
 
 def _template(name: str) -> str:
-    return resources.files("alembic_repair").joinpath("templates", name).read_text("utf-8")
+    return resources.files("alembic_repair").joinpath(f"templates/{name}").read_text("utf-8")
 
 
 def _checksum(body: str) -> str:

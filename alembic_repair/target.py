@@ -15,7 +15,7 @@ import io
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,8 @@ def project_on_path(root: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
+        with suppress(ValueError):
             sys.path.remove(str(root))
-        except ValueError:
-            pass
 
 
 def _user_frame(err: BaseException, root: Path) -> tuple[str, int | None]:
