@@ -70,19 +70,26 @@ def create_ops(metadata: MetaData) -> ops.UpgradeOps:
 
 
 def _without_drops(container: Any, skipped: list[str]) -> bool:
-    """Remove drop_table/drop_column from `container.ops`; True when anything was removed."""
+    """Remove drop_table/drop_column from `container.ops`, and every other operation on a table
+    whose drop was removed (its indexes, constraints); True when anything was removed."""
+    kept_tables = {op.table_name for op in container.ops if isinstance(op, ops.DropTableOp)}
+    for name in sorted(kept_tables):
+        skipped.append(f"table {name!r} is in the database but not in the models")
+    return _filter(container, kept_tables, skipped)
+
+
+def _filter(container: Any, kept_tables: set[str], skipped: list[str]) -> bool:
     kept: list[Any] = []
     removed = False
     for op in container.ops:
-        if isinstance(op, ops.DropTableOp):
-            skipped.append(f"table {op.table_name!r} is in the database but not in the models")
+        if isinstance(op, ops.DropTableOp) or getattr(op, "table_name", None) in kept_tables:
             removed = True
         elif isinstance(op, ops.DropColumnOp):
             skipped.append(f"column {op.table_name}.{op.column_name} is in the database but not in "
                            "the models")
             removed = True
         elif isinstance(op, ops.ModifyTableOps):
-            removed |= _without_drops(op, skipped)
+            removed |= _filter(op, kept_tables, skipped)
             if op.ops:
                 kept.append(op)
         else:

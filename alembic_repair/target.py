@@ -13,6 +13,7 @@ import ast
 import importlib
 import io
 import sys
+import sysconfig
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -29,6 +30,9 @@ from .project import Project
 
 _SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", "site-packages",
               "tests", "test", ".alembic_repair", "build", "dist"}
+_INSTALLED = tuple(
+    {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
 _BASE_NAMES = {"DeclarativeBase", "DeclarativeBaseNoMeta", "SQLModel"}
 
 
@@ -48,9 +52,14 @@ def as_metadata(obj: Any, spec: str) -> MetaData:
 @contextmanager
 def project_on_path(root: Path) -> Iterator[None]:
     """Import the user's modules fresh from `root` (a rebuilt project must not see stale ones)."""
+    provided = {p.stem for p in root.glob("*.py")} | {
+        d.name for d in root.iterdir() if (d / "__init__.py").is_file()
+    }
     for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if file and Path(file).resolve().is_relative_to(root) and "site-packages" not in file:
+        file = getattr(module, "__file__", None) or ""
+        if not file or file.startswith(_INSTALLED):
+            continue
+        if Path(file).resolve().is_relative_to(root) or name.split(".")[0] in provided:
             del sys.modules[name]
     sys.path.insert(0, str(root))
     try:
