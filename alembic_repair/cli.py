@@ -7,7 +7,9 @@ Errors are one line on stderr; ``--traceback`` shows the Python traceback as wel
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -89,13 +91,24 @@ def bootstrap(
         report.bootstrap_json(result)
 
 
+def _secrets() -> tuple[str | None, ...]:
+    return options.url, os.environ.get("DATABASE_URL")
+
+
+def _traceback(err: BaseException) -> None:
+    """With --traceback: the traceback (passwords scrubbed) before the usual error line."""
+    if options.traceback:
+        text = "".join(traceback.format_exception(err))
+        sys.stderr.write(redact(text, *_secrets()))
+        sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning our errors into one line and a code."""
     try:
         app(args=argv, standalone_mode=False)
     except AlembicRepairError as err:
-        if options.traceback:
-            raise
+        _traceback(err)
         report.error_line(str(err))
         sys.exit(err.exit_code)
     except typer.Exit as done:
@@ -109,11 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(err, click.exceptions.ClickException):
             err.show()
             sys.exit(err.exit_code)
-        if options.traceback:
-            raise
-        secret = options.url
+        _traceback(err)
         report.error_line(
-            f"internal error: {type(err).__name__}: {redact(str(err), secret)} "
+            f"internal error: {type(err).__name__}: {redact(str(err), *_secrets())} "
             "(rerun with --traceback and report it)"
         )
         sys.exit(EXIT_INTERNAL)

@@ -6,6 +6,7 @@ file) and say what to do; the password never appears, whatever the driver put in
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,18 @@ def where(url: URL) -> str:
     return f"{url.host or 'localhost'}:{port}" if port else str(url.host or "localhost")
 
 
+_ERRNO = re.compile(r"\[Errno (-?\d+)\] ([^)\]]+)")
+
+
+def _driver_message(err: SQLAlchemyError) -> str:
+    """The driver's own words: PyMySQL's (code, text) tuple becomes its text."""
+    orig: Any = getattr(err, "orig", None) or err
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        return args[1].splitlines()[0]
+    return (str(orig) or type(orig).__name__).splitlines()[0]
+
+
 def _error_code(err: DBAPIError) -> int | None:
     args: Any = getattr(err.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
@@ -42,9 +55,16 @@ def translate(err: SQLAlchemyError, url_text: str, source: str) -> Exception:
     """The exception to raise instead of a driver error met while connecting."""
     url = make_url(url_text)
     place = where(url)
-    detail = redact(str(getattr(err, "orig", err) or err).splitlines()[0], url_text)
+    detail = redact(_driver_message(err), url_text)
     if isinstance(err, DBAPIError):
         code = _error_code(err)
+        if code in _CANNOT_CONNECT and (dns := _ERRNO.search(detail)) and dns.group(1) in (
+            "-2", "-3", "-5", "11001"
+        ):
+            return DatabaseUnreachable(
+                f"cannot reach the database at {place}: host {url.host!r} not found (DNS; URL "
+                f"from {source}): fix the host (inside Docker use the compose service name)"
+            )
         if code in _ACCESS_DENIED:
             return LoginRefused(
                 f"{place} refused the login for user {url.username!r} (wrong password, or the "
@@ -56,9 +76,11 @@ def translate(err: SQLAlchemyError, url_text: str, source: str) -> Exception:
                 f"CREATE DATABASE `{url.database}`, or fix the database name"
             )
         if code in _CANNOT_CONNECT:
+            found = _ERRNO.search(detail)
+            reason = found.group(2).strip().lower() if found else detail
             return DatabaseUnreachable(
-                f"cannot reach the database at {place} ({detail}; URL from {source}): start the "
-                "server, or fix the host (inside Docker use the compose service name)"
+                f"cannot reach the database at {place} ({reason}; URL from {source}): start the "
+                "server, or fix the host or port (inside Docker use the compose service name)"
             )
         if url.get_backend_name() == "sqlite":
             return DatabaseUnreachable(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Connection
 from .errors import MigrationFailed, NeedsRepair
 from .masking import redact
 from .project import Project
+from .state.scripts import cycle, dangling, duplicates, read_scripts
 
 
 def alembic_config(
@@ -58,16 +60,48 @@ def _rel(path: Path, project: Project) -> str:
         return str(path)
 
 
+def check_history(project: Project) -> None:
+    """Refuse, naming file and line, a history Alembic would load wrongly or not at all."""
+    files = read_scripts(project.versions_dir)
+    hint = "then run bootstrap again"
+    for script in files:
+        if script.error is not None:
+            where = _rel(script.path, project) + (f":{script.error_line}"
+                                                  if script.error_line else "")
+            raise NeedsRepair(f"{where}: revision file cannot be read ({script.error}); fix that "
+                              f"line, {hint}")
+        if script.revision is None:
+            raise NeedsRepair(f"{_rel(script.path, project)}: no `revision = '...'` line, so it "
+                              f"is not a revision file; move it out of versions/, {hint}")
+    for rev, same in duplicates(files).items():
+        names = ", ".join(_rel(s.path, project) for s in same)
+        raise NeedsRepair(f"{names}: revision id {rev!r} is defined {len(same)} times (Alembic "
+                          f"would silently use one); give the copy a new id, {hint}")
+    for script, parent in dangling(files):
+        raise NeedsRepair(
+            f"{_rel(script.path, project)}: revision {script.revision!r} has down_revision "
+            f"{parent!r}, which no revision file defines; restore the missing file (git "
+            f"checkout) or fix down_revision, {hint}")
+    if members := cycle(files):
+        names = ", ".join(_rel(s.path, project) for s in members)
+        ids = " -> ".join(str(s.revision) for s in members)
+        raise NeedsRepair(f"{names}: revisions {ids} form a cycle (each descends from the other); "
+                          f"fix their down_revision, {hint}")
+
+
 def scripts(project: Project) -> ScriptDirectory:
     """The revision scripts, loaded by Alembic; a broken history is reported, not raised raw."""
+    check_history(project)
     directory = ScriptDirectory.from_config(alembic_config(project))
     try:
-        directory.revision_map.heads  # noqa: B018  (loads every revision file)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what Alembic warns about was checked above
+            directory.revision_map.heads  # noqa: B018  (imports every revision file)
     except Exception as err:  # revision files are the user's code: anything may be raised
         place = _place_in_versions(err, project) or _rel(project.versions_dir, project)
         detail = redact(f"{type(err).__name__}: {err}".splitlines()[0], project.url)
         raise NeedsRepair(
-            f"{place}: the revision history cannot be loaded ({detail}); fix or restore that "
+            f"{place}: importing the revision file failed ({detail}); fix or restore that "
             "revision file (git checkout), then run bootstrap again"
         ) from err
     return directory

@@ -8,10 +8,12 @@ is kept so that reports can say where it came from. Print `masked_url`, never `u
 
 from __future__ import annotations
 
+import ast
 import configparser
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,16 +122,23 @@ def read_ini(path: Path) -> configparser.ConfigParser:
     except (configparser.ParsingError, configparser.MissingSectionHeaderError,
             configparser.DuplicateSectionError, configparser.DuplicateOptionError) as err:
         line = getattr(err, "lineno", None)
-        if line is None and isinstance(err, configparser.ParsingError) and err.errors:
-            line = err.errors[0][0]
-        where = f"{path}:{line}" if line else str(path)
         reason = str(err).splitlines()[0].rstrip(":")
         if isinstance(err, configparser.MissingSectionHeaderError):
             reason = "text before the first [section] header"
+        elif isinstance(err, configparser.ParsingError) and err.errors:
+            line, text = err.errors[0][0], str(err.errors[0][1])
+            with suppress(ValueError, SyntaxError):
+                text = str(ast.literal_eval(text))  # ConfigParser stores repr(line)
+            reason = f"{text.strip()!r} is neither key = value nor a [section] header"
+        elif isinstance(err, (configparser.DuplicateOptionError,
+                              configparser.DuplicateSectionError)):
+            reason = str(err).split(": ", 1)[-1].split(" in section")[0].split(" (")[0]
+            reason = f"duplicate {reason}"
+        where = f"{path}:{line}" if line else str(path)
         raise ConfigError(
-            f"{where}: alembic.ini cannot be parsed ({reason}); fix that line, or move the file "
-            "away and run `alembic-repair bootstrap` to write a fresh one"
-        ) from err
+            f"{where}: cannot be parsed ({reason}); fix that line, or move the file away and "
+            "run `alembic-repair bootstrap` to write a fresh one"
+        ) from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file; restore alembic.ini") from err
     if not parser.has_section("alembic"):
@@ -178,12 +187,12 @@ def _ini_url(ini_path: Path, ini: configparser.ConfigParser | None) -> str | Non
         return None
     try:
         value = ini.get("alembic", "sqlalchemy.url")
-    except configparser.InterpolationError as err:
+    except configparser.InterpolationError:
         line = _line_of(ini_path, "sqlalchemy.url")
         raise ConfigError(
             f"{ini_path}:{line}: sqlalchemy.url contains a '%' that alembic.ini reads as "
             "interpolation; write each '%' as '%%', or remove the line and set DATABASE_URL"
-        ) from err
+        ) from None  # ConfigParser's own message quotes the raw value, password included
     value = value.strip()
     if not value or value in PLACEHOLDER_URLS or "${" in value:
         return None
@@ -193,11 +202,12 @@ def _ini_url(ini_path: Path, ini: configparser.ConfigParser | None) -> str | Non
 def _check_url(url: str, source: str) -> str:
     try:
         make_url(url)
-    except (ArgumentError, ValueError) as err:
+    except (ArgumentError, ValueError):
+        shown = mask_url(url) if ("@" in url or ":" in url) else url
         raise ConfigError(
-            f"{source}: {mask_url(url)!r} is not a database URL "
+            f"{source}: {shown!r} is not a database URL "
             "(expected dialect+driver://user:password@host:port/database)"
-        ) from err
+        ) from None
     return url
 
 

@@ -90,7 +90,10 @@ def _user_frame(err: BaseException, root: Path) -> tuple[str, int | None]:
 def _describe(err: BaseException, root: Path, project: Project, what: str, hint: str) -> str:
     file, line = _user_frame(err, root)
     where = f"{_rel(Path(file), root)}:{line}" if file else what
-    detail = redact(f"{type(err).__name__}: {err}".splitlines()[0], project.url)
+    text = err.msg if isinstance(err, SyntaxError) else str(err)
+    detail = redact(f"{type(err).__name__}: {text}".splitlines()[0], project.url)
+    if isinstance(err, SyntaxError):
+        hint = "fix that line, then run bootstrap again"
     return f"{where}: {what} failed with {detail}; {hint}"
 
 
