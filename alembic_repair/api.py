@@ -24,7 +24,7 @@ from .database import connect
 from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
 from .project import Project
-from .target import discover_models, load_target_metadata
+from .target import discover_models, load_target_metadata, project_on_path
 
 OnAction = Callable[["Action"], None]
 
@@ -162,8 +162,10 @@ def bootstrap(
         say("note", note)
     engine = connect(project)
     try:
-        with migration_lock(engine, project.state_dir, timeout=lock_timeout,
-                            notify=lambda message: say("wait", message)):
+        with project_on_path(project.root), migration_lock(
+            engine, project.state_dir, timeout=lock_timeout,
+            notify=lambda message: say("wait", message),
+        ):
             return _bootstrap_locked(project, engine, models, upgrade, say)
     finally:
         engine.dispose()
@@ -250,7 +252,8 @@ def autogenerate(project: ProjectLike, message: str, *, models: str | None = Non
     project = as_project(project, models=models)
     engine = connect(project)
     try:
-        with migration_lock(engine, project.state_dir), engine.begin() as conn:
+        with project_on_path(project.root), migration_lock(engine, project.state_dir), \
+                engine.begin() as conn:
             written = revisions.write_revision(project, conn, message)
     finally:
         engine.dispose()
@@ -262,7 +265,7 @@ def upgrade(project: ProjectLike, target: str = "head") -> tuple[str, ...]:
     project = as_project(project)
     engine = connect(project)
     try:
-        with migration_lock(engine, project.state_dir):
+        with project_on_path(project.root), migration_lock(engine, project.state_dir):
             with engine.begin() as conn:
                 migrations.upgrade(project, conn, target)
             with engine.connect() as conn:
