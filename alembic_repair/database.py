@@ -37,7 +37,7 @@ def where(url: URL) -> str:
 _ERRNO = re.compile(r"\[Errno (-?\d+)\] ([^)\]]+)")
 
 
-def _driver_message(err: SQLAlchemyError) -> str:
+def driver_message(err: SQLAlchemyError) -> str:
     """The driver's own words: PyMySQL's (code, text) tuple becomes its text."""
     orig: Any = getattr(err, "orig", None) or err
     args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
@@ -55,7 +55,7 @@ def translate(err: SQLAlchemyError, url_text: str, source: str) -> Exception:
     """The exception to raise instead of a driver error met while connecting."""
     url = make_url(url_text)
     place = where(url)
-    detail = redact(_driver_message(err), url_text)
+    detail = redact(driver_message(err), url_text)
     if isinstance(err, DBAPIError):
         code = _error_code(err)
         if code in _CANNOT_CONNECT and (dns := _ERRNO.search(detail)) and dns.group(1) in (

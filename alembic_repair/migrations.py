@@ -20,7 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
+from .database import driver_message
 from .errors import MigrationFailed, NeedsRepair
 from .masking import redact
 from .project import Project
@@ -126,9 +128,18 @@ def _run(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any) -> Non
         ) from err
     except Exception as err:  # a revision's own code or the database refused a statement
         place = _place_in_versions(err, project) or what
-        detail = redact(f"{type(err).__name__}: {err}".splitlines()[0], project.url)
+        if isinstance(err, DBAPIError):
+            code = getattr(err.orig, "args", (None,))[0]
+            detail = driver_message(err) + (f" (error {code})" if isinstance(code, int) else "")
+        else:
+            detail = f"{type(err).__name__}: {err}".splitlines()[0]
+        half = ""
+        if project.dialect in ("mysql", "mariadb") and place != what:
+            half = ("; MySQL/MariaDB commit each DDL statement, so the operations before that "
+                    "line are applied while alembic_version still names the previous revision")
         raise MigrationFailed(
-            f"{place}: {what} failed: {detail}; fix that revision, then run bootstrap again"
+            f"{place}: {what} failed: {redact(detail, project.url)}{half}; fix that revision, "
+            "then run bootstrap again"
         ) from err
 
 

@@ -235,3 +235,41 @@ def test_bootstrap_of_any_schema_is_stable(schema, with_fk, tmp_path_factory, ba
     assert [a.kind for a in rebuilt.actions][-1] == "adopt"
     assert "recreated revision" in rebuilt.actions[-1].message
     assert rebuilt.head == first.head
+
+
+def test_a_failing_revision_is_named_with_file_and_line(tmp_path: Path, backend) -> None:
+    """FM13 starts like this on MariaDB: the first statement commits, the second fails."""
+    root = write_project(tmp_path / "proj")
+    assert cli("bootstrap", cwd=root, url=backend.url).code == 0
+    (base,) = versions(root)
+    parent = base.split("_")[0]
+    (root / "alembic" / "versions" / "c0ffee000001_bad.py").write_text(textwrap.dedent(f'''\
+        from alembic import op
+        import sqlalchemy as sa
+
+        revision = "c0ffee000001"
+        down_revision = {parent!r}
+        branch_labels = None
+        depends_on = None
+
+
+        def upgrade():
+            op.add_column("author", sa.Column("nickname", sa.String(30)))
+            op.create_index("ix_nope", "no_such_table", ["x"])
+
+
+        def downgrade():
+            op.drop_column("author", "nickname")
+        '''))
+    run = cli("bootstrap", cwd=root, url=backend.url)
+    assert run.code == 1, run.output
+    assert run.stderr.startswith("error: alembic/versions/c0ffee000001_bad.py:12: upgrade to "
+                                 "head failed: ")
+    assert "no_such_table" in run.stderr
+    if backend.name == "mariadb":
+        assert "doesn't exist (error 1146); MySQL/MariaDB commit each DDL statement, so the " \
+               "operations before that line are applied" in run.stderr
+        assert "nickname" in columns(backend.url, "author")  # what FM13 is made of
+    assert run.stderr.rstrip().endswith("fix that revision, then run bootstrap again")
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.output
+    assert recorded(backend.url) == [parent]
