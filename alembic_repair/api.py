@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData, inspect
+from sqlalchemy.engine import Connection
 
 from . import migrations, revisions, scaffold
 from .database import connect
@@ -112,25 +112,21 @@ def say_path(project: Project, path: Path) -> str:
         return str(path)
 
 
-def _adopt(project: Project, engine: Engine, metadata: object, tables: list[str],
+def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[str],
            recorded: tuple[str, ...], say: _Recorder) -> None:
     """Make the revision files describe the existing database, then stamp it. Drops nothing."""
-    from sqlalchemy import MetaData
-
-    assert isinstance(metadata, MetaData)
-    with engine.begin() as conn:
-        upgrade_ops, _ = revisions.pending_model_changes(conn, metadata)
-        if upgrade_ops.is_empty():
-            # The database is exactly the models: the same initial revision a fresh database
-            # gets, with the same content-derived id.
-            ops, message = revisions.create_ops(metadata), "initial schema"
-        else:
-            ops, message = (revisions.create_ops(revisions.reflect_user_tables(conn)),
-                            "baseline: the existing database, adopted")
-        written = revisions.write_revision(project, conn, message, upgrade_ops=ops)
+    upgrade_ops, _ = revisions.pending_model_changes(conn, metadata)
+    if upgrade_ops.is_empty():
+        # The database is exactly the models: the same initial revision a fresh database
+        # gets, with the same content-derived id.
+        ops, message = revisions.create_ops(metadata), "initial schema"
+    else:
+        ops, message = (revisions.create_ops(revisions.reflect_user_tables(conn)),
+                        "baseline: the existing database, adopted")
+    written = revisions.write_revision(project, conn, message, upgrade_ops=ops)
     assert written.revision is not None and written.path is not None
-    with engine.begin() as conn:
-        migrations.stamp(project, conn, written.revision)
+    migrations.stamp(project, conn, written.revision)
+    conn.commit()
     where = say_path(project, written.path)
     if recorded == (written.revision,):
         message = (f"recreated revision {written.revision} ({where}), which the database "
@@ -154,7 +150,8 @@ def bootstrap(
 
     Scaffold what is missing, adopt an existing database the revision files do not know, apply
     pending revisions, autogenerate a revision only when the models really differ (never a
-    drop), and apply it. Holds the database's migration lock throughout.
+    drop), and apply it. Holds the database's migration lock throughout, and works on the one
+    connection that holds it; each step is committed as it completes.
     """
     project = as_project(project, models=models)
     say = _Recorder(project, on_action)
@@ -165,13 +162,13 @@ def bootstrap(
         with project_on_path(project.root), migration_lock(
             engine, project.state_dir, timeout=lock_timeout,
             notify=lambda message: say("wait", message),
-        ):
-            return _bootstrap_locked(project, engine, models, upgrade, say)
+        ) as conn:
+            return _bootstrap_locked(project, conn, models, upgrade, say)
     finally:
         engine.dispose()
 
 
-def _bootstrap_locked(project: Project, engine: Engine, models: str | None, upgrade: bool,
+def _bootstrap_locked(project: Project, conn: Connection, models: str | None, upgrade: bool,
                       say: _Recorder) -> BootstrapResult:
     _scaffold(project, models, say)
     metadata = load_target_metadata(project, explicit=models)
@@ -181,9 +178,9 @@ def _bootstrap_locked(project: Project, engine: Engine, models: str | None, upgr
             "cannot compare anything; set it to your models' MetaData, or pass --models module:Base"
         )
     local = migrations.revisions(project)
-    with engine.connect() as conn:
-        recorded = migrations.current_heads(conn)
-        tables = [t for t in inspect(conn).get_table_names() if revisions.is_user_table(t)]
+    recorded = migrations.current_heads(conn)
+    tables = [t for t in inspect(conn).get_table_names() if revisions.is_user_table(t)]
+    conn.commit()
     unknown = [rev for rev in recorded if rev not in local]
     if unknown or (not recorded and tables):
         if local:
@@ -195,52 +192,47 @@ def _bootstrap_locked(project: Project, engine: Engine, models: str | None, upgr
                 "bootstrap will not guess which one it matches: restore the missing file "
                 "(git checkout) or stamp the revision the schema equals (alembic stamp REV)"
             )
-        _adopt(project, engine, metadata, tables, recorded, say)
+        _adopt(project, conn, metadata, tables, recorded, say)
         local = migrations.revisions(project)
+        recorded = migrations.current_heads(conn)
     heads = sorted(rev for rev, script in local.items() if script.is_head)
     if len(heads) > 1:
         raise NeedsRepair(
             f"{say_path(project, project.versions_dir)}: {len(heads)} heads ({', '.join(heads)}); "
             "merge them with `alembic merge heads -m merge`, then run bootstrap again"
         )
-    if upgrade:
-        _upgrade(project, engine, say)
-    with engine.begin() as conn:
-        skipped: tuple[str, ...] = ()
-        if not local and not tables:
-            pending = revisions.create_ops(metadata)
-            message = "initial schema"
-        else:
-            pending, skipped = revisions.pending_model_changes(conn, metadata)
-            message = "models changed"
-        for reason in skipped:
-            say("kept", f"kept {reason}; drop it explicitly with `alembic-repair drop`")
-        if not pending.is_empty() and (upgrade or not local):
-            written = revisions.write_revision(project, conn, message,
-                                               upgrade_ops=pending if not local else None)
-            if written.revision is not None and written.path is not None:
-                say("autogenerate", f"wrote revision {written.revision} "
-                    f"({say_path(project, written.path)}): {message}", written.path,
-                    written.revision)
-    if upgrade:
-        _upgrade(project, engine, say)
-    with engine.connect() as conn:
-        head = migrations.current_heads(conn)
-    return BootstrapResult(project.root, project.masked_url, project.url_source, head,
+    if upgrade and set(recorded) != set(heads):
+        recorded = _upgrade(project, conn, recorded, tuple(heads), say)
+    skipped: tuple[str, ...] = ()
+    if not local and not tables:
+        pending, message = revisions.create_ops(metadata), "initial schema"
+    else:
+        pending, skipped = revisions.pending_model_changes(conn, metadata)
+        message = "models changed"
+    for reason in skipped:
+        say("kept", f"kept {reason}; drop it explicitly with `alembic-repair drop`")
+    if not pending.is_empty() and (upgrade or not local):
+        written = revisions.write_revision(project, conn, message,
+                                           upgrade_ops=pending if not local else None)
+        conn.commit()
+        if written.revision is not None and written.path is not None:
+            say("autogenerate", f"wrote revision {written.revision} "
+                f"({say_path(project, written.path)}): {message}", written.path,
+                written.revision)
+            if upgrade:
+                recorded = _upgrade(project, conn, recorded, (written.revision,), say)
+    conn.commit()
+    return BootstrapResult(project.root, project.masked_url, project.url_source, recorded,
                            tuple(say.actions))
 
 
-def _upgrade(project: Project, engine: Engine, say: _Recorder) -> None:
-    directory = migrations.scripts(project)
-    target = tuple(directory.get_heads())
-    with engine.connect() as conn:
-        before = migrations.current_heads(conn)
-    if set(before) == set(target):
-        return
-    with engine.begin() as conn:
-        migrations.upgrade(project, conn, "head")
+def _upgrade(project: Project, conn: Connection, before: tuple[str, ...],
+             target: tuple[str, ...], say: _Recorder) -> tuple[str, ...]:
+    migrations.upgrade(project, conn, "head")
+    conn.commit()
     start = ", ".join(before) if before else "an empty database"
     say("upgrade", f"upgraded {start} to {', '.join(target)}", revision=", ".join(target))
+    return target
 
 
 def autogenerate(project: ProjectLike, message: str, *, models: str | None = None) -> Path | None:
@@ -252,9 +244,10 @@ def autogenerate(project: ProjectLike, message: str, *, models: str | None = Non
     project = as_project(project, models=models)
     engine = connect(project)
     try:
-        with project_on_path(project.root), migration_lock(engine, project.state_dir), \
-                engine.begin() as conn:
+        with project_on_path(project.root), \
+                migration_lock(engine, project.state_dir) as conn:
             written = revisions.write_revision(project, conn, message)
+            conn.commit()
     finally:
         engine.dispose()
     return written.path
@@ -265,10 +258,10 @@ def upgrade(project: ProjectLike, target: str = "head") -> tuple[str, ...]:
     project = as_project(project)
     engine = connect(project)
     try:
-        with project_on_path(project.root), migration_lock(engine, project.state_dir):
-            with engine.begin() as conn:
-                migrations.upgrade(project, conn, target)
-            with engine.connect() as conn:
-                return migrations.current_heads(conn)
+        with project_on_path(project.root), \
+                migration_lock(engine, project.state_dir) as conn:
+            migrations.upgrade(project, conn, target)
+            conn.commit()
+            return migrations.current_heads(conn)
     finally:
         engine.dispose()

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy.engine import URL
 
 from .errors import ConfigError
@@ -107,6 +106,8 @@ def database_from_compose(
     compose_file: Path, environ: Mapping[str, str] | None = None
 ) -> ComposeDatabase | None:
     """The first MySQL/MariaDB service of `compose_file` as a URL, or None when there is none."""
+    import yaml  # only projects with a compose file pay for it
+
     try:
         document = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from .errors import LockTimeout
 
@@ -31,8 +32,19 @@ def lock_name(engine: Engine) -> str:
     return f"alembic_repair.{digest}"
 
 
+def _release(conn: Connection, statement: str, params: dict[str, object]) -> None:
+    """Give the lock back; a dead session has released it already."""
+    try:
+        if conn.in_transaction():
+            conn.rollback()  # whatever the caller left uncommitted is not ours to keep
+        conn.execute(text(statement), params)
+        conn.commit()
+    except DBAPIError:
+        pass
+
+
 @contextmanager
-def _mysql_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[None]:
+def _mysql_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[Connection]:
     name = lock_name(engine)
     with engine.connect() as conn:
         got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
@@ -45,15 +57,15 @@ def _mysql_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[None
                     f"another alembic-repair run held the migration lock {name!r} for more than "
                     f"{timeout:.0f} s; wait for it, or raise --lock-timeout"
                 )
+        conn.commit()
         try:
-            yield
+            yield conn
         finally:
-            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-            conn.commit()
+            _release(conn, "SELECT RELEASE_LOCK(:n)", {"n": name})
 
 
 @contextmanager
-def _postgres_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[None]:
+def _postgres_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[Connection]:
     key = int(hashlib.sha256(lock_name(engine).encode()).hexdigest()[:15], 16)
     with engine.connect() as conn:
         if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
@@ -67,11 +79,11 @@ def _postgres_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[N
                     f"another alembic-repair run held the advisory lock for more than "
                     f"{timeout:.0f} s; wait for it, or raise --lock-timeout"
                 ) from err
+        conn.commit()
         try:
-            yield
+            yield conn
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.commit()
+            _release(conn, "SELECT pg_advisory_unlock(:k)", {"k": key})
 
 
 @contextmanager
@@ -105,22 +117,28 @@ def _file_lock(path: Path, timeout: float, notify: Notify) -> Iterator[None]:
 @contextmanager
 def migration_lock(
     engine: Engine, fallback_dir: Path, *, timeout: float = 600.0, notify: Notify = lambda _: None
-) -> Iterator[None]:
-    """Hold the database's migration lock for the duration of the block."""
+) -> Iterator[Connection]:
+    """Hold the database's migration lock for the block; yields the one connection to work on
+    (on a server, the session that holds the lock: no second login per run)."""
     backend = engine.url.get_backend_name()
     if backend in ("mysql", "mariadb"):
-        with _mysql_lock(engine, timeout, notify):
-            yield
-    elif backend == "postgresql":
-        with _postgres_lock(engine, timeout, notify):
-            yield
+        with _mysql_lock(engine, timeout, notify) as conn:
+            yield conn
+        return
+    if backend == "postgresql":
+        with _postgres_lock(engine, timeout, notify) as conn:
+            yield conn
+        return
+    database = engine.url.database
+    if backend == "sqlite" and database and database != ":memory:":
+        path = Path(database).expanduser().resolve()
+        path = path.with_name(path.name + ".alembic-repair.lock")
     else:
-        database = engine.url.database
-        if backend == "sqlite" and database and database != ":memory:":
-            path = Path(database).expanduser().resolve()
-            path = path.with_name(path.name + ".alembic-repair.lock")
-        else:
-            fallback_dir.mkdir(parents=True, exist_ok=True)
-            path = fallback_dir / "migration.lock"
-        with _file_lock(path, timeout, notify):
-            yield
+        fallback_dir.mkdir(parents=True, exist_ok=True)
+        path = fallback_dir / "migration.lock"
+    with _file_lock(path, timeout, notify), engine.connect() as conn:
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
