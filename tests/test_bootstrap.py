@@ -273,3 +273,15 @@ def test_a_failing_revision_is_named_with_file_and_line(tmp_path: Path, backend)
     assert run.stderr.rstrip().endswith("fix that revision, then run bootstrap again")
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.output
     assert recorded(backend.url) == [parent]
+
+
+def test_no_upgrade_writes_the_revision_but_applies_nothing(tmp_path: Path, sqlite_url) -> None:
+    root = write_project(tmp_path / "proj")
+    run = cli("bootstrap", "--no-upgrade", cwd=root, url=sqlite_url)
+    assert run.code == 0, run.output
+    (initial,) = versions(root)
+    assert "upgrade" not in [line.split()[0] for line in run.stdout.splitlines()]
+    assert "author" not in table_digest(sqlite_url)
+    run = cli("bootstrap", cwd=root, url=sqlite_url)
+    assert f"upgraded an empty database to {initial.split('_')[0]}" in run.stdout
+    assert versions(root) == [initial]
