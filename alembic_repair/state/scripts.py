@@ -22,6 +22,26 @@ class ScriptFile:
     down_revisions: tuple[str, ...] = ()
     error: str | None = None
     error_line: int | None = None
+    upgrade: str = "missing"  # "missing" | "empty" | "code"
+    downgrade: str = "missing"
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.down_revisions) > 1
+
+
+def _body_kind(tree: ast.Module, name: str) -> str:
+    """Whether function `name` is missing, does nothing (pass, docstring, ...) or has code."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            for statement in node.body:
+                if isinstance(statement, ast.Pass):
+                    continue
+                if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+                    continue  # docstring, or a bare `...`
+                return "code"
+            return "empty"
+    return "missing"
 
 
 def _literal(node: ast.expr | None) -> object:
@@ -61,6 +81,8 @@ def read_script(path: Path) -> ScriptFile:
         path,
         revision if isinstance(revision, str) else None,
         _as_ids(values.get("down_revision")),
+        upgrade=_body_kind(tree, "upgrade"),
+        downgrade=_body_kind(tree, "downgrade"),
     )
 
 
@@ -111,3 +133,10 @@ def cycle(scripts: Iterable[ScriptFile]) -> list[ScriptFile]:
         if rev not in state and (found := visit(rev)):
             return [by_id[r] for r in sorted(found)]
     return []
+
+
+def heads(scripts: Iterable[ScriptFile]) -> list[str]:
+    """Revision ids that no other revision names as its parent."""
+    scripts = [s for s in scripts if s.revision is not None]
+    parents = {p for s in scripts for p in s.down_revisions}
+    return sorted({str(s.revision) for s in scripts} - parents)
