@@ -11,15 +11,17 @@ them directly::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import MetaData, inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from . import migrations, revisions, scaffold
+from . import migrations, replay, revisions, scaffold
 from .database import connect
 from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
@@ -71,12 +73,7 @@ class _Recorder:
 
     def __call__(self, kind: str, message: str, path: Path | None = None,
                  revision: str | None = None) -> None:
-        rel = None
-        if path is not None:
-            try:
-                rel = str(path.resolve().relative_to(self.project.root))
-            except ValueError:
-                rel = str(path)
+        rel = self.project.rel(path) if path is not None else None
         action = Action(kind, message, rel, revision)
         self.actions.append(action)
         if self.on_action is not None:
@@ -86,7 +83,7 @@ class _Recorder:
 def _scaffold(project: Project, models: str | None, say: _Recorder) -> None:
     for change in (scaffold.write_alembic_ini(project), scaffold.write_script_template(project)):
         if change.changed:
-            say("scaffold", f"{change.status} {say_path(project, change.path)}", change.path)
+            say("scaffold", f"{change.status} {project.rel(change.path)}", change.path)
     env_is_ours = not project.env_py.exists() or scaffold.is_generated(project.env_py)
     if env_is_ours:
         spec = models or project.models or discover_models(project.root)
@@ -98,36 +95,42 @@ def _scaffold(project: Project, models: str | None, say: _Recorder) -> None:
             )
         change = scaffold.write_env_py(project, spec)
         if change.changed:
-            say("scaffold", f"{change.status} {say_path(project, change.path)} (models: {spec})",
+            say("scaffold", f"{change.status} {project.rel(change.path)} (models: {spec})",
                 change.path)
     keep = scaffold.ensure_versions_dir(project)
     if keep is not None:
-        say("scaffold", f"created {say_path(project, project.versions_dir)}/", keep.path)
+        say("scaffold", f"created {project.rel(project.versions_dir)}/", keep.path)
 
 
-def say_path(project: Project, path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(project.root))
-    except ValueError:
-        return str(path)
+def _log_stamp(project: Project, before: tuple[str, ...], after: str) -> None:
+    """Keep what alembic_version said before we restamped it (``.alembic_repair/stamps.jsonl``)."""
+    project.state_dir.mkdir(parents=True, exist_ok=True)
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "before": list(before), "after": after}
+    with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(entry) + "\n")
 
 
 def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[str],
            recorded: tuple[str, ...], say: _Recorder) -> None:
     """Make the revision files describe the existing database, then stamp it. Drops nothing."""
-    upgrade_ops, _ = revisions.pending_model_changes(conn, metadata)
-    if upgrade_ops.is_empty():
+    upgrade_ops, held = revisions.pending_model_changes(conn, metadata)
+    if upgrade_ops.is_empty() and not held:
         # The database is exactly the models: the same initial revision a fresh database
         # gets, with the same content-derived id.
         ops, message = revisions.create_ops(metadata), "initial schema"
     else:
         ops, message = (revisions.create_ops(revisions.reflect_user_tables(conn)),
                         "baseline: the existing database, adopted")
-    written = revisions.write_revision(project, conn, message, upgrade_ops=ops)
-    assert written.revision is not None and written.path is not None
+    written = revisions.write_revision(project, conn, message, ops)
+    if written.revision is None or written.path is None:
+        raise NeedsRepair(f"{project.masked_url}: nothing to adopt as a baseline; run "
+                          "`alembic-repair doctor`")
+    if recorded != (written.revision,):
+        _log_stamp(project, recorded, written.revision)
     migrations.stamp(project, conn, written.revision)
     conn.commit()
-    where = say_path(project, written.path)
+    where = project.rel(written.path)
     if recorded == (written.revision,):
         message = (f"recreated revision {written.revision} ({where}), which the database "
                    f"({len(tables)} tables) already records; no table touched")
@@ -136,6 +139,30 @@ def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[
         message = (f"adopted the existing database ({len(tables)} tables, {before}) as "
                    f"revision {written.revision} ({where}); no table touched")
     say("adopt", message, written.path, written.revision)
+
+
+def _recreate_lost_child(project: Project, engine: Engine, conn: Connection,
+                         metadata: MetaData, recorded: str, say: _Recorder) -> bool:
+    """The database is at a revision bootstrap wrote on top of our head in another container
+    (and that never reached this folder). Autogenerating from the same models on top of the
+    same head gives the same content-derived id: if it does, write that file back."""
+    directory = migrations.scripts(project)
+    with replay.scratch_database(project, engine) as scratch:
+        for script in replay.history_order(directory):
+            replay.apply_revision(scratch, script)
+        ops, held = revisions.pending_model_changes(scratch, metadata)
+    if held or ops.is_empty():
+        return False
+    candidate = revisions.stable_revision_id(directory.get_heads(), ops)
+    if candidate != recorded:
+        return False
+    written = revisions.write_revision(project, conn, "models changed", ops)
+    conn.commit()
+    if written.path is not None:
+        say("adopt", f"recreated revision {recorded} ({project.rel(written.path)}), which the "
+            "database records but this folder had lost; no table touched", written.path,
+            recorded)
+    return True
 
 
 def bootstrap(
@@ -150,8 +177,9 @@ def bootstrap(
 
     Scaffold what is missing, adopt an existing database the revision files do not know, apply
     pending revisions, autogenerate a revision only when the models really differ (never a
-    drop), and apply it. Holds the database's migration lock throughout, and works on the one
-    connection that holds it; each step is committed as it completes.
+    drop, never a change that could cut data), and apply it. Holds the database's migration
+    lock throughout, and works on the one connection that holds it; each step is committed as
+    it completes.
     """
     project = as_project(project, models=models)
     say = _Recorder(project, on_action)
@@ -163,62 +191,89 @@ def bootstrap(
             engine, project.state_dir, timeout=lock_timeout,
             notify=lambda message: say("wait", message),
         ) as conn:
-            return _bootstrap_locked(project, conn, models, upgrade, say)
+            return _bootstrap_locked(project, engine, conn, models, upgrade, say)
     finally:
         engine.dispose()
 
 
-def _bootstrap_locked(project: Project, conn: Connection, models: str | None, upgrade: bool,
-                      say: _Recorder) -> BootstrapResult:
-    _scaffold(project, models, say)
+def _models(project: Project, models: str | None) -> MetaData:
     metadata = load_target_metadata(project, explicit=models)
     if metadata is None:
         raise ConfigError(
-            f"{say_path(project, project.env_py)}: target_metadata is None, so autogenerate "
+            f"{project.rel(project.env_py)}: target_metadata is None, so autogenerate "
             "cannot compare anything; set it to your models' MetaData, or pass --models module:Base"
         )
+    if not [t for t in metadata.tables.values() if revisions.is_user_table(t.name)]:
+        source = models or project.models or project.rel(project.env_py)
+        raise ConfigError(
+            f"{source}: the models define no table (the module with Base may not import the "
+            "model classes); pass --models naming the module that defines them, e.g. "
+            "app.models:Base"
+        )
+    return metadata
+
+
+def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models: str | None,
+                      upgrade: bool, say: _Recorder) -> BootstrapResult:
+    _scaffold(project, models, say)
+    metadata = _models(project, models)
     local = migrations.revisions(project)
     recorded = migrations.current_heads(conn)
     tables = [t for t in inspect(conn).get_table_names() if revisions.is_user_table(t)]
     conn.commit()
     unknown = [rev for rev in recorded if rev not in local]
+    if unknown and not tables:
+        migrations.stamp(project, conn, "base")
+        conn.commit()
+        _log_stamp(project, recorded, "base")
+        say("adopt", f"cleared alembic_version: it recorded {', '.join(unknown)}, but the "
+            "database has no tables")
+        recorded, unknown = (), []
+    if unknown and local and len(unknown) == 1 and _recreate_lost_child(
+            project, engine, conn, metadata, unknown[0], say):
+        local = migrations.revisions(project)
+        unknown = []
     if unknown or (not recorded and tables):
         if local:
             what = (f"is at revision {', '.join(unknown)}, which no file in "
-                    f"{say_path(project, project.versions_dir)} defines" if unknown else
+                    f"{project.rel(project.versions_dir)} defines" if unknown else
                     f"has {len(tables)} tables but no alembic_version row")
             raise NeedsRepair(
                 f"{project.masked_url}: the database {what}, while revision files exist; "
-                "bootstrap will not guess which one it matches: restore the missing file "
-                "(git checkout) or stamp the revision the schema equals (alembic stamp REV)"
+                "bootstrap will not guess which one the schema matches: restore the file "
+                "(git checkout), or run `alembic-repair doctor` to find the revision to stamp"
             )
         _adopt(project, conn, metadata, tables, recorded, say)
         local = migrations.revisions(project)
         recorded = migrations.current_heads(conn)
     heads = sorted(rev for rev, script in local.items() if script.is_head)
-    if len(heads) > 1:
+    branches = len(heads) > 1 and all(local[h].branch_labels for h in heads)
+    if len(heads) > 1 and not branches:
         raise NeedsRepair(
-            f"{say_path(project, project.versions_dir)}: {len(heads)} heads ({', '.join(heads)}); "
+            f"{project.rel(project.versions_dir)}: {len(heads)} heads ({', '.join(heads)}); "
             "merge them with `alembic merge heads -m merge`, then run bootstrap again"
         )
     if upgrade and set(recorded) != set(heads):
         recorded = _upgrade(project, conn, recorded, tuple(heads), say)
-    skipped: tuple[str, ...] = ()
+    if branches:
+        say("note", f"{len(heads)} labelled branches ({', '.join(heads)}): upgraded each; "
+            "autogenerate skipped (it needs one head)")
+        return BootstrapResult(project.root, project.masked_url, project.url_source, recorded,
+                               tuple(say.actions))
+    held: tuple[str, ...] = ()
     if not local and not tables:
         pending, message = revisions.create_ops(metadata), "initial schema"
     else:
-        pending, skipped = revisions.pending_model_changes(conn, metadata)
+        pending, held = revisions.pending_model_changes(conn, metadata)
         message = "models changed"
-    for reason in skipped:
-        say("kept", f"kept {reason}; drop it explicitly with `alembic-repair drop`")
+    for reason in held:
+        say("kept", reason)
     if not pending.is_empty() and (upgrade or not local):
-        written = revisions.write_revision(project, conn, message,
-                                           upgrade_ops=pending if not local else None)
+        written = revisions.write_revision(project, conn, message, pending)
         conn.commit()
         if written.revision is not None and written.path is not None:
             say("autogenerate", f"wrote revision {written.revision} "
-                f"({say_path(project, written.path)}): {message}", written.path,
-                written.revision)
+                f"({project.rel(written.path)}): {message}", written.path, written.revision)
             if upgrade:
                 recorded = _upgrade(project, conn, recorded, (written.revision,), say)
     conn.commit()
@@ -228,7 +283,7 @@ def _bootstrap_locked(project: Project, conn: Connection, models: str | None, up
 
 def _upgrade(project: Project, conn: Connection, before: tuple[str, ...],
              target: tuple[str, ...], say: _Recorder) -> tuple[str, ...]:
-    migrations.upgrade(project, conn, "head")
+    migrations.upgrade(project, conn, "heads")
     conn.commit()
     start = ", ".join(before) if before else "an empty database"
     say("upgrade", f"upgraded {start} to {', '.join(target)}", revision=", ".join(target))
@@ -239,14 +294,15 @@ def autogenerate(project: ProjectLike, message: str, *, models: str | None = Non
     """Write a revision for the difference between the models and the database, or nothing.
 
     Returns None (and writes no file) when the models equal the database; never an empty
-    revision, never a drop. The database must be at head.
+    revision, never a drop or a change that could cut data. The database must be at head.
     """
     project = as_project(project, models=models)
     engine = connect(project)
     try:
         with project_on_path(project.root), \
                 migration_lock(engine, project.state_dir) as conn:
-            written = revisions.write_revision(project, conn, message)
+            pending, _held = revisions.pending_model_changes(conn, _models(project, models))
+            written = revisions.write_revision(project, conn, message, pending)
             conn.commit()
     finally:
         engine.dispose()

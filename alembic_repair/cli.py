@@ -41,6 +41,7 @@ class _Options:
     config: Path | None = None
     url: str | None = None
     traceback: bool = False
+    discovered_url: str | None = None  # scrubbed from tracebacks whatever its source
 
 
 options = _Options()
@@ -63,8 +64,10 @@ def main_options(
 
 
 def _discover(models: str | None = None) -> Project:
-    return Project.discover(options.project, config=options.config, url=options.url,
-                            models=models)
+    project = Project.discover(options.project, config=options.config, url=options.url,
+                               models=models)
+    options.discovered_url = project.url
+    return project
 
 
 @app.command()
@@ -92,7 +95,7 @@ def bootstrap(
 
 
 def _secrets() -> tuple[str | None, ...]:
-    return options.url, os.environ.get("DATABASE_URL")
+    return options.url, os.environ.get("DATABASE_URL"), options.discovered_url
 
 
 def _traceback(err: BaseException) -> None:
@@ -116,12 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         report.error_line("interrupted")
         sys.exit(130)
-    except Exception as err:  # click's usage errors and anything unexpected
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
+    except Exception as err:  # usage errors (typer's own click) and anything unexpected
+        show, code = getattr(err, "show", None), getattr(err, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         _traceback(err)
         report.error_line(
             f"internal error: {type(err).__name__}: {redact(str(err), *_secrets())} "

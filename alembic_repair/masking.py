@@ -16,6 +16,10 @@ MASK = "***"
 
 def mask_url(url: str | URL) -> str:
     """`url` with its password replaced by ``***``; unparsable text is masked after the scheme."""
+    text = str(url)
+    if "://" in text and text.count("@") > 1:  # a raw '@' in the password: hide up to the last
+        scheme, _, rest = text.partition("://")
+        return f"{scheme}://{MASK}@{rest.rsplit('@', 1)[1]}"
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):

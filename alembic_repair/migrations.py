@@ -34,7 +34,7 @@ def alembic_config(
 ) -> Config:
     """An Alembic Config for `project`: its alembic.ini when there is one, our URL and folder."""
     ini = str(project.ini_path) if project.ini_path.is_file() else None
-    config = Config(ini, output_buffer=output, cmd_opts=argparse.Namespace(quiet=True))
+    config = Config(ini, output_buffer=output, cmd_opts=command_options())
     config.set_main_option("script_location", str(project.script_location))
     config.set_main_option("sqlalchemy.url", project.url.replace("%", "%%"))
     config.attributes["configure_logger"] = False
@@ -43,23 +43,28 @@ def alembic_config(
     return config
 
 
+def command_options(**given: Any) -> argparse.Namespace:
+    """What ``alembic``'s own command line would pass: env.py code reads these
+    (``config.cmd_opts.autogenerate``, ``context.get_x_argument()``)."""
+    defaults: dict[str, Any] = {
+        "quiet": True, "x": [], "autogenerate": False, "sql": False, "tag": None,
+        "raiseerr": True, "head": "head", "splice": False, "branch_label": None,
+        "version_path": None, "rev_id": None, "depends_on": None, "message": None,
+        "purge": False, "verbose": False, "name": "alembic",
+    }
+    return argparse.Namespace(**{**defaults, **given})
+
+
 def _place_in_versions(err: BaseException, project: Project) -> str | None:
     """``versions/<file>.py:<line>`` of the deepest frame inside a revision file."""
     if isinstance(err, SyntaxError) and err.filename:
-        return f"{_rel(Path(err.filename), project)}:{err.lineno}"
+        return f"{project.rel(Path(err.filename))}:{err.lineno}"
     found = None
     for frame, line in traceback.walk_tb(err.__traceback__):
         path = Path(frame.f_code.co_filename)
         if path.parent == project.versions_dir:
-            found = f"{_rel(path, project)}:{line}"
+            found = f"{project.rel(path)}:{line}"
     return found
-
-
-def _rel(path: Path, project: Project) -> str:
-    try:
-        return str(path.resolve().relative_to(project.root))
-    except ValueError:
-        return str(path)
 
 
 def check_history(project: Project) -> None:
@@ -68,24 +73,24 @@ def check_history(project: Project) -> None:
     hint = "then run bootstrap again"
     for script in files:
         if script.error is not None:
-            where = _rel(script.path, project) + (f":{script.error_line}"
+            where = project.rel(script.path) + (f":{script.error_line}"
                                                   if script.error_line else "")
             raise NeedsRepair(f"{where}: revision file cannot be read ({script.error}); fix that "
                               f"line, {hint}")
         if script.revision is None:
-            raise NeedsRepair(f"{_rel(script.path, project)}: no `revision = '...'` line, so it "
+            raise NeedsRepair(f"{project.rel(script.path)}: no `revision = '...'` line, so it "
                               f"is not a revision file; move it out of versions/, {hint}")
     for rev, same in duplicates(files).items():
-        names = ", ".join(_rel(s.path, project) for s in same)
+        names = ", ".join(project.rel(s.path) for s in same)
         raise NeedsRepair(f"{names}: revision id {rev!r} is defined {len(same)} times (Alembic "
                           f"would silently use one); give the copy a new id, {hint}")
     for script, parent in dangling(files):
         raise NeedsRepair(
-            f"{_rel(script.path, project)}: revision {script.revision!r} has down_revision "
+            f"{project.rel(script.path)}: revision {script.revision!r} has down_revision "
             f"{parent!r}, which no revision file defines; restore the missing file (git "
             f"checkout) or fix down_revision, {hint}")
     if members := cycle(files):
-        names = ", ".join(_rel(s.path, project) for s in members)
+        names = ", ".join(project.rel(s.path) for s in members)
         ids = " -> ".join(str(s.revision) for s in members)
         raise NeedsRepair(f"{names}: revisions {ids} form a cycle (each descends from the other); "
                           f"fix their down_revision, {hint}")
@@ -100,7 +105,7 @@ def scripts(project: Project) -> ScriptDirectory:
             warnings.simplefilter("ignore")  # what Alembic warns about was checked above
             directory.revision_map.heads  # noqa: B018  (imports every revision file)
     except Exception as err:  # revision files are the user's code: anything may be raised
-        place = _place_in_versions(err, project) or _rel(project.versions_dir, project)
+        place = _place_in_versions(err, project) or project.rel(project.versions_dir)
         detail = redact(f"{type(err).__name__}: {err}".splitlines()[0], project.url)
         raise NeedsRepair(
             f"{place}: importing the revision file failed ({detail}); fix or restore that "
@@ -119,36 +124,40 @@ def current_heads(connection: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(connection).get_current_heads())
 
 
-def _run(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+def run_alembic(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Run one of Alembic's commands; its failures become one readable line."""
     try:
         fn(*args, **kwargs)
     except CommandError as err:
         raise NeedsRepair(
             f"{what}: {redact(str(err), project.url)}; run `alembic-repair doctor` to see why"
         ) from err
-    except Exception as err:  # a revision's own code or the database refused a statement
-        place = _place_in_versions(err, project) or what
+    except Exception as err:  # a revision's own code, env.py, or the database refused
+        place = _place_in_versions(err, project)
         if isinstance(err, DBAPIError):
             code = getattr(err.orig, "args", (None,))[0]
             detail = driver_message(err) + (f" (error {code})" if isinstance(code, int) else "")
         else:
             detail = f"{type(err).__name__}: {err}".splitlines()[0]
+        detail = redact(detail, project.url)
+        if place is None:
+            raise MigrationFailed(f"{what} failed: {detail}") from err
         half = ""
-        if project.dialect in ("mysql", "mariadb") and place != what:
-            half = ("; MySQL/MariaDB commit each DDL statement, so the operations before that "
+        if project.dialect in ("mysql", "mariadb"):
+            half = ("; MySQL/MariaDB commit each DDL statement, so any operations before that "
                     "line are applied while alembic_version still names the previous revision")
         raise MigrationFailed(
-            f"{place}: {what} failed: {redact(detail, project.url)}{half}; fix that revision, "
-            "then run bootstrap again"
+            f"{place}: {what} failed: {detail}{half}; fix that revision, then run bootstrap again"
         ) from err
 
 
 def upgrade(project: Project, connection: Connection, target: str = "head") -> None:
-    _run(project, f"upgrade to {target}", command.upgrade,
+    what = "upgrade" if target in ("head", "heads") else f"upgrade to {target}"
+    run_alembic(project, what, command.upgrade,
          alembic_config(project, connection), target)
 
 
 def stamp(project: Project, connection: Connection, revision: str) -> None:
     """Record `revision` as the database's only head, replacing whatever rows were there."""
-    _run(project, f"stamp {revision}", command.stamp,
+    run_alembic(project, f"stamp {revision}", command.stamp,
          alembic_config(project, connection), revision, purge=True)

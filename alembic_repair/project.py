@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -44,14 +44,21 @@ class Project:
     root: Path
     ini_path: Path
     script_location: Path
-    url: str
-    url_source: str
+    url: str = field(repr=False)  # holds the password: print masked_url
+    url_source: str = ""
     models: str | None = None
     notes: tuple[str, ...] = ()
 
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
+
+    def rel(self, path: str | os.PathLike[str]) -> str:
+        """`path` relative to the project root when inside it (how every message names files)."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
 
     @property
     def versions_dir(self) -> Path:
@@ -201,13 +208,18 @@ def _ini_url(ini_path: Path, ini: configparser.ConfigParser | None) -> str | Non
 
 def _check_url(url: str, source: str) -> str:
     try:
-        make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         shown = mask_url(url) if ("@" in url or ":" in url) else url
         raise ConfigError(
             f"{source}: {shown!r} is not a database URL "
             "(expected dialect+driver://user:password@host:port/database)"
         ) from None
+    if parsed.host and "@" in parsed.host:
+        raise ConfigError(
+            f"{source}: the password (or user) in the database URL contains a raw '@'; write it "
+            "URL-encoded as %40 (and ':' as %3A, '/' as %2F, '%' as %25)"
+        )
     return url
 
 

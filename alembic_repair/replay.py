@@ -178,6 +178,14 @@ def _location(err: BaseException, script: Script, project: Project) -> str:
     return f"{rel}:{line}" if line else rel
 
 
+def apply_revision(conn: Connection, script: Script) -> None:
+    """Run one revision's upgrade() on `conn` with Alembic's operations (no env.py, no
+    alembic_version): the scratch database only ever sees the revision's own DDL."""
+    with Operations.context(MigrationContext.configure(conn)):
+        script.module.upgrade()
+    conn.commit()
+
+
 def run_replay(project: Project, directory: ScriptDirectory, live: Engine, *,
                use_cache: bool = True) -> Replay:
     """Replay the whole history once (or take it from the cache)."""
@@ -191,12 +199,9 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine, *,
     current = SchemaSnapshot(frozenset())
     with scratch_database(project, live) as conn:
         signatures: dict[str, str] = {}
-        context = MigrationContext.configure(conn)
         for script in order:
             try:
-                with Operations.context(context):
-                    script.module.upgrade()
-                conn.commit()
+                apply_revision(conn, script)
             except Exception as err:  # the revision's own code, or the database refused it
                 conn.rollback()
                 failed_at = script.revision

@@ -49,24 +49,28 @@ def as_metadata(obj: Any, spec: str) -> MetaData:
     )
 
 
+#: Modules that our own imports of a project brought in. They are re-imported on the next call
+#: (a rebuilt project must not see stale models); modules the caller imported stay untouched.
+_IMPORTED: set[str] = set()
+
+
 @contextmanager
 def project_on_path(root: Path) -> Iterator[None]:
-    """Import the user's modules fresh from `root` (a rebuilt project must not see stale ones)."""
-    provided = {p.stem for p in root.glob("*.py")} | {
-        d.name for d in root.iterdir() if (d / "__init__.py").is_file()
-    }
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None) or ""
-        if not file or file.startswith(_INSTALLED):
-            continue
-        if Path(file).resolve().is_relative_to(root) or name.split(".")[0] in provided:
-            del sys.modules[name]
+    """The project folder on sys.path, and fresh imports of the project modules we loaded."""
+    for name in list(_IMPORTED):
+        sys.modules.pop(name, None)
+    _IMPORTED.clear()
+    before = set(sys.modules)
     sys.path.insert(0, str(root))
     try:
         yield
     finally:
         with suppress(ValueError):
             sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if file and not file.startswith(_INSTALLED):
+                _IMPORTED.add(name)
 
 
 def _user_frame(err: BaseException, root: Path) -> tuple[str, int | None]:
@@ -76,7 +80,7 @@ def _user_frame(err: BaseException, root: Path) -> tuple[str, int | None]:
     place: tuple[str, int | None] = ("", None)
     for frame, line in traceback.walk_tb(err.__traceback__):
         file = frame.f_code.co_filename
-        if "site-packages" in file or "<frozen" in file:
+        if "site-packages" in file or file.startswith("<"):
             continue
         try:
             inside = Path(file).resolve().is_relative_to(root)
@@ -89,19 +93,12 @@ def _user_frame(err: BaseException, root: Path) -> tuple[str, int | None]:
 
 def _describe(err: BaseException, root: Path, project: Project, what: str, hint: str) -> str:
     file, line = _user_frame(err, root)
-    where = f"{_rel(Path(file), root)}:{line}" if file else what
+    where = f"{project.rel(file)}:{line}" if file else what
     text = err.msg if isinstance(err, SyntaxError) else str(err)
     detail = redact(f"{type(err).__name__}: {text}".splitlines()[0], project.url)
     if isinstance(err, SyntaxError):
         hint = "fix that line, then run bootstrap again"
     return f"{where}: {what} failed with {detail}; {hint}"
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def import_models(spec: str, project: Project) -> MetaData:
@@ -146,13 +143,13 @@ def capture_from_env_py(project: Project) -> MetaData | None:
                 script.run_env()
         except Exception as err:  # the user's code: anything may be raised
             raise ConfigError(_describe(
-                err, project.root, project, f"running {_rel(project.env_py, project.root)}",
+                err, project.root, project, f"running {project.rel(project.env_py)}",
                 "fix the import (is prepend_sys_path = %(here)s in alembic.ini?), or pass "
                 "--models module:Base",
             )) from err
         except SystemExit as err:
             raise ConfigError(
-                f"{_rel(project.env_py, project.root)}: env.py called exit({err.code}); "
+                f"{project.rel(project.env_py)}: env.py called exit({err.code}); "
                 "pass --models module:Base"
             ) from err
     metadata = captured.get("metadata")
@@ -161,7 +158,7 @@ def capture_from_env_py(project: Project) -> MetaData | None:
     if isinstance(metadata, (list, tuple)):
         if len(metadata) != 1:
             raise ConfigError(
-                f"{_rel(project.env_py, project.root)}: target_metadata is a list of "
+                f"{project.rel(project.env_py)}: target_metadata is a list of "
                 f"{len(metadata)} MetaData; alembic-repair needs one (pass --models)"
             )
         metadata = metadata[0]

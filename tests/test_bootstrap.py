@@ -90,8 +90,8 @@ def test_a_model_that_disappeared_never_drops_its_table(tmp_path: Path, backend)
 
     run = cli("bootstrap", cwd=root, url=backend.url)
     assert run.code == 0, run.output
-    assert "kept table 'post' is in the database but not in the models; drop it explicitly " \
-           "with `alembic-repair drop`" in run.stdout
+    assert "kept  table 'post' is in the database but not in the models; drop it " \
+           "deliberately with `alembic-repair drop post`" in run.stdout
     assert "nothing to do" in run.stdout
     assert table_digest(backend.url) == rows
     assert tree_digest(root) == {**files, "app/models.py": tree_digest(root)["app/models.py"]}
@@ -263,11 +263,11 @@ def test_a_failing_revision_is_named_with_file_and_line(tmp_path: Path, backend)
         '''))
     run = cli("bootstrap", cwd=root, url=backend.url)
     assert run.code == 1, run.output
-    assert run.stderr.startswith("error: alembic/versions/c0ffee000001_bad.py:12: upgrade to "
-                                 "head failed: ")
+    assert run.stderr.startswith("error: alembic/versions/c0ffee000001_bad.py:12: upgrade "
+                                 "failed: ")
     assert "no_such_table" in run.stderr
     if backend.name == "mariadb":
-        assert "doesn't exist (error 1146); MySQL/MariaDB commit each DDL statement, so the " \
+        assert "doesn't exist (error 1146); MySQL/MariaDB commit each DDL statement, so any " \
                "operations before that line are applied" in run.stderr
         assert "nickname" in columns(backend.url, "author")  # what FM13 is made of
     assert run.stderr.rstrip().endswith("fix that revision, then run bootstrap again")
@@ -285,3 +285,100 @@ def test_no_upgrade_writes_the_revision_but_applies_nothing(tmp_path: Path, sqli
     run = cli("bootstrap", cwd=root, url=sqlite_url)
     assert f"upgraded an empty database to {initial.split('_')[0]}" in run.stdout
     assert versions(root) == [initial]
+
+
+def test_narrowing_a_column_is_held_back_not_applied(tmp_path: Path, backend) -> None:
+    """A model's String(200) -> String(50) would cut values (silently, in a non-strict MySQL)."""
+    root = write_project(tmp_path / "proj")
+    assert cli("bootstrap", cwd=root, url=backend.url).code == 0
+    long_title = "x" * 150
+    execute(backend.url, "INSERT INTO author (id, name) VALUES (1, 'Ada')",
+            f"INSERT INTO post (id, title, author_id) VALUES (1, '{long_title}', 1)")
+    rows, files = table_digest(backend.url), tree_digest(root)
+    narrowed = MODELS_V1.replace("String(200)", "String(50)").replace(
+        "    author_id: Mapped[int]", "    subtitle: Mapped[str] = mapped_column(String(20))\n"
+        "    author_id: Mapped[int]")
+    (root / "app" / "models.py").write_text(textwrap.dedent(narrowed))
+    run = cli("bootstrap", cwd=root, url=backend.url)
+    assert run.code == 0, run.output
+    assert "post.title would change type from VARCHAR(200) to VARCHAR(50), which can cut or " \
+           "reject existing values: not applied" in run.stdout
+    assert "new column post.subtitle is NOT NULL without a server default on a table with " \
+           "rows" in run.stdout
+    assert table_digest(backend.url) == rows
+    assert {k: v for k, v in tree_digest(root).items() if k != "app/models.py"} == \
+        {k: v for k, v in files.items() if k != "app/models.py"}
+
+
+def test_adopting_keeps_tables_the_models_do_not_have(tmp_path: Path, backend) -> None:
+    root = write_project(tmp_path / "proj")
+    assert cli("bootstrap", cwd=root, url=backend.url).code == 0
+    execute(backend.url, "CREATE TABLE payments (id INTEGER PRIMARY KEY, amount INTEGER)",
+            "INSERT INTO payments (id, amount) VALUES (1, 500)")
+    shutil.rmtree(root / "alembic")
+    (root / "alembic.ini").unlink()
+    run = cli("bootstrap", cwd=root, url=backend.url)
+    assert run.code == 0, run.output
+    (baseline,) = versions(root)
+    assert "baseline" in baseline
+    assert "op.create_table('payments'" in (root / "alembic" / "versions" / baseline).read_text()
+    assert table_digest(backend.url)["payments"][0] == 1
+
+
+def test_stale_version_row_on_an_empty_database(tmp_path: Path, backend) -> None:
+    root = write_project(tmp_path / "proj")
+    execute(backend.url, "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL "
+                         "PRIMARY KEY)", "INSERT INTO alembic_version VALUES ('0ld0ld0ld0ld')")
+    run = cli("bootstrap", cwd=root, url=backend.url)
+    assert run.code == 0, run.output
+    assert "cleared alembic_version: it recorded 0ld0ld0ld0ld, but the database has no " \
+           "tables" in run.stdout
+    (initial,) = versions(root)
+    assert recorded(backend.url) == [initial.split("_")[0]]
+    stamps = (root / ".alembic_repair" / "stamps.jsonl").read_text()
+    assert '"before": ["0ld0ld0ld0ld"], "after": "base"' in stamps
+
+
+def test_revision_written_in_another_container_is_recreated(tmp_path: Path, backend) -> None:
+    """The image has revision R1; a container autogenerated R2 on start and applied it, then
+    restarted from the image (R2's file gone). Same models on the same head give the same id:
+    bootstrap writes R2 back instead of failing on every start."""
+    root = write_project(tmp_path / "proj")
+    assert cli("bootstrap", cwd=root, url=backend.url).code == 0
+    image = tmp_path / "image"
+    shutil.copytree(root, image)
+    models = MODELS_V1.replace("    name: Mapped[str] = mapped_column(String(100))\n",
+                               "    name: Mapped[str] = mapped_column(String(100))\n"
+                               "    bio: Mapped[str | None] = mapped_column(Text)\n", 1)
+    for folder in (root, image):
+        (folder / "app" / "models.py").write_text(textwrap.dedent(models))
+    first = cli("bootstrap", cwd=root, url=backend.url)
+    assert first.code == 0 and "models changed" in first.stdout
+    run = cli("bootstrap", cwd=image, url=backend.url)
+    assert run.code == 0, run.output
+    assert "which the database records but this folder had lost" in run.stdout
+    assert versions(image) == versions(root)
+
+
+def test_the_stock_alembic_init_env_py_is_used_as_it_is(tmp_path: Path, sqlite_url) -> None:
+    """A user's own env.py (alembic init's, target_metadata wired by hand) is kept and used."""
+    from alembic import command
+    from alembic.config import Config
+
+    root = write_project(tmp_path / "proj")
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
+    command.init(config, str(root / "alembic"))
+    ini = (root / "alembic.ini").read_text()
+    (root / "alembic.ini").write_text(ini.replace("driver://user:pass@localhost/dbname", ""))
+    env_py = root / "alembic" / "env.py"
+    env_py.write_text(env_py.read_text().replace(
+        "target_metadata = None",
+        "from app.models import Base\ntarget_metadata = Base.metadata\n"
+        "if config.cmd_opts is not None:\n    _ = context.get_x_argument()"))
+    run = cli("bootstrap", cwd=root, url=sqlite_url)
+    assert run.code == 0, run.output
+    assert "env.py" not in run.stdout  # kept, not rewritten
+    assert "upgraded an empty database" in run.stdout
+    assert cli("bootstrap", cwd=root, url=sqlite_url).stdout.rstrip().endswith(
+        f"nothing to do: database at {recorded(sqlite_url)[0]}")

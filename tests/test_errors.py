@@ -515,3 +515,28 @@ def test_stray_python_file_in_versions(bootstrapped: Path, sqlite_url: str) -> N
         "move it out of versions/, then run bootstrap again",
     )
     assert state(bootstrapped, sqlite_url) == before
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["bootstrap", "--lock-timeout", "soon"],
+                                  ["nosuch"]])
+def test_usage_errors_exit_2(proj: Path, args: list[str]) -> None:
+    before = state(proj)
+    run = cli(*args, cwd=proj)
+    assert run.code == 2, run
+    assert "Traceback" not in run.output and "internal error" not in run.output
+    assert state(proj) == before
+
+
+def test_raw_at_sign_in_password_is_refused_without_showing_it(proj: Path) -> None:
+    before = state(proj)
+    run = cli("--url", "mysql+pymysql://app:S3cr@tPa55@127.0.0.1/app", "bootstrap", cwd=proj)
+    assert_error(
+        run, EXIT_CONFIG,
+        "--url: the password (or user) in the database URL contains a raw '@'; write it "
+        "URL-encoded as %40 (and ':' as %3A, '/' as %2F, '%' as %25)", "S3cr@tPa55", "tPa55")
+    assert state(proj) == before
+
+
+def test_project_repr_hides_the_password(proj: Path) -> None:
+    project = alembic_repair.Project.discover(proj, url="mysql+pymysql://app:hunter2@db/app")
+    assert "hunter2" not in repr(project) and "hunter2" not in str(project)
