@@ -57,6 +57,10 @@ def _mysql_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[Conn
                     f"another alembic-repair run held the migration lock {name!r} for more than "
                     f"{timeout:.0f} s; wait for it, or raise --lock-timeout"
                 )
+        # Strict mode for our session: a statement that would cut or coerce a value fails
+        # instead of warning (the server default may be non-strict).
+        conn.execute(text("SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, "
+                          "'STRICT_ALL_TABLES')"))
         conn.commit()
         try:
             yield conn
