@@ -15,6 +15,8 @@ __all__ = [
     "EXIT_REFUSED",
     "AlembicRepairError",
     "ConfigError",
+    "IniError",
+    "UrlError",
     "DatabaseUnreachable",
     "LoginRefused",
     "LockTimeout",
@@ -47,6 +49,14 @@ class ConfigError(AlembicRepairError):
     """alembic.ini, script_location, env.py, the URL or the models cannot be used as they are."""
 
     exit_code = EXIT_CONFIG
+
+
+class IniError(ConfigError):
+    """alembic.ini cannot be read: it does not parse, or lacks [alembic] / script_location."""
+
+
+class UrlError(ConfigError):
+    """The database URL cannot be used as written (placeholder, bad '%', not a URL)."""
 
 
 class DatabaseUnreachable(AlembicRepairError):

@@ -12,16 +12,17 @@ import ast
 import configparser
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .compose import database_from_compose, find_compose_file
-from .errors import ConfigError
+from .errors import ConfigError, IniError, UrlError
 from .masking import mask_url
 
 if sys.version_info >= (3, 11):
@@ -35,6 +36,7 @@ DEFAULT_DB_FILE = "app.db"
 #: What ``alembic init`` writes: a placeholder, not a database.
 PLACEHOLDER_URLS = ("driver://user:pass@localhost/dbname",)
 STATE_DIR = ".alembic_repair"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Project:
     url_source: str = ""
     models: str | None = None
     notes: tuple[str, ...] = ()
+    problems: tuple[ConfigError, ...] = ()  # only with discover(strict=False)
 
     @property
     def masked_url(self) -> str:
@@ -90,8 +93,13 @@ class Project:
         url: str | None = None,
         models: str | None = None,
         environ: Mapping[str, str] | None = None,
+        strict: bool = True,
     ) -> Project:
-        """Find the setup under `root` (default: the current directory); read-only."""
+        """Find the setup under `root` (default: the current directory); read-only.
+
+        With ``strict=False`` (doctor) an unreadable alembic.ini or an unusable URL does not
+        raise: the defaults are used instead and the errors are kept in `problems`.
+        """
         environ = os.environ if environ is None else environ
         if config is not None:
             ini_path = Path(config).expanduser().resolve()
@@ -106,9 +114,23 @@ class Project:
                 f"{ini_path}: file not found; check -c/--config, or run "
                 "`alembic-repair bootstrap` without -c to create alembic.ini"
             )
-        ini = read_ini(ini_path) if ini_path.is_file() else None
-        script_location = _script_location(ini_path, ini)
-        resolved_url, source, notes = resolve_url(base, ini_path, ini, url, environ)
+        problems: list[ConfigError] = []
+
+        def attempt(fn: Callable[[], T], fallback: Callable[[], T]) -> T:
+            try:
+                return fn()
+            except ConfigError as err:
+                if strict:
+                    raise
+                problems.append(err)
+                return fallback()
+
+        ini = attempt(lambda: read_ini(ini_path) if ini_path.is_file() else None, lambda: None)
+        script_location = attempt(lambda: _script_location(ini_path, ini),
+                                  lambda: _script_location(ini_path, None))
+        resolved_url, source, notes = attempt(
+            lambda: resolve_url(base, ini_path, ini, url, environ),
+            lambda: resolve_url(base, ini_path, None, url, environ))
         return cls(
             root=base,
             ini_path=ini_path,
@@ -117,6 +139,7 @@ class Project:
             url_source=source,
             models=models or models_from_pyproject(base),
             notes=tuple(notes),
+            problems=tuple(problems),
         )
 
 
@@ -142,14 +165,14 @@ def read_ini(path: Path) -> configparser.ConfigParser:
             reason = str(err).split(": ", 1)[-1].split(" in section")[0].split(" (")[0]
             reason = f"duplicate {reason}"
         where = f"{path}:{line}" if line else str(path)
-        raise ConfigError(
+        raise IniError(
             f"{where}: cannot be parsed ({reason}); fix that line, or move the file away and "
             "run `alembic-repair bootstrap` to write a fresh one"
         ) from None
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a UTF-8 text file; restore alembic.ini") from err
+        raise IniError(f"{path}: not a UTF-8 text file; restore alembic.ini") from err
     if not parser.has_section("alembic"):
-        raise ConfigError(
+        raise IniError(
             f"{path}: no [alembic] section; add one with script_location, or move the file "
             "away and run `alembic-repair bootstrap`"
         )
@@ -168,14 +191,14 @@ def _script_location(ini_path: Path, ini: configparser.ConfigParser | None) -> P
         return ini_path.parent / DEFAULT_SCRIPT_DIR
     raw = ini.get("alembic", "script_location", raw=True, fallback=None)
     if not raw:
-        raise ConfigError(
+        raise IniError(
             f"{ini_path}: [alembic] has no script_location; add "
             "`script_location = %(here)s/alembic`"
         )
     try:
         value = ini.get("alembic", "script_location")
     except configparser.InterpolationError as err:
-        raise ConfigError(
+        raise IniError(
             f"{ini_path}:{_line_of(ini_path, 'script_location')}: script_location has a bad "
             "'%' interpolation; write %(here)s/alembic"
         ) from err
@@ -196,7 +219,7 @@ def _ini_url(ini_path: Path, ini: configparser.ConfigParser | None) -> str | Non
         value = ini.get("alembic", "sqlalchemy.url")
     except configparser.InterpolationError:
         line = _line_of(ini_path, "sqlalchemy.url")
-        raise ConfigError(
+        raise UrlError(
             f"{ini_path}:{line}: sqlalchemy.url contains a '%' that alembic.ini reads as "
             "interpolation; write each '%' as '%%', or remove the line and set DATABASE_URL"
         ) from None  # ConfigParser's own message quotes the raw value, password included
@@ -211,12 +234,12 @@ def _check_url(url: str, source: str) -> str:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         shown = mask_url(url) if ("@" in url or ":" in url) else url
-        raise ConfigError(
+        raise UrlError(
             f"{source}: {shown!r} is not a database URL "
             "(expected dialect+driver://user:password@host:port/database)"
         ) from None
     if parsed.host and "@" in parsed.host:
-        raise ConfigError(
+        raise UrlError(
             f"{source}: the password (or user) in the database URL contains a raw '@'; write it "
             "URL-encoded as %40 (and ':' as %3A, '/' as %2F, '%' as %25)"
         )

@@ -388,7 +388,7 @@ def test_traceback_flag_never_prints_a_password_from_alembic_ini(proj: Path) -> 
     _ini, message = _bad_ini(proj, "raw-percent-in-url")
     before = state(proj)
     run = cli("--traceback", "bootstrap", cwd=proj)
-    assert f"ConfigError: {message}" in run.stderr
+    assert f"UrlError: {message}" in run.stderr
     assert_no_secret(run, "p%ss")
     assert "%ss" not in run.output, run.stderr
     assert state(proj) == before
