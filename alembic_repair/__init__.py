@@ -4,6 +4,9 @@ Start here:
 
 - `Project` (project.py) finds alembic.ini, the scripts folder, the models and the database URL.
 - `bootstrap` (api.py) is the container start-up flow in one safe, idempotent, locked call.
+- `doctor` (api.py) reads the four sources of truth (state/: revision files, alembic_version,
+  live schema, models), replays the history on a scratch database (replay.py), and runs the
+  rules (rules/, codes in findings.py) into a `Diagnosis` (diagnose.py).
 - `autogenerate` / `upgrade` (api.py) are Alembic's commands with our guarantees: no empty
   revision, no silent drop, one run at a time.
 - `write_alembic_ini` / `write_env_py` / `write_script_template` (scaffold.py) regenerate the
@@ -13,7 +16,8 @@ Start here:
 The CLI (cli.py) is a thin layer over these functions.
 """
 
-from .api import Action, BootstrapResult, autogenerate, bootstrap, upgrade
+from .api import Action, BootstrapResult, autogenerate, bootstrap, doctor, upgrade
+from .diagnose import Diagnosis
 from .errors import (
     AlembicRepairError,
     ConfigError,
@@ -24,6 +28,7 @@ from .errors import (
     NeedsRepair,
     RefusedUnsafe,
 )
+from .findings import Finding
 from .masking import mask_url
 from .project import Project
 from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
@@ -33,6 +38,8 @@ __all__ = [
     "AlembicRepairError",
     "BootstrapResult",
     "ConfigError",
+    "Diagnosis",
+    "Finding",
     "DatabaseUnreachable",
     "FileChange",
     "LockTimeout",
@@ -43,6 +50,7 @@ __all__ = [
     "RefusedUnsafe",
     "autogenerate",
     "bootstrap",
+    "doctor",
     "mask_url",
     "upgrade",
     "write_alembic_ini",

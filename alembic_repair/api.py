@@ -23,9 +23,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import migrations, replay, revisions, scaffold
 from .database import connect
+from .diagnose import Diagnosis, diagnose
 from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
 from .project import Project
+from .state.read import read_state
 from .target import discover_models, load_target_metadata, project_on_path
 
 OnAction = Callable[["Action"], None]
@@ -321,3 +323,12 @@ def upgrade(project: ProjectLike, target: str = "head") -> tuple[str, ...]:
             return migrations.current_heads(conn)
     finally:
         engine.dispose()
+
+
+def doctor(project: ProjectLike = None, *, models: str | None = None, replay: bool = True,
+           use_cache: bool = True) -> Diagnosis:
+    """Read the four sources of truth and say what is wrong. Never writes to the project's
+    files or database (the replay runs on a scratch database; its cache lives outside)."""
+    if not isinstance(project, Project):
+        project = Project.discover(project, models=models, strict=False)
+    return diagnose(read_state(project, models=models, replay=replay, use_cache=use_cache))

@@ -63,9 +63,9 @@ def main_options(
     options.traceback = traceback
 
 
-def _discover(models: str | None = None) -> Project:
+def _discover(models: str | None = None, *, strict: bool = True) -> Project:
     project = Project.discover(options.project, config=options.config, url=options.url,
-                               models=models)
+                               models=models, strict=strict)
     options.discovered_url = project.url
     return project
 
@@ -94,6 +94,30 @@ def bootstrap(
         report.bootstrap_json(result)
 
 
+@app.command()
+def doctor(
+    format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
+    models: Annotated[str | None, typer.Option(
+        "--models", help="The models, as module:attr, when env.py cannot give them.")] = None,
+    no_replay: Annotated[bool, typer.Option(
+        "--no-replay", help="Skip replaying the history on a scratch database.")] = False,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Replay again even when the history is unchanged.")] = False,
+) -> None:
+    """Read-only diagnosis: revision files, alembic_version, live schema, models.
+
+    Exit 0 healthy, 1 problems found, 2 configuration broken, 3 database unreachable.
+    """
+    project = _discover(models, strict=False)
+    diagnosis = api.doctor(project, models=models, replay=not no_replay,
+                           use_cache=not no_cache)
+    if format is Format.json:
+        report.diagnosis_json(diagnosis)
+    else:
+        report.diagnosis_text(diagnosis)
+    raise typer.Exit(diagnosis.exit_code)
+
+
 def _secrets() -> tuple[str | None, ...]:
     return options.url, os.environ.get("DATABASE_URL"), options.discovered_url
 
@@ -109,7 +133,9 @@ def _traceback(err: BaseException) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning our errors into one line and a code."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # an Exit's code is returned, not raised
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except AlembicRepairError as err:
         _traceback(err)
         report.error_line(str(err))

@@ -129,3 +129,25 @@ def connect(project: Project) -> Engine:
         engine.dispose()
         raise translate(err, project.url, project.url_source) from None
     return engine
+
+
+def connect_readonly(project: Project) -> Engine | None:
+    """An engine for looking only: SQLite is opened read-only (and a missing file is not
+    created: None); servers are only ever read through it."""
+    url = make_url(project.url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        if not database or database == ":memory:":
+            return None
+        path = Path(database).expanduser().resolve()
+        if not path.is_file():
+            return None
+        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError as err:
+            engine.dispose()
+            raise translate(err, project.url, project.url_source) from None
+        return engine
+    return connect(project)

@@ -107,7 +107,7 @@ def _save_cache(key: str, replay: Replay) -> None:
 
 
 @contextmanager
-def scratch_database(project: Project, live: Engine) -> Iterator[Connection]:
+def scratch_database(project: Project, live: Engine | None) -> Iterator[Connection]:
     """A connection to an empty database of the project's dialect, gone afterwards."""
     url = make_url(project.url)
     if url.get_backend_name() == "sqlite":
@@ -118,6 +118,8 @@ def scratch_database(project: Project, live: Engine) -> Iterator[Connection]:
         finally:
             engine.dispose()
         return
+    if live is None:
+        raise ValueError("a scratch database on a server needs a connection to that server")
     name = f"_ar_replay_{uuid.uuid4().hex[:12]}"
     with live.connect() as admin:
         admin.execute(text(f"CREATE DATABASE `{name}`"))
@@ -186,7 +188,7 @@ def apply_revision(conn: Connection, script: Script) -> None:
     conn.commit()
 
 
-def run_replay(project: Project, directory: ScriptDirectory, live: Engine, *,
+def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None, *,
                use_cache: bool = True) -> Replay:
     """Replay the whole history once (or take it from the cache)."""
     order = history_order(directory)

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any, TextIO
 
 from .api import Action, BootstrapResult
+from .diagnose import Diagnosis
 
 _STYLE = {"wait": "yellow", "kept": "yellow", "note": "dim", "upgrade": "green",
           "autogenerate": "green", "adopt": "cyan", "scaffold": "blue", "error": "red",
@@ -71,3 +72,41 @@ def error_line(message: str) -> None:
     else:
         stream.write(f"error: {message}\n")
         stream.flush()
+
+
+def diagnosis_text(diagnosis: Diagnosis) -> None:
+    """Findings worst first: a Rich table on a terminal, two plain lines each otherwise."""
+    state = diagnosis.state
+    _line("database", f"{state.project.masked_url} (from {state.project.url_source})")
+    if state.db_error is not None:
+        _line("error", str(state.db_error), stream=sys.stderr)
+    findings = diagnosis.findings
+    if sys.stdout.isatty() and findings:
+        from rich.table import Table
+
+        table = Table(show_lines=False, expand=True)
+        for name, style in (("code", "bold"), ("severity", ""), ("where", "cyan"),
+                            ("problem", ""), ("fix", "green")):
+            table.add_column(name, style=style, overflow="fold")
+        colours = {"error": "red", "warning": "yellow", "info": "dim"}
+        for f in findings:
+            table.add_row(f.code, f"[{colours[f.severity]}]{f.severity}[/]", f.location or "",
+                          f"{f.title}: {f.detail}", f.fix)
+        _console(sys.stdout).print(table)
+    else:
+        for f in findings:
+            where = f" {f.location}" if f.location else ""
+            sys.stdout.write(f"{f.code} {f.severity}{where}: {f.title}: {f.detail}\n"
+                             f"      fix: {f.fix}\n")
+    counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
+    verdict = "healthy" if diagnosis.healthy else "problems found"
+    _line("doctor", f"{verdict}: {counts['error']} error(s), {counts['warning']} warning(s), "
+          f"{counts['info']} note(s)")
+
+
+def diagnosis_json(diagnosis: Diagnosis) -> None:
+    print(json.dumps({
+        "healthy": diagnosis.healthy,
+        "findings": [f.as_dict() for f in diagnosis.findings],
+        "state": diagnosis.summary(),
+    }, indent=2))

@@ -1,0 +1,60 @@
+"""What the project's files say about themselves, read without running them (AR1xx)."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..project import Project
+
+
+@dataclass(frozen=True)
+class ConfigState:
+    ini_exists: bool
+    script_location_raw: str | None  # as written in alembic.ini
+    prepend_sys_path: bool
+    script_location_exists: bool
+    env_py_exists: bool
+    versions_dir_exists: bool
+    render_as_batch: bool  # env.py passes render_as_batch somewhere
+    compare_type_off: bool  # env.py passes compare_type=False
+
+
+def _env_flags(env_py: Path) -> tuple[bool, bool]:
+    try:
+        tree = ast.parse(env_py.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return True, False  # unreadable: AR105 speaks for it
+    batch = off = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "render_as_batch":
+            batch = True
+        if (isinstance(node, ast.keyword) and node.arg == "compare_type"
+                and isinstance(node.value, ast.Constant) and node.value.value is False):
+            off = True
+    return batch, off
+
+
+def read_config(project: Project) -> ConfigState:
+    raw, prepend = None, False
+    if project.ini_path.is_file():
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(project.ini_path, encoding="utf-8")
+            raw = parser.get("alembic", "script_location", fallback=None)
+            prepend = parser.has_option("alembic", "prepend_sys_path")
+        except (configparser.Error, UnicodeDecodeError):
+            pass
+    batch, off = _env_flags(project.env_py) if project.env_py.is_file() else (True, False)
+    return ConfigState(
+        ini_exists=project.ini_path.is_file(),
+        script_location_raw=raw,
+        prepend_sys_path=prepend,
+        script_location_exists=project.script_location.is_dir(),
+        env_py_exists=project.env_py.is_file(),
+        versions_dir_exists=project.versions_dir.is_dir(),
+        render_as_batch=batch,
+        compare_type_off=off,
+    )

@@ -1,0 +1,129 @@
+"""State: the four sources of truth read once, read-only, damage recorded rather than raised.
+
+1. the revision files (`scripts`, parsed with ast; Alembic's own loading where that works),
+2. the ``alembic_version`` rows (`versions`),
+3. the live schema (`live`, a `SchemaSnapshot`),
+4. the models (`models`, the same form, for the database's dialect),
+
+plus the replayed schema after every revision (`replay`) and what the configuration files say.
+`diagnose` runs pure rules over this; nothing here decides what is wrong.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData
+
+from ..database import connect_readonly
+from ..errors import AlembicRepairError, ConfigError, DatabaseUnreachable
+from ..migrations import alembic_config
+from ..project import Project
+from ..replay import Replay, run_replay
+from ..target import load_target_metadata, project_on_path
+from .config import ConfigState, read_config
+from .junk import Junk, find_junk
+from .schema import SchemaSnapshot, from_metadata, reflect
+from .scripts import ScriptFile, cycle, dangling, duplicates, heads, read_scripts
+from .versions import VersionTable, read_versions
+
+
+@dataclass(frozen=True)
+class State:
+    project: Project
+    config: ConfigState
+    scripts: tuple[ScriptFile, ...]
+    script_heads: tuple[str, ...]
+    import_error: tuple[str, str] | None = None  # (location, message) from Alembic's loading
+    models_error: ConfigError | None = None
+    models_none: bool = False
+    versions: VersionTable | None = None
+    live: SchemaSnapshot | None = None
+    models: SchemaSnapshot | None = None
+    replay: Replay | None = None
+    replay_skipped: str | None = None
+    junk: tuple[Junk, ...] = ()
+    database_missing: bool = False  # an SQLite file that does not exist (yet)
+    db_error: DatabaseUnreachable | None = None
+    metadata: MetaData | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def graph_ok(self) -> bool:
+        return not (any(s.error or s.revision is None for s in self.scripts)
+                    or duplicates(self.scripts) or dangling(self.scripts)
+                    or cycle(self.scripts))
+
+    def revision_file(self, revision: str) -> str | None:
+        for script in self.scripts:
+            if script.revision == revision:
+                return self.project.rel(script.path)
+        return None
+
+
+def _load_directory(project: Project) -> tuple[ScriptDirectory | None, tuple[str, str] | None]:
+    directory = ScriptDirectory.from_config(alembic_config(project))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            directory.revision_map.heads  # noqa: B018  (imports every revision file)
+    except Exception as err:  # the revision files are the user's code
+        import traceback
+
+        place = project.rel(project.versions_dir)
+        for frame, line in traceback.walk_tb(err.__traceback__):
+            path = frame.f_code.co_filename
+            if path.startswith(str(project.versions_dir)):
+                place = f"{project.rel(path)}:{line}"
+        return None, (place, f"{type(err).__name__}: {err}".splitlines()[0])
+    return directory, None
+
+
+def read_state(project: Project, *, models: str | None = None, replay: bool = True,
+               use_cache: bool = True) -> State:
+    """Read everything doctor looks at. Raises only DatabaseUnreachable... never: an
+    unreachable database is recorded in `db_error` too (doctor decides the exit code)."""
+    config = read_config(project)
+    scripts = read_scripts(project.versions_dir)
+    state: dict[str, object] = {}
+    with project_on_path(project.root):
+        metadata = None
+        if config.env_py_exists or models or project.models:
+            try:
+                metadata = load_target_metadata(project, explicit=models)
+                state["models_none"] = metadata is None
+            except ConfigError as err:
+                state["models_error"] = err
+        directory = None
+        graph_ok = State(project, config, scripts, ()).graph_ok
+        if graph_ok and config.script_location_exists:
+            directory, state["import_error"] = _load_directory(project)
+        try:
+            engine = connect_readonly(project)
+        except DatabaseUnreachable as err:
+            engine, state["db_error"] = None, err
+        if engine is None and "db_error" not in state:
+            state["database_missing"] = True
+        if engine is not None:
+            try:
+                with engine.connect() as conn:
+                    state["versions"] = read_versions(conn)
+                    state["live"] = reflect(conn)
+                    state["junk"] = find_junk(conn)
+                    if metadata is not None:
+                        state["models"] = from_metadata(metadata, conn.dialect)
+                if directory is not None and replay:
+                    state["replay"] = run_replay(project, directory, engine,
+                                                 use_cache=use_cache)
+            except AlembicRepairError as err:
+                if isinstance(err, DatabaseUnreachable):
+                    state["db_error"] = err
+                else:
+                    raise
+            finally:
+                engine.dispose()
+        elif directory is not None and replay and project.dialect == "sqlite":
+            state["replay"] = run_replay(project, directory, None, use_cache=use_cache)
+    return State(project, config, scripts, tuple(heads(scripts)), metadata=metadata,
+                 **state)  # type: ignore[arg-type]
