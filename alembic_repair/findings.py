@@ -232,3 +232,10 @@ def write_docs(folder: Path) -> list[Path]:
               for c in CATALOGUE.values()]
     (folder / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
     return [*written, folder / "README.md"]
+
+
+if __name__ == "__main__":  # python -m alembic_repair.findings docs/findings
+    import sys
+
+    for written in write_docs(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/findings")):
+        print(written)
