@@ -1,0 +1,1 @@
+"""Test support: scenario builders that create broken Alembic projects from scratch."""
