@@ -8,6 +8,7 @@ from typing import Any
 from .errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_OK, EXIT_PROBLEMS
 from .findings import Finding, sort_key
 from .rules import RULES
+from .rules.schema import equal_revisions
 from .state.read import State
 
 #: Findings that mean the configuration itself is broken (doctor exits 2 on them).
@@ -38,7 +39,7 @@ class Diagnosis:
         """The `state` object of the JSON contract: what was read, in short."""
         state = self.state
         replay = state.replay
-        equal = replay.equal_to(state.live) if replay and state.live is not None else []
+        equal = equal_revisions(state)
         return {
             "project": str(state.project.root),
             "url": state.project.masked_url,

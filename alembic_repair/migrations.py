@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from .database import driver_message
-from .errors import MigrationFailed, NeedsRepair
+from .errors import IniError, MigrationFailed, NeedsRepair
 from .masking import redact
 from .project import Project
 from .state.scripts import cycle, dangling, duplicates, read_scripts
@@ -33,7 +33,8 @@ def alembic_config(
     project: Project, connection: Connection | None = None, output: TextIO | None = None
 ) -> Config:
     """An Alembic Config for `project`: its alembic.ini when there is one, our URL and folder."""
-    ini = str(project.ini_path) if project.ini_path.is_file() else None
+    unreadable = any(isinstance(problem, IniError) for problem in project.problems)
+    ini = str(project.ini_path) if project.ini_path.is_file() and not unreadable else None
     config = Config(ini, output_buffer=output, cmd_opts=command_options())
     config.set_main_option("script_location", str(project.script_location))
     config.set_main_option("sqlalchemy.url", project.url.replace("%", "%%"))

@@ -37,7 +37,7 @@ from .masking import redact
 from .project import Project
 from .state.schema import Fact, SchemaSnapshot, is_user_table, reflect_tables
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ class Replay:
     error: str | None = None
     error_location: str | None = None
     cached: bool = False
+    #: The scratch schema after `failed_at` failed: on MySQL/MariaDB the DDL before the failing
+    #: statement stays, exactly as it did on a live database that hit the same failure.
+    partial: SchemaSnapshot | None = None
 
     def equal_to(self, snapshot: SchemaSnapshot) -> list[str]:
         """Every revision whose schema equals `snapshot`, oldest first (often a range)."""
@@ -86,8 +89,11 @@ def _load_cache(key: str) -> Replay | None:
         return None
     snapshots = {rev: SchemaSnapshot(frozenset(_tuples(f) for f in facts))
                  for rev, facts in data["snapshots"].items()}
+    partial = data.get("partial")
     return Replay(tuple(data["order"]), snapshots, data["failed_at"], data["error"],
-                  data["error_location"], cached=True)
+                  data["error_location"], cached=True,
+                  partial=None if partial is None else SchemaSnapshot(
+                      frozenset(_tuples(f) for f in partial)))
 
 
 def _save_cache(key: str, replay: Replay) -> None:
@@ -100,6 +106,7 @@ def _save_cache(key: str, replay: Replay) -> None:
             "snapshots": {rev: sorted(s.facts, key=repr) for rev, s in replay.snapshots.items()},
             "failed_at": replay.failed_at, "error": replay.error,
             "error_location": replay.error_location,
+            "partial": None if replay.partial is None else sorted(replay.partial.facts, key=repr),
         }), encoding="utf-8")
         tmp.replace(folder / f"{key}.json")
     except OSError:
@@ -198,6 +205,7 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
     snapshots: dict[str, SchemaSnapshot] = {}
     applied: list[str] = []
     failed_at = error = location = None
+    partial: SchemaSnapshot | None = None
     current = SchemaSnapshot(frozenset())
     with scratch_database(project, live) as conn:
         signatures: dict[str, str] = {}
@@ -211,6 +219,10 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
                           else f"{type(err).__name__}: {err}".splitlines()[0])
                 error = redact(detail, project.url)
                 location = _location(err, script, project)
+                partial = current.replace_tables(
+                    reflect_tables(conn, sorted(table_signatures(conn))),
+                    set(current.tables) | set(table_signatures(conn)))
+                conn.commit()
                 break
             new_signatures = table_signatures(conn)
             if not new_signatures and conn.dialect.name not in ("sqlite", "mysql", "mariadb"):
@@ -225,7 +237,7 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
             signatures = new_signatures
             snapshots[script.revision] = current
             applied.append(script.revision)
-    replay = Replay(tuple(applied), snapshots, failed_at, error, location)
+    replay = Replay(tuple(applied), snapshots, failed_at, error, location, partial=partial)
     if use_cache:
         _save_cache(key, replay)
     return replay

@@ -194,11 +194,12 @@ def discover_models(root: Path) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def load_target_metadata(project: Project, *, explicit: str | None = None) -> MetaData | None:
+def load_target_metadata(project: Project, *, explicit: str | None = None,
+                         use_env_py: bool = True) -> MetaData | None:
     """The models' MetaData: ``explicit`` > env.py's target_metadata > configured > discovered."""
     if explicit:
         return import_models(explicit, project)
-    if project.env_py.is_file():
+    if use_env_py and project.env_py.is_file():
         metadata = capture_from_env_py(project)
         if metadata is not None:
             return metadata

@@ -36,7 +36,8 @@ def config_files(state: State) -> Iterator[Finding]:
     for problem in project.problems:
         code = AR107 if isinstance(problem, UrlError) else AR102 if isinstance(
             problem, IniError) else AR102
-        yield code.finding(str(problem), location=_location(str(problem), state))
+        message = str(problem).replace(f"{project.root}/", "")
+        yield code.finding(message, location=_location(str(problem), state))
     if not config.ini_exists:
         yield AR101.finding(f"no {project.rel(project.ini_path)} in {project.root}",
                             location=project.rel(project.ini_path))
@@ -46,6 +47,8 @@ def config_files(state: State) -> Iterator[Finding]:
             f"script_location {config.script_location_raw!r} resolves to "
             f"{project.script_location}, which does not exist", location="alembic.ini")
         return
+    if any(isinstance(problem, IniError) for problem in project.problems):
+        return  # nothing more can be read from it
     raw = config.script_location_raw or ""
     if raw and not raw.startswith(("%(here)s", "/")) and ":" not in raw:
         yield AR110.finding(f"script_location = {raw} is resolved against the working "

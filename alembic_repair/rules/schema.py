@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from ..findings import AR401, AR402, AR403, AR404, AR405, AR406, AR407, Finding
 from ..state.read import State
-from ..state.schema import Fact, describe
+from ..state.schema import Fact, SchemaSnapshot, describe
 from . import rule
 
 MAX_LISTED = 8
@@ -18,11 +18,23 @@ def _listing(facts: Iterable[Fact]) -> str:
     return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
+def history_view(state: State) -> SchemaSnapshot | None:
+    """The live schema without the tables no revision ever creates (they are AR406's), which
+    would otherwise make every comparison with the history fail."""
+    if state.replay is None or state.live is None:
+        return None
+    known: set[str] = set().union(*(s.tables for s in state.replay.snapshots.values()))
+    if state.replay.partial is not None:
+        known |= state.replay.partial.tables
+    return state.live.only(known)
+
+
 def equal_revisions(state: State) -> list[str]:
     """The revisions whose replayed schema equals the live one (a range when several)."""
-    if state.replay is None or state.live is None:
+    live = history_view(state)
+    if state.replay is None or live is None:
         return []
-    return state.replay.equal_to(state.live)
+    return state.replay.equal_to(live)
 
 
 def _children(state: State, revision: str) -> list[str]:
@@ -40,7 +52,7 @@ def history_builds(state: State) -> Iterator[Finding]:
 
 @rule
 def live_against_history(state: State) -> Iterator[Finding]:
-    replay, live, versions = state.replay, state.live, state.versions
+    replay, live, versions = state.replay, history_view(state), state.versions
     if replay is None or live is None or versions is None or len(versions.heads) != 1:
         return
     (recorded,) = versions.heads
@@ -57,6 +69,14 @@ def live_against_history(state: State) -> Iterator[Finding]:
                                 f"alembic stamp {equal[0]}")
         return
     extra, missing = live - expected, expected - live
+    if replay.partial is not None and live == replay.partial and replay.failed_at in \
+            _children(state, recorded):
+        yield AR402.finding(
+            f"revision {replay.failed_at} is half-applied: done: "
+            f"{_listing(extra | missing)}; not done: the rest of the revision, which fails at "
+            f"{replay.error_location}: {replay.error}",
+            location=state.revision_file(replay.failed_at))
+        return
     for child in _children(state, recorded):
         after = replay.snapshots.get(child)
         if after is None:

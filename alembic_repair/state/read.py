@@ -22,7 +22,7 @@ from ..errors import AlembicRepairError, ConfigError, DatabaseUnreachable
 from ..migrations import alembic_config
 from ..project import Project
 from ..replay import Replay, run_replay
-from ..target import load_target_metadata, project_on_path
+from ..target import capture_from_env_py, load_target_metadata, project_on_path
 from .config import ConfigState, read_config
 from .junk import Junk, find_junk
 from .schema import SchemaSnapshot, from_metadata, reflect
@@ -89,12 +89,14 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
     state: dict[str, object] = {}
     with project_on_path(project.root):
         metadata = None
-        if config.env_py_exists or models or project.models:
-            try:
-                metadata = load_target_metadata(project, explicit=models)
+        try:
+            if config.env_py_exists:
+                metadata = capture_from_env_py(project)
                 state["models_none"] = metadata is None
-            except ConfigError as err:
-                state["models_error"] = err
+            if models or metadata is None:
+                metadata = load_target_metadata(project, explicit=models, use_env_py=False)
+        except ConfigError as err:
+            state["models_error"] = err
         directory = None
         graph_ok = State(project, config, scripts, ()).graph_ok
         if graph_ok and config.script_location_exists:

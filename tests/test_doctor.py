@@ -1,0 +1,121 @@
+"""doctor on every scenario of the failure-mode research, on SQLite and a real MariaDB."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from helpers import cli, table_digest, tree_digest
+
+from alembic_repair import Project, doctor
+from alembic_repair.findings import CATALOGUE
+from alembic_repair.testing.scenarios import SCENARIOS, URL_FROM_INI, build
+
+CASES = [pytest.param(name, backend, id=f"{name}-{backend}",
+                      marks=[pytest.mark.mariadb] if backend == "mariadb" else [])
+         for name, scenario in SCENARIOS.items() for backend in scenario.backends]
+
+
+@pytest.fixture
+def scenario_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    backend = request.node.callspec.params["backend"]
+    if backend == "mariadb":
+        return str(request.getfixturevalue("mariadb_url"))
+    return f"sqlite:///{tmp_path}/app.db"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+@pytest.mark.parametrize(("name", "backend"), CASES)
+def test_doctor_names_the_problem(name: str, backend: str, scenario_url: str,
+                                  tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    scenario = build(name, root, scenario_url)
+    url = None if name in URL_FROM_INI else scenario_url
+    files, rows = tree_digest(root), table_digest(scenario_url)
+
+    diagnosis = doctor(Project.discover(root, url=url, strict=False))
+
+    found = [(f.code, f.location or "") for f in diagnosis.findings]
+    for code, location in scenario.expect:
+        assert any(c == code and (location is None or location in where)
+                   for c, where in found), (code, location, diagnosis.findings)
+    if not scenario.expect:
+        assert diagnosis.findings == () and diagnosis.healthy and diagnosis.exit_code == 0
+    elif any(CATALOGUE[code].severity != "info" for code, _ in scenario.expect):
+        assert not diagnosis.healthy and diagnosis.exit_code in (1, 2)
+    else:  # notes only: healthy, but said
+        assert diagnosis.healthy and diagnosis.exit_code == 0
+    # read-only: not a file, not a row
+    assert tree_digest(root) == files
+    assert table_digest(scenario_url) == rows
+
+
+def test_doctor_cli_json_contract(tmp_path: Path, sqlite_url: str) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("fm01_deleted_head_revision", root, sqlite_url)
+    run = cli("doctor", "--format", "json", cwd=root, url=sqlite_url,
+              env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert run.code == 1, run.output
+    data = json.loads(run.stdout)
+    assert set(data) == {"healthy", "findings", "state"} and data["healthy"] is False
+    (finding,) = [f for f in data["findings"] if f["code"] == "AR302"]
+    assert set(finding) == {"code", "severity", "title", "detail", "fix", "location"}
+    assert finding["severity"] == "error" and finding["location"] == "alembic_version"
+    assert finding["detail"] == "alembic_version records ccc333, which no revision file defines"
+    assert data["state"]["recorded"] == ["ccc333"]
+
+
+def test_doctor_cli_text_and_exit_codes(tmp_path: Path, sqlite_url: str) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("healthy", root, sqlite_url)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = cli("doctor", cwd=root, url=sqlite_url, env=env)
+    assert run.code == 0, run.output
+    assert run.stdout.rstrip().endswith("doctor  healthy: 0 error(s), 0 warning(s), 0 note(s)")
+    unreachable = cli("doctor", cwd=root, url="mysql+pymysql://u:pw@127.0.0.1:1/x", env=env)
+    assert unreachable.code == 3 and "pw" not in unreachable.output.replace("pymysql", "")
+    assert "error  cannot reach the database at 127.0.0.1:1" in unreachable.output
+
+
+def test_second_doctor_uses_the_replay_cache(tmp_path: Path, sqlite_url: str) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("healthy", root, sqlite_url)
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    first = doctor(Project.discover(root, url=sqlite_url))
+    second = doctor(Project.discover(root, url=sqlite_url))
+    assert first.state.replay is not None and not first.state.replay.cached
+    assert second.state.replay is not None and second.state.replay.cached
+    assert first.state.replay.snapshots == second.state.replay.snapshots
+
+
+def test_doctor_on_bad_inputs_prints_findings_not_tracebacks(tmp_path: Path, sqlite_url: str,
+                                                             mariadb_server) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("healthy", root, sqlite_url)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    ini = root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[alembic]\n", "[alembic]\nthis is not ini\n", 1))
+    run = cli("doctor", cwd=root, url=sqlite_url, env=env)
+    assert run.code == 2, run.output
+    assert "AR102 error alembic.ini:5: alembic.ini cannot be read: alembic.ini:5: cannot be " \
+           "parsed ('this is not ini' is neither key = value nor a [section] header)" in run.stdout
+    assert "AR111" not in run.stdout  # nothing else is read from an unreadable file
+    assert "Traceback" not in run.output
+
+    wrong = mariadb_server.app_url("mysql").replace("p%25ss", "n0pe%25")
+    run = cli("doctor", cwd=root, url=wrong, env=env)
+    assert run.code == 3, run.output
+    assert "refused the login for user 'app'" in run.stderr
+    assert "n0pe" not in run.output and "Traceback" not in run.output
