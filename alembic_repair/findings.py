@@ -7,6 +7,7 @@ generated from it (`write_docs`), so the documentation cannot drift from what do
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -206,26 +207,43 @@ def sort_key(finding: Finding) -> tuple[int, str, str]:
     return SEVERITY_RANK[finding.severity], finding.code, finding.location or ""
 
 
-def page(code: Code) -> str:
-    """The docs page of one code, from the catalogue's own words."""
-    return (
+def examples() -> dict[str, list[tuple[str, str]]]:
+    """Code -> (scenario, what the user did): the tested scenarios that trigger each code."""
+    from .testing.scenarios import SCENARIOS
+
+    found: dict[str, list[tuple[str, str]]] = {}
+    for scenario in SCENARIOS.values():
+        for code, _ in scenario.expect:
+            found.setdefault(code, []).append((scenario.name, scenario.description))
+    return found
+
+
+def page(code: Code, cases: Sequence[tuple[str, str]] = ()) -> str:
+    """The docs page of one code, from the catalogue's own words and the tested scenarios."""
+    text = (
         f"# {code.code}: {code.title}\n\n"
         f"Severity: **{code.severity}**"
         + (f" · answers {code.source} of the failure-mode research\n\n" if code.source
            else "\n\n")
         + f"## What it means\n\n{code.explanation}\n\n## Fix\n\n{code.fix}\n\n"
-        f"Find it with `alembic-repair doctor`; in JSON (`--format json`) its code is "
-        f"`\"{code.code}\"`.\n"
     )
+    if cases:
+        text += "## Example\n\n" + "".join(
+            f"- `{name}`: {description}\n" for name, description in cases) + (
+            "\nEach is built from scratch by `alembic_repair.testing.scenarios` and checked "
+            "on SQLite and MariaDB by `tests/test_doctor.py`.\n\n")
+    return text + (f"Find it with `alembic-repair doctor`; in JSON (`--format json`) its code "
+                   f"is `\"{code.code}\"`.\n")
 
 
 def write_docs(folder: Path) -> list[Path]:
     """docs/findings/<CODE>.md for every code, and an index; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    cases = examples()
     for code in CATALOGUE.values():
         path = folder / f"{code.code}.md"
-        path.write_text(page(code), encoding="utf-8")
+        path.write_text(page(code, cases.get(code.code, [])), encoding="utf-8")
         written.append(path)
     index = ["# Finding codes\n", "| code | severity | title |", "|---|---|---|"]
     index += [f"| [{c.code}]({c.code}.md) | {c.severity} | {c.title} |"
