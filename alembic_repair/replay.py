@@ -142,6 +142,43 @@ def scratch_database(project: Project, live: Engine | None) -> Iterator[Connecti
             admin.commit()
 
 
+def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True
+                   ) -> SchemaSnapshot:
+    """The live schema, re-reflecting only the tables whose catalogue signature changed since
+    the last doctor on this database (one catalogue query when nothing changed)."""
+    signatures = table_signatures(conn)
+    if not signatures and conn.dialect.name not in ("sqlite", "mysql", "mariadb"):
+        return reflect_tables(conn, sorted(_all_user_tables(conn)))
+    key = hashlib.sha256(f"live:{CACHE_VERSION}:{make_url(project.url).render_as_string()}"
+                         .encode()).hexdigest()
+    path = cache_dir().parent / "live" / f"{key}.json"
+    old_signatures: dict[str, str] = {}
+    snapshot = SchemaSnapshot(frozenset())
+    if use_cache:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            old_signatures = data["signatures"]
+            snapshot = SchemaSnapshot(frozenset(_tuples(f) for f in data["facts"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    changed = {t for t in set(signatures) | set(old_signatures)
+               if signatures.get(t) != old_signatures.get(t)}
+    if changed:
+        fresh = reflect_tables(conn, sorted(t for t in changed if t in signatures))
+        snapshot = snapshot.replace_tables(fresh, changed)
+    if use_cache and changed:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(json.dumps({"signatures": signatures,
+                                       "facts": sorted(snapshot.facts, key=repr)}),
+                           encoding="utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass
+    return snapshot
+
+
 def table_signatures(conn: Connection) -> dict[str, str]:
     """One hash per table from the catalogue: changes whenever the table's definition does."""
     rows: list[tuple[Any, ...]]

@@ -119,3 +119,19 @@ def test_doctor_on_bad_inputs_prints_findings_not_tracebacks(tmp_path: Path, sql
     assert run.code == 3, run.output
     assert "refused the login for user 'app'" in run.stderr
     assert "n0pe" not in run.output and "Traceback" not in run.output
+
+
+def test_cached_live_schema_sees_every_change(tmp_path: Path, backend) -> None:
+    """The live schema is cached per table by catalogue signature: a change to one table after
+    a doctor run must show in the next one (and only that table is read again)."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("healthy", root, backend.url)
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    assert doctor(Project.discover(root, url=backend.url)).healthy
+    from helpers import execute
+
+    execute(backend.url, "ALTER TABLE post ADD COLUMN extra INTEGER")
+    found = {f.code: f for f in doctor(Project.discover(root, url=backend.url)).findings}
+    assert "column post.extra INTEGER" in found["AR403"].detail
+    assert found["AR405"].location == "alembic_version"

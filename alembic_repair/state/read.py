@@ -21,11 +21,11 @@ from ..database import connect_readonly
 from ..errors import AlembicRepairError, ConfigError, DatabaseUnreachable
 from ..migrations import alembic_config
 from ..project import Project
-from ..replay import Replay, run_replay
+from ..replay import Replay, reflect_cached, run_replay
 from ..target import capture_from_env_py, load_target_metadata, project_on_path
 from .config import ConfigState, read_config
 from .junk import Junk, find_junk
-from .schema import SchemaSnapshot, from_metadata, reflect
+from .schema import SchemaSnapshot, from_metadata
 from .scripts import ScriptFile, cycle, dangling, duplicates, heads, read_scripts
 from .versions import VersionTable, read_versions
 
@@ -111,7 +111,7 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
             try:
                 with engine.connect() as conn:
                     state["versions"] = read_versions(conn)
-                    state["live"] = reflect(conn)
+                    state["live"] = reflect_cached(conn, project, use_cache=use_cache)
                     state["junk"] = find_junk(conn)
                     if metadata is not None:
                         state["models"] = from_metadata(metadata, conn.dialect)
