@@ -201,6 +201,13 @@ AR407 = _code("AR407", "warning", "values that do not fit the declared type (SQL
               "Clean the rows named (`fix --only AR407` will back them up and NULL them).",
               "FM45")
 
+AR408 = _code("AR408", "warning", "history could not be replayed",
+              "The revisions could not be run on a scratch database (for MySQL/MariaDB the user "
+              "needs the right to create and drop a database): which revision the schema equals, "
+              "half-applied revisions and whether an empty database can be built are unknown.",
+              "Grant CREATE and DROP on `_ar_replay_%` databases to the user, or run doctor "
+              "with a user that has them.")
+
 
 def sort_key(finding: Finding) -> tuple[int, str, str]:
     """Worst first, then by code and location: the order doctor prints."""

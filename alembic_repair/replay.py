@@ -14,20 +14,21 @@ doctor writes nothing there), so a second doctor on an unchanged history skips t
 from __future__ import annotations
 
 import hashlib
-import json
+import marshal
 import os
+import re
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alembic.operations import Operations
+from alembic.operations import Operations, ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -37,7 +38,7 @@ from .masking import redact
 from .project import Project
 from .state.schema import Fact, SchemaSnapshot, is_user_table, reflect_tables
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -77,40 +78,44 @@ def cache_dir() -> Path:
     return Path(base) / "alembic-repair" / "replay"
 
 
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+def _read(path: Path) -> Any:
+    """A cache file (marshal: fast, and unlike pickle it cannot run code), or None."""
+    try:
+        with path.open("rb") as handle:
+            return marshal.load(handle)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def _write(path: Path, data: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(marshal.dumps(data))
+        tmp.replace(path)
+    except (OSError, ValueError):
+        pass  # a cache that cannot be written only costs time
 
 
 def _load_cache(key: str) -> Replay | None:
-    path = cache_dir() / f"{key}.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    data = _read(cache_dir() / f"{key}.marshal")
+    if not isinstance(data, dict):
         return None
-    snapshots = {rev: SchemaSnapshot(frozenset(_tuples(f) for f in facts))
-                 for rev, facts in data["snapshots"].items()}
-    partial = data.get("partial")
-    return Replay(tuple(data["order"]), snapshots, data["failed_at"], data["error"],
-                  data["error_location"], cached=True,
-                  partial=None if partial is None else SchemaSnapshot(
-                      frozenset(_tuples(f) for f in partial)))
+    partial = data["partial"]
+    return Replay(data["order"], {rev: SchemaSnapshot(facts)
+                                  for rev, facts in data["snapshots"].items()},
+                  data["failed_at"], data["error"], data["error_location"], cached=True,
+                  partial=None if partial is None else SchemaSnapshot(partial))
 
 
 def _save_cache(key: str, replay: Replay) -> None:
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps({
-            "order": replay.order,
-            "snapshots": {rev: sorted(s.facts, key=repr) for rev, s in replay.snapshots.items()},
-            "failed_at": replay.failed_at, "error": replay.error,
-            "error_location": replay.error_location,
-            "partial": None if replay.partial is None else sorted(replay.partial.facts, key=repr),
-        }), encoding="utf-8")
-        tmp.replace(folder / f"{key}.json")
-    except OSError:
-        pass  # a cache that cannot be written only costs time
+    _write(cache_dir() / f"{key}.marshal", {
+        "order": replay.order,
+        "snapshots": {rev: snapshot.facts for rev, snapshot in replay.snapshots.items()},
+        "failed_at": replay.failed_at, "error": replay.error,
+        "error_location": replay.error_location,
+        "partial": None if replay.partial is None else replay.partial.facts,
+    })
 
 
 @contextmanager
@@ -151,56 +156,40 @@ def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True
         return reflect_tables(conn, sorted(_all_user_tables(conn)))
     key = hashlib.sha256(f"live:{CACHE_VERSION}:{make_url(project.url).render_as_string()}"
                          .encode()).hexdigest()
-    path = cache_dir().parent / "live" / f"{key}.json"
+    path = cache_dir().parent / "live" / f"{key}.marshal"
     old_signatures: dict[str, str] = {}
     snapshot = SchemaSnapshot(frozenset())
-    if use_cache:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            old_signatures = data["signatures"]
-            snapshot = SchemaSnapshot(frozenset(_tuples(f) for f in data["facts"]))
-        except (OSError, ValueError, KeyError):
-            pass
+    data = _read(path) if use_cache else None
+    if isinstance(data, dict):
+        old_signatures, snapshot = data["signatures"], SchemaSnapshot(data["facts"])
     changed = {t for t in set(signatures) | set(old_signatures)
                if signatures.get(t) != old_signatures.get(t)}
     if changed:
         fresh = reflect_tables(conn, sorted(t for t in changed if t in signatures))
         snapshot = snapshot.replace_tables(fresh, changed)
-    if use_cache and changed:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_text(json.dumps({"signatures": signatures,
-                                       "facts": sorted(snapshot.facts, key=repr)}),
-                           encoding="utf-8")
-            tmp.replace(path)
-        except OSError:
-            pass
+        if use_cache:
+            _write(path, {"signatures": signatures, "facts": snapshot.facts})
     return snapshot
 
 
-def table_signatures(conn: Connection) -> dict[str, str]:
-    """One hash per table from the catalogue: changes whenever the table's definition does."""
+def table_signatures(conn: Connection, only: Iterable[str] | None = None) -> dict[str, str]:
+    """One hash per table from the catalogue: changes whenever the table's definition does.
+    `only` restricts the query to those tables (a cheap check after a known change)."""
     rows: list[tuple[Any, ...]]
+    names = sorted(only) if only is not None else None
+    if names is not None and not names:
+        return {}
     if conn.dialect.name == "sqlite":
-        rows = [tuple(r) for r in conn.execute(text(
-            "SELECT tbl_name, type, name, sql FROM sqlite_master "
-            "WHERE tbl_name NOT LIKE 'sqlite_%' ORDER BY tbl_name, type, name"))]
+        where = " AND tbl_name IN :names" if names is not None else ""
+        query = text("SELECT tbl_name, type, name, sql FROM sqlite_master "
+                     f"WHERE tbl_name NOT LIKE 'sqlite_%'{where} ORDER BY tbl_name, type, name")
+        if names is not None:
+            query = query.bindparams(bindparam("names", expanding=True))
+        rows = [tuple(r) for r in conn.execute(query, {"names": names} if names else {})]
     elif conn.dialect.name in ("mysql", "mariadb"):
-        rows = [tuple(r) for r in conn.execute(text(
-            "SELECT TABLE_NAME, 'c', COLUMN_NAME, CONCAT_WS('|', ORDINAL_POSITION, COLUMN_TYPE, "
-            "IS_NULLABLE, COLUMN_DEFAULT) FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = DATABASE() "
-            "UNION ALL SELECT TABLE_NAME, 'i', INDEX_NAME, CONCAT_WS('|', SEQ_IN_INDEX, "
-            "COLUMN_NAME, NON_UNIQUE) FROM information_schema.STATISTICS "
-            "WHERE TABLE_SCHEMA = DATABASE() "
-            "UNION ALL SELECT TABLE_NAME, 'f', CONSTRAINT_NAME, CONCAT_WS('|', COLUMN_NAME, "
-            "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME) "
-            "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() "
-            "AND REFERENCED_TABLE_NAME IS NOT NULL "
-            "UNION ALL SELECT TABLE_NAME, 'r', CONSTRAINT_NAME, CONCAT_WS('|', DELETE_RULE, "
-            "UPDATE_RULE) FROM information_schema.REFERENTIAL_CONSTRAINTS "
-            "WHERE CONSTRAINT_SCHEMA = DATABASE()"))]
+        table_filter = " AND TABLE_NAME IN :names" if names is not None else ""
+        rows = [tuple(r) for r in conn.execute(_mysql_signature_query(table_filter),
+                                               {"names": names} if names else {})]
         rows.sort(key=lambda r: tuple(str(v) for v in r))
     else:  # no cheap catalogue query: every table counts as changed
         return {}
@@ -209,6 +198,25 @@ def table_signatures(conn: Connection) -> dict[str, str]:
         grouped.setdefault(str(row[0]), []).append(row[1:])
     return {table: hashlib.sha256(repr(items).encode()).hexdigest()
             for table, items in grouped.items() if is_user_table(table)}
+
+
+def _mysql_signature_query(table_filter: str) -> Any:
+    """Columns, index parts, foreign key columns and rules of the current schema's tables."""
+    schema = "TABLE_SCHEMA = DATABASE()" + table_filter
+    query = text(
+        "SELECT TABLE_NAME, 'c', COLUMN_NAME, CONCAT_WS('|', ORDINAL_POSITION, COLUMN_TYPE, "
+        f"IS_NULLABLE, COLUMN_DEFAULT) FROM information_schema.COLUMNS WHERE {schema} "
+        "UNION ALL SELECT TABLE_NAME, 'i', INDEX_NAME, CONCAT_WS('|', SEQ_IN_INDEX, "
+        f"COLUMN_NAME, NON_UNIQUE) FROM information_schema.STATISTICS WHERE {schema} "
+        "UNION ALL SELECT TABLE_NAME, 'f', CONSTRAINT_NAME, CONCAT_WS('|', COLUMN_NAME, "
+        "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME) FROM information_schema.KEY_COLUMN_USAGE "
+        f"WHERE {schema} AND REFERENCED_TABLE_NAME IS NOT NULL "
+        "UNION ALL SELECT TABLE_NAME, 'r', CONSTRAINT_NAME, CONCAT_WS('|', DELETE_RULE, "
+        "UPDATE_RULE) FROM information_schema.REFERENTIAL_CONSTRAINTS "
+        f"WHERE CONSTRAINT_SCHEMA = DATABASE(){table_filter}")
+    if table_filter:
+        query = query.bindparams(bindparam("names", expanding=True))
+    return query
 
 
 def _location(err: BaseException, script: Script, project: Project) -> str:
@@ -224,12 +232,56 @@ def _location(err: BaseException, script: Script, project: Project) -> str:
     return f"{rel}:{line}" if line else rel
 
 
-def apply_revision(conn: Connection, script: Script) -> None:
+_DML = re.compile(r"^\s*(UPDATE|INSERT|DELETE|SELECT|REPLACE|WITH)\b", re.IGNORECASE)
+
+
+@dataclass
+class Touched:
+    """The tables one revision's operations named; `unknown` when it ran its own SQL."""
+
+    tables: set[str] = field(default_factory=set)
+    unknown: bool = False
+
+    def note(self, operation: Any) -> None:
+        if isinstance(operation, ops.ExecuteSQLOp):
+            sql = operation.sqltext
+            if not _DML.match(sql if isinstance(sql, str) else str(sql)):
+                self.unknown = True
+        elif not isinstance(operation, ops.BulkInsertOp):
+            names = [getattr(operation, attr, None)
+                     for attr in ("table_name", "source_table", "new_table_name")]
+            found = {n for n in names if isinstance(n, str)}
+            self.tables |= found
+            self.unknown |= not found
+
+
+def apply_revision(conn: Connection, script: Script) -> Touched:
     """Run one revision's upgrade() on `conn` with Alembic's operations (no env.py, no
-    alembic_version): the scratch database only ever sees the revision's own DDL."""
-    with Operations.context(MigrationContext.configure(conn)):
+    alembic_version): the scratch database only ever sees the revision's own DDL. Returns the
+    tables it touched, noted as the operations pass through `Operations.invoke`."""
+    touched = Touched()
+    with Operations.context(MigrationContext.configure(conn)) as operations:
+        invoke, batch, get_bind = (operations.invoke, operations.batch_alter_table,
+                                   operations.get_bind)
+
+        def noting_invoke(operation: Any) -> Any:
+            touched.note(operation)
+            return invoke(operation)
+
+        def noting_batch(table_name: str, *args: Any, **kwargs: Any) -> Any:
+            touched.tables.add(table_name)
+            return batch(table_name, *args, **kwargs)
+
+        def noting_bind() -> Connection:
+            touched.unknown = True  # the revision runs its own SQL
+            return get_bind()
+
+        operations.invoke = noting_invoke  # type: ignore[method-assign]
+        operations.batch_alter_table = noting_batch  # type: ignore[method-assign]
+        operations.get_bind = noting_bind  # type: ignore[method-assign]
         script.module.upgrade()
     conn.commit()
+    return touched
 
 
 def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None, *,
@@ -245,10 +297,10 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
     partial: SchemaSnapshot | None = None
     current = SchemaSnapshot(frozenset())
     with scratch_database(project, live) as conn:
-        signatures: dict[str, str] = {}
+        signatures: dict[str, str] = table_signatures(conn)
         for script in order:
             try:
-                apply_revision(conn, script)
+                touched = apply_revision(conn, script)
             except Exception as err:  # the revision's own code, or the database refused it
                 conn.rollback()
                 failed_at = script.revision
@@ -256,22 +308,27 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
                           else f"{type(err).__name__}: {err}".splitlines()[0])
                 error = redact(detail, project.url)
                 location = _location(err, script, project)
-                partial = current.replace_tables(
-                    reflect_tables(conn, sorted(table_signatures(conn))),
-                    set(current.tables) | set(table_signatures(conn)))
+                after = table_signatures(conn)
+                partial = current.replace_tables(reflect_tables(conn, sorted(after)),
+                                                 set(current.tables) | set(after))
                 conn.commit()
                 break
-            new_signatures = table_signatures(conn)
-            if not new_signatures and conn.dialect.name not in ("sqlite", "mysql", "mariadb"):
-                changed = set(current.tables) | _all_user_tables(conn)
-            else:
+            if touched.unknown:
+                new_signatures = table_signatures(conn)
                 changed = {t for t in set(signatures) | set(new_signatures)
                            if signatures.get(t) != new_signatures.get(t)}
+                signatures = new_signatures
+            else:
+                changed = {t for t in touched.tables if is_user_table(t)}
+                if changed:
+                    fresh = table_signatures(conn, changed)
+                    for table in changed:
+                        signatures.pop(table, None)
+                    signatures.update(fresh)
             if changed:
-                present = [t for t in sorted(changed) if t in new_signatures]
+                present = sorted(t for t in changed if t in signatures)
                 current = current.replace_tables(reflect_tables(conn, present), changed)
                 conn.commit()
-            signatures = new_signatures
             snapshots[script.revision] = current
             applied.append(script.revision)
     replay = Replay(tuple(applied), snapshots, failed_at, error, location, partial=partial)

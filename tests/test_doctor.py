@@ -135,3 +135,22 @@ def test_cached_live_schema_sees_every_change(tmp_path: Path, backend) -> None:
     found = {f.code: f for f in doctor(Project.discover(root, url=backend.url)).findings}
     assert "column post.extra INTEGER" in found["AR403"].detail
     assert found["AR405"].location == "alembic_version"
+
+
+def test_replay_needs_a_scratch_database_or_says_why(tmp_path: Path, mariadb_server) -> None:
+    """A user without CREATE DATABASE gets AR408, not a crash."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    mariadb_server.create_database("limited")
+    build("healthy", root, mariadb_server.root_url + "/limited")
+    from helpers import execute
+
+    execute(mariadb_server.root_url + "/limited",
+            "CREATE USER IF NOT EXISTS 'narrow'@'%' IDENTIFIED BY 'pw'",
+            "GRANT SELECT ON limited.* TO 'narrow'@'%'")
+    url = f"mysql+pymysql://narrow:pw@127.0.0.1:{mariadb_server.port}/limited"
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    found = {f.code: f for f in doctor(Project.discover(root, url=url)).findings}
+    assert found["AR408"].detail.startswith("the replay could not start: Access denied for "
+                                              "user 'narrow'")
+    assert "pw" not in found["AR408"].detail

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ..findings import AR401, AR402, AR403, AR404, AR405, AR406, AR407, Finding
+from ..findings import AR401, AR402, AR403, AR404, AR405, AR406, AR407, AR408, Finding
 from ..state.read import State
 from ..state.schema import Fact, SchemaSnapshot, describe
 from . import rule
@@ -39,6 +39,13 @@ def equal_revisions(state: State) -> list[str]:
 
 def _children(state: State, revision: str) -> list[str]:
     return [str(s.revision) for s in state.scripts if revision in s.down_revisions]
+
+
+@rule
+def replay_unavailable(state: State) -> Iterator[Finding]:
+    if state.replay_skipped is not None:
+        yield AR408.finding(f"the replay could not start: {state.replay_skipped}",
+                            location=state.project.rel(state.project.versions_dir))
 
 
 @rule

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..database import connect_readonly
+from ..database import connect_readonly, driver_message
 from ..errors import AlembicRepairError, ConfigError, DatabaseUnreachable
+from ..masking import redact
 from ..migrations import alembic_config
 from ..project import Project
 from ..replay import Replay, reflect_cached, run_replay
@@ -116,8 +118,11 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
                     if metadata is not None:
                         state["models"] = from_metadata(metadata, conn.dialect)
                 if directory is not None and replay:
-                    state["replay"] = run_replay(project, directory, engine,
-                                                 use_cache=use_cache)
+                    try:
+                        state["replay"] = run_replay(project, directory, engine,
+                                                     use_cache=use_cache)
+                    except SQLAlchemyError as err:  # e.g. no right to create a scratch schema
+                        state["replay_skipped"] = redact(driver_message(err), project.url)
             except AlembicRepairError as err:
                 if isinstance(err, DatabaseUnreachable):
                     state["db_error"] = err
