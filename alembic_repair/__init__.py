@@ -16,22 +16,51 @@ Start here:
 The CLI (cli.py) is a thin layer over these functions.
 """
 
-from .api import Action, BootstrapResult, autogenerate, bootstrap, doctor, upgrade
-from .diagnose import Diagnosis
-from .errors import (
-    AlembicRepairError,
-    ConfigError,
-    DatabaseUnreachable,
-    LockTimeout,
-    LoginRefused,
-    MigrationFailed,
-    NeedsRepair,
-    RefusedUnsafe,
-)
-from .findings import Finding
-from .masking import mask_url
-from .project import Project
-from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import Action, BootstrapResult, autogenerate, bootstrap, doctor, upgrade
+    from .diagnose import Diagnosis
+    from .errors import (
+        AlembicRepairError,
+        ConfigError,
+        DatabaseUnreachable,
+        LockTimeout,
+        LoginRefused,
+        MigrationFailed,
+        NeedsRepair,
+        RefusedUnsafe,
+    )
+    from .findings import Finding
+    from .masking import mask_url
+    from .project import Project
+    from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
+
+#: Where each public name lives. Imported on first use: the command line's quick path must not
+#: pay for Alembic when it does not need it.
+_HOMES = {
+    "Action": "api", "BootstrapResult": "api", "autogenerate": "api", "bootstrap": "api",
+    "doctor": "api", "upgrade": "api", "Diagnosis": "diagnose", "Finding": "findings",
+    "mask_url": "masking", "Project": "project", "FileChange": "scaffold",
+    "write_alembic_ini": "scaffold", "write_env_py": "scaffold",
+    "write_script_template": "scaffold", "AlembicRepairError": "errors",
+    "ConfigError": "errors", "DatabaseUnreachable": "errors", "LockTimeout": "errors",
+    "LoginRefused": "errors", "MigrationFailed": "errors", "NeedsRepair": "errors",
+    "RefusedUnsafe": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'alembic_repair' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Action",

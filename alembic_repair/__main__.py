@@ -1,5 +1,5 @@
 """``python -m alembic_repair``: the same as the ``alembic-repair`` command."""
 
-from .cli import main
+from .entry import main
 
 main()

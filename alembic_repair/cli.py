@@ -7,6 +7,7 @@ Errors are one line on stderr; ``--traceback`` shows the Python traceback as wel
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import traceback
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from . import api, report
+from . import api, quick, report
 from .errors import AlembicRepairError
 from .masking import redact
 from .project import Project
@@ -109,12 +110,19 @@ def doctor(
     Exit 0 healthy, 1 problems found, 2 configuration broken, 3 database unreachable.
     """
     project = _discover(models, strict=False)
+    plain = not (models or no_replay or no_cache)
+    key = quick.fingerprint(project) if plain and not project.problems else None
     diagnosis = api.doctor(project, models=models, replay=not no_replay,
                            use_cache=not no_cache)
     if format is Format.json:
-        report.diagnosis_json(diagnosis)
+        sys.stdout.write(report.diagnosis_json(diagnosis))
     else:
         report.diagnosis_text(diagnosis)
+    if key is not None and diagnosis.healthy and not diagnosis.findings:
+        text = io.StringIO()
+        report.diagnosis_text(diagnosis, stream=text)
+        quick.remember(key, {"text": text.getvalue(),
+                             "json": report.diagnosis_json(diagnosis, from_cache=True)})
     raise typer.Exit(diagnosis.exit_code)
 
 

@@ -74,14 +74,16 @@ def error_line(message: str) -> None:
         stream.flush()
 
 
-def diagnosis_text(diagnosis: Diagnosis) -> None:
+def diagnosis_text(diagnosis: Diagnosis, stream: TextIO | None = None) -> None:
     """Findings worst first: a Rich table on a terminal, two plain lines each otherwise."""
+    stream = stream or sys.stdout
     state = diagnosis.state
-    _line("database", f"{state.project.masked_url} (from {state.project.url_source})")
+    _line("database", f"{state.project.masked_url} (from {state.project.url_source})",
+          stream=stream)
     if state.db_error is not None:
         _line("error", str(state.db_error), stream=sys.stderr)
     findings = diagnosis.findings
-    if sys.stdout.isatty() and findings:
+    if stream.isatty() and findings:
         from rich.table import Table
 
         table = Table(show_lines=False, expand=True)
@@ -92,21 +94,23 @@ def diagnosis_text(diagnosis: Diagnosis) -> None:
         for f in findings:
             table.add_row(f.code, f"[{colours[f.severity]}]{f.severity}[/]", f.location or "",
                           f"{f.title}: {f.detail}", f.fix)
-        _console(sys.stdout).print(table)
+        _console(stream).print(table)
     else:
         for f in findings:
             where = f" {f.location}" if f.location else ""
-            sys.stdout.write(f"{f.code} {f.severity}{where}: {f.title}: {f.detail}\n"
-                             f"      fix: {f.fix}\n")
+            stream.write(f"{f.code} {f.severity}{where}: {f.title}: {f.detail}\n"
+                         f"      fix: {f.fix}\n")
     counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
     verdict = "healthy" if diagnosis.healthy else "problems found"
     _line("doctor", f"{verdict}: {counts['error']} error(s), {counts['warning']} warning(s), "
-          f"{counts['info']} note(s)")
+          f"{counts['info']} note(s)", stream=stream)
 
 
-def diagnosis_json(diagnosis: Diagnosis) -> None:
-    print(json.dumps({
+def diagnosis_json(diagnosis: Diagnosis, *, from_cache: bool = False) -> str:
+    state = diagnosis.summary()
+    state["verdict_from_cache"] = from_cache
+    return json.dumps({
         "healthy": diagnosis.healthy,
         "findings": [f.as_dict() for f in diagnosis.findings],
-        "state": diagnosis.summary(),
-    }, indent=2))
+        "state": state,
+    }, indent=2) + "\n"

@@ -154,3 +154,31 @@ def test_replay_needs_a_scratch_database_or_says_why(tmp_path: Path, mariadb_ser
     assert found["AR408"].detail.startswith("the replay could not start: Access denied for "
                                               "user 'narrow'")
     assert "pw" not in found["AR408"].detail
+
+
+def test_a_repeated_healthy_doctor_is_answered_from_its_verdict(tmp_path: Path,
+                                                                 backend) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("healthy", root, backend.url)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def doctor_json() -> dict:
+        run = cli("doctor", "--format", "json", cwd=root, url=backend.url, env=env)
+        assert run.code == 0, run.output
+        return json.loads(run.stdout)
+
+    assert doctor_json()["state"]["verdict_from_cache"] is False
+    again = doctor_json()
+    assert again["state"]["verdict_from_cache"] is True and again["healthy"] is True
+    from helpers import execute
+
+    execute(backend.url, "ALTER TABLE post ADD COLUMN extra INTEGER")  # the database changed
+    run = cli("doctor", "--format", "json", cwd=root, url=backend.url, env=env)
+    assert run.code == 1 and json.loads(run.stdout)["state"]["verdict_from_cache"] is False
+    execute(backend.url, "ALTER TABLE post DROP COLUMN extra")
+    assert doctor_json()["healthy"] is True  # the same schema as the healthy verdict's again
+    models = root / "app" / "models.py"
+    models.write_text(models.read_text() + "\n# touched\n")  # a file changed
+    assert doctor_json()["state"]["verdict_from_cache"] is False
+    assert doctor_json()["state"]["verdict_from_cache"] is True
