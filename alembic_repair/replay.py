@@ -269,20 +269,18 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
                                                  set(current.tables) | set(after))
                 conn.commit()
                 break
-            if touched.unknown:
+            if touched.unknown:  # raw SQL: compare every table's catalogue signature
                 new_signatures = table_signatures(conn)
-                changed = {t for t in set(signatures) | set(new_signatures)
+                changed = {t for t in set(current.tables) | set(new_signatures)
                            if signatures.get(t) != new_signatures.get(t)}
                 signatures = new_signatures
-            else:
+                present = sorted(t for t in changed if t in new_signatures)
+            else:  # the operations named their tables: read just those (gone if dropped)
                 changed = {t for t in touched.tables if is_user_table(t)}
-                if changed:
-                    fresh = table_signatures(conn, changed)
-                    for table in changed:
-                        signatures.pop(table, None)
-                    signatures.update(fresh)
+                present = sorted(t for t in changed if _exists(conn, t))
+                for table in changed:
+                    signatures.pop(table, None)  # stale now; refreshed if raw SQL follows
             if changed:
-                present = sorted(t for t in changed if t in signatures)
                 current = current.replace_tables(reflect_tables(conn, present), changed)
                 conn.commit()
             snapshots[script.revision] = current
@@ -291,6 +289,12 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
     if use_cache:
         _save_cache(key, replay)
     return replay
+
+
+def _exists(conn: Connection, table: str) -> bool:
+    from sqlalchemy import inspect
+
+    return bool(inspect(conn).has_table(table))
 
 
 def _all_user_tables(conn: Connection) -> set[str]:

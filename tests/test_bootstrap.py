@@ -382,3 +382,46 @@ def test_the_stock_alembic_init_env_py_is_used_as_it_is(tmp_path: Path, sqlite_u
     assert "upgraded an empty database" in run.stdout
     assert cli("bootstrap", cwd=root, url=sqlite_url).stdout.rstrip().endswith(
         f"nothing to do: database at {recorded(sqlite_url)[0]}")
+
+
+def test_lock_timeout_is_one_line_and_the_lock_is_released_after_a_failure(
+        tmp_path: Path, backend) -> None:
+    import fcntl
+    import os as os_
+
+    from alembic_repair.locking import lock_name
+
+    root = write_project(tmp_path / "proj")
+    assert cli("bootstrap", cwd=root, url=backend.url).code == 0
+    engine = create_engine(backend.url)
+    try:
+        if backend.name == "mariadb":
+            holder = engine.connect()
+            holder.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": lock_name(engine)})
+            release = holder.close
+        else:
+            path = backend.url.removeprefix("sqlite:///") + ".alembic-repair.lock"
+            fd = os_.open(path, os_.O_RDWR | os_.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+
+            def release() -> None:
+                os_.close(fd)
+        try:
+            run = cli("bootstrap", "--lock-timeout", "1", cwd=root, url=backend.url)
+        finally:
+            release()
+    finally:
+        engine.dispose()
+    assert run.code == 3, run.output
+    assert "waiting for another alembic-repair run to finish" in run.stdout
+    assert run.stderr.startswith("error: another alembic-repair run held ")
+    assert "for more than 1 s; wait for it, or raise --lock-timeout" in run.stderr
+    # a run that fails inside the lock gives it back: the next run does not wait
+    (root / "alembic" / "versions" / "ffff_bad.py").write_text(
+        f"revision = 'ffff'\ndown_revision = {versions(root)[0].split('_')[0]!r}\n"
+        "def upgrade():\n    raise RuntimeError('boom')\n\ndef downgrade():\n    pass\n")
+    failed = cli("bootstrap", cwd=root, url=backend.url)
+    assert failed.code == 1 and "boom" in failed.stderr
+    (root / "alembic" / "versions" / "ffff_bad.py").unlink()
+    again = cli("bootstrap", "--lock-timeout", "1", cwd=root, url=backend.url)
+    assert again.code == 0 and "waiting" not in again.stdout
