@@ -39,7 +39,7 @@ from .project import Project
 from .state.catalogue import table_signatures
 from .state.schema import Fact, SchemaSnapshot, is_user_table, reflect_tables
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,13 @@ class Replay:
     #: The scratch schema after `failed_at` failed: on MySQL/MariaDB the DDL before the failing
     #: statement stays, exactly as it did on a live database that hit the same failure.
     partial: SchemaSnapshot | None = None
+    #: Catalogue signatures of the scratch schema after the whole history: live tables with the
+    #: same signature have the same facts, so they need not be reflected again.
+    signatures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def final(self) -> SchemaSnapshot | None:
+        return self.snapshots.get(self.order[-1]) if self.order else None
 
     def equal_to(self, snapshot: SchemaSnapshot) -> list[str]:
         """Every revision whose schema equals `snapshot`, oldest first (often a range)."""
@@ -106,7 +113,8 @@ def _load_cache(key: str) -> Replay | None:
     return Replay(data["order"], {rev: SchemaSnapshot(facts)
                                   for rev, facts in data["snapshots"].items()},
                   data["failed_at"], data["error"], data["error_location"], cached=True,
-                  partial=None if partial is None else SchemaSnapshot(partial))
+                  partial=None if partial is None else SchemaSnapshot(partial),
+                  signatures=data["signatures"])
 
 
 def _save_cache(key: str, replay: Replay) -> None:
@@ -116,6 +124,7 @@ def _save_cache(key: str, replay: Replay) -> None:
         "failed_at": replay.failed_at, "error": replay.error,
         "error_location": replay.error_location,
         "partial": None if replay.partial is None else replay.partial.facts,
+        "signatures": replay.signatures,
     })
 
 
@@ -148,10 +157,11 @@ def scratch_database(project: Project, live: Engine | None) -> Iterator[Connecti
             admin.commit()
 
 
-def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True
-                   ) -> SchemaSnapshot:
-    """The live schema, re-reflecting only the tables whose catalogue signature changed since
-    the last doctor on this database (one catalogue query when nothing changed)."""
+def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True,
+                   baseline: Replay | None = None) -> SchemaSnapshot:
+    """The live schema, re-reflecting only the tables whose catalogue signature differs from
+    what is already known: the last doctor's reading of this database, or else the replayed
+    history's final schema (a database at head is then read with one catalogue query)."""
     signatures = table_signatures(conn)
     if not signatures and conn.dialect.name not in ("sqlite", "mysql", "mariadb"):
         return reflect_tables(conn, sorted(_all_user_tables(conn)))
@@ -163,6 +173,8 @@ def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True
     data = _read(path) if use_cache else None
     if isinstance(data, dict):
         old_signatures, snapshot = data["signatures"], SchemaSnapshot(data["facts"])
+    elif baseline is not None and baseline.signatures and baseline.final is not None:
+        old_signatures, snapshot = baseline.signatures, baseline.final
     changed = {t for t in set(signatures) | set(old_signatures)
                if signatures.get(t) != old_signatures.get(t)}
     if changed:
@@ -285,7 +297,9 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
                 conn.commit()
             snapshots[script.revision] = current
             applied.append(script.revision)
-    replay = Replay(tuple(applied), snapshots, failed_at, error, location, partial=partial)
+        final = table_signatures(conn) if failed_at is None else {}
+    replay = Replay(tuple(applied), snapshots, failed_at, error, location, partial=partial,
+                    signatures=final)
     if use_cache:
         _save_cache(key, replay)
     return replay

@@ -111,18 +111,19 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
             state["database_missing"] = True
         if engine is not None:
             try:
-                with engine.connect() as conn:
-                    state["versions"] = read_versions(conn)
-                    state["live"] = reflect_cached(conn, project, use_cache=use_cache)
-                    state["junk"] = find_junk(conn)
-                    if metadata is not None:
-                        state["models"] = from_metadata(metadata, conn.dialect)
                 if directory is not None and replay:
                     try:
                         state["replay"] = run_replay(project, directory, engine,
                                                      use_cache=use_cache)
                     except SQLAlchemyError as err:  # e.g. no right to create a scratch schema
                         state["replay_skipped"] = redact(driver_message(err), project.url)
+                with engine.connect() as conn:
+                    state["versions"] = read_versions(conn)
+                    state["live"] = reflect_cached(conn, project, use_cache=use_cache,
+                                                   baseline=state.get("replay"))  # type: ignore[arg-type]
+                    state["junk"] = find_junk(conn)
+                    if metadata is not None:
+                        state["models"] = from_metadata(metadata, conn.dialect)
             except AlembicRepairError as err:
                 if isinstance(err, DatabaseUnreachable):
                     state["db_error"] = err
