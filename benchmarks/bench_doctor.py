@@ -46,15 +46,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import getpass
 import io
 import json
 import os
 import platform
 import pstats
 import resource
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -518,112 +515,16 @@ class MariaDBDatabases:
         return [str(row[0]) for row in self._execute("SHOW DATABASES LIKE '\\_ar\\_replay\\_%'")]
 
 
-def find_binary(*candidates: str) -> str | None:
-    for candidate in candidates:
-        found = shutil.which(candidate)
-        if found:
-            return found
-        path = Path("/usr/sbin") / candidate
-        if path.is_file() and os.access(path, os.X_OK):
-            return str(path)
-    return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"({path} not readable)"
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()  # SIGTERM: mariadbd shuts down cleanly
-    try:
-        proc.wait(timeout=SHUTDOWN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], port: int) -> str | None:
-    import pymysql
-
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last_error = "timed out"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return f"mariadbd exited with code {proc.returncode}"
-        try:
-            conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="",
-                                   connect_timeout=2)
-            conn.close()
-            return None
-        except pymysql.err.MySQLError as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.1)
-    return f"not ready after {STARTUP_TIMEOUT:.0f}s ({last_error})"
-
-
 @contextmanager
 def mariadb_server() -> Iterator[MariaDBDatabases]:
-    """A throwaway MariaDB server (own data dir in a temp dir, free port on 127.0.0.1).
+    """The project's throwaway MariaDB server (own data dir and tmpdir, a free loopback port)."""
+    from alembic_repair.testing.mariadb import MissingServer, throwaway_server
 
-    Not `alembic_repair.testing.mariadb.throwaway_server`: this one also gives the server a
-    private tmpdir (see below), which that helper does not (yet) do.
-    """
-    server_bin = find_binary("mariadbd", "mysqld")
-    install_bin = find_binary("mariadb-install-db", "mysql_install_db")
-    if server_bin is None or install_bin is None:
-        raise BenchError("mariadbd / mariadb-install-db not found (apt-get install mariadb-server)")
-    user = getpass.getuser()
-    tmpdir = Path(tempfile.mkdtemp(prefix="mariadb-bench-"))  # short: the socket path limit
-    datadir, err_log = tmpdir / "data", tmpdir / "err.log"
-    proc: subprocess.Popen[bytes] | None = None
     try:
-        install = subprocess.run(
-            [install_bin, "--no-defaults", f"--datadir={datadir}",
-             "--auth-root-authentication-method=normal", "--skip-test-db", f"--user={user}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False,
-        )
-        if install.returncode != 0:
-            raise BenchError(f"{install_bin} failed:\n{install.stdout.decode()[-4000:]}")
-        # A private tmpdir: the information_schema queries of the replay spill to on-disk
-        # temporary tables, and a shared /tmp may be cleaned under the server's feet.
-        (tmpdir / "tmp").mkdir()
-        failure, port = "", 0
-        for _attempt in range(3):  # retry only if the free port got taken meanwhile
-            port = free_port()
-            with (tmpdir / "console.log").open("ab") as console:
-                proc = subprocess.Popen(
-                    [server_bin, "--no-defaults", f"--datadir={datadir}",
-                     f"--socket={tmpdir / 'sock'}", f"--port={port}", "--bind-address=127.0.0.1",
-                     f"--user={user}", "--skip-name-resolve", "--innodb-buffer-pool-size=64M",
-                     f"--tmpdir={tmpdir / 'tmp'}",
-                     f"--log-error={err_log}", f"--pid-file={tmpdir / 'mariadbd.pid'}"],
-                    stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                )
-            reason = wait_ready(proc, port)
-            if reason is None:
-                break
-            stop(proc)
-            proc, failure = None, reason
-            if "Address already in use" not in tail(err_log, 20):
-                break
-        if proc is None:
-            raise BenchError(f"MariaDB did not start: {failure}\n{tail(err_log)}")
-        yield MariaDBDatabases(port)
-    finally:
-        if proc is not None:
-            stop(proc)
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        with throwaway_server() as server:
+            yield MariaDBDatabases(server.port)
+    except MissingServer as err:
+        raise BenchError(str(err)) from err
 
 
 @contextmanager
@@ -1036,6 +937,8 @@ def machine_facts() -> list[str]:
         f"sqlite {__import__('sqlite3').sqlite_version}",
         package_state(),
     ]
+    from alembic_repair.testing.mariadb import find_binary
+
     server = find_binary("mariadbd", "mysqld")
     if server is not None:
         version = subprocess.run([server, "--version"], capture_output=True, text=True,

@@ -177,6 +177,9 @@ def throwaway_server(buffer_pool: str = "64M") -> Iterator[MariaDBServer]:
         if install.returncode != 0:
             output = install.stdout.decode(errors="replace")[-4000:]
             raise RuntimeError(f"{install_bin} failed with code {install.returncode}:\n{output}")
+        # A private tmpdir: large information_schema queries spill to on-disk temporary
+        # tables, and a shared /tmp may be cleaned under the server's feet.
+        (tmpdir / "tmp").mkdir()
         failure = ""
         for _attempt in range(3):  # retry only if the free port got taken meanwhile
             port = _free_port()
@@ -185,7 +188,8 @@ def throwaway_server(buffer_pool: str = "64M") -> Iterator[MariaDBServer]:
                     [server_bin, "--no-defaults", f"--datadir={datadir}",
                      f"--socket={tmpdir / 'sock'}", f"--port={port}",
                      "--bind-address=127.0.0.1", f"--user={user}", "--skip-name-resolve",
-                     f"--innodb-buffer-pool-size={buffer_pool}", f"--log-error={err_log}",
+                     f"--innodb-buffer-pool-size={buffer_pool}", f"--tmpdir={tmpdir / 'tmp'}",
+                     f"--log-error={err_log}",
                      f"--pid-file={tmpdir / 'mariadbd.pid'}"],
                     stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT)
             reason = _wait_ready(proc, port, time.monotonic() + STARTUP_TIMEOUT)
