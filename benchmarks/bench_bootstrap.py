@@ -34,17 +34,17 @@ import os
 import platform
 import pstats
 import re
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from _processes import Run, child_env, describe, run
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "fastapi_mysql"
@@ -86,53 +86,6 @@ def copy_example(dest: Path) -> Path:
     return dest
 
 
-@dataclass(frozen=True)
-class Run:
-    seconds: float
-    cpu_seconds: float
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run(argv: Sequence[str | Path], cwd: Path, env: dict[str, str]) -> Run:
-    """One fresh process; wall time, and its CPU time (user + system, from the reaped child)."""
-    cpu_before = _children_cpu()
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-    )
-    seconds = time.perf_counter() - started
-    return Run(seconds, _children_cpu() - cpu_before, proc.returncode, proc.stdout, proc.stderr)
-
-
-def child_env(url: str, bytecode: str, pycache: Path) -> dict[str, str]:
-    """The environment of every measured process.
-
-    ``cached`` (default): bytecode of every module, the package's and the project's included,
-    is written to and read from a private ``PYTHONPYCACHEPREFIX`` (nothing written into the repo
-    or the venv); after the warm-up no process compiles anything, as with an installed package.
-    ``as-is``: this process's environment unchanged (with ``PYTHONDONTWRITEBYTECODE=1`` and an
-    editable install, alembic_repair and the project's files are compiled again at every run).
-    """
-    env = dict(os.environ, DATABASE_URL=url)
-    if bytecode == "cached":
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
-    return env
-
-
-def describe(what: str, result: Run) -> str:
-    return (f"{what}: exit {result.returncode}\n--- stdout ---\n{result.stdout.strip()}\n"
-            f"--- stderr ---\n{result.stderr.strip()}")
-
-
 def check_bootstrap(result: Run, head: str) -> None:
     last = result.stdout.strip().splitlines()[-1:] or [""]
     if result.returncode != 0 or "nothing to do" not in last[0] or head not in last[0]:
@@ -146,7 +99,7 @@ def check_current(result: Run, head: str) -> None:
 
 def reach_head(project: Path, env: dict[str, str]) -> str:
     """The first bootstrap: scaffold, write the initial revision, upgrade. Returns the head."""
-    first = run([ALEMBIC_REPAIR, "bootstrap"], project, env)
+    first = run([ALEMBIC_REPAIR, "bootstrap"], project, env, RUN_TIMEOUT)
     found = HEAD_IN_BOOTSTRAP.findall(first.stdout)
     if first.returncode != 0 or not found:
         raise BenchError(describe("the first bootstrap failed", first))
@@ -197,14 +150,14 @@ def measure(backend: str, project: Path, env: dict[str, str], head: str, runs: i
     bootstrap_argv: list[str | Path] = [ALEMBIC_REPAIR, "bootstrap"]
     # Warm-up (not counted): page cache, and the __pycache__ of the project's own modules.
     for _ in range(warmup):
-        check_current(run(current_argv, project, env), head)
-        check_bootstrap(run(bootstrap_argv, project, env), head)
+        check_current(run(current_argv, project, env, RUN_TIMEOUT), head)
+        check_bootstrap(run(bootstrap_argv, project, env, RUN_TIMEOUT), head)
     current: list[Run] = []
     bootstrap: list[Run] = []
     for i in range(runs):
-        a = run(current_argv, project, env)
+        a = run(current_argv, project, env, RUN_TIMEOUT)
         check_current(a, head)
-        b = run(bootstrap_argv, project, env)
+        b = run(bootstrap_argv, project, env, RUN_TIMEOUT)
         check_bootstrap(b, head)
         current.append(a)
         bootstrap.append(b)
@@ -286,7 +239,7 @@ def importtime(argv: Sequence[str | Path], project: Path, env: dict[str, str],
     """The least disturbed of `tries` runs (smallest total), after one uncounted run."""
     best: list[Import] = []
     for attempt in range(tries + 1):
-        result = run([sys.executable, "-X", "importtime", *argv], project, env)
+        result = run([sys.executable, "-X", "importtime", *argv], project, env, RUN_TIMEOUT)
         if result.returncode != 0:
             raise BenchError(describe("the -X importtime run failed", result))
         imports = parse_importtime(result.stderr)

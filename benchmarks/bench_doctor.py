@@ -51,7 +51,6 @@ import json
 import os
 import platform
 import pstats
-import resource
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from _processes import Run, child_env, describe, run
 
 REPO = Path(__file__).resolve().parent.parent
 # Not resolved: in a venv, bin/python is a symlink to the base interpreter, and the scripts we
@@ -361,53 +362,6 @@ def write_project(root: Path, revisions: int, tables: int) -> tuple[str, int]:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    seconds: float
-    cpu_seconds: float
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run(argv: Sequence[str | Path], cwd: Path, env: dict[str, str]) -> Run:
-    """One fresh process; wall time, and its CPU time (user + system, from the reaped child)."""
-    cpu_before = _children_cpu()
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-    )
-    seconds = time.perf_counter() - started
-    return Run(seconds, _children_cpu() - cpu_before, proc.returncode, proc.stdout, proc.stderr)
-
-
-def child_env(url: str, bytecode: str, pycache: Path, cache_home: Path) -> dict[str, str]:
-    """The environment of every measured process.
-
-    ``cached`` (default): bytecode of every module (the 300 revision files included) is written
-    to and read from a private ``PYTHONPYCACHEPREFIX``; after the warm-up no process compiles
-    anything. ``as-is``: this process's environment unchanged (with
-    ``PYTHONDONTWRITEBYTECODE=1``, every revision file is compiled again by every process).
-    ``XDG_CACHE_HOME`` is where doctor keeps its replay cache.
-    """
-    env = dict(os.environ, DATABASE_URL=url, XDG_CACHE_HOME=str(cache_home))
-    if bytecode == "cached":
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
-    return env
-
-
-def describe(what: str, result: Run, limit: int = 4000) -> str:
-    return (f"{what}: exit {result.returncode}\n--- stdout ---\n{result.stdout.strip()[-limit:]}"
-            f"\n--- stderr ---\n{result.stderr.strip()[-limit:]}")
-
-
 def check_upgrade(result: Run) -> None:
     if result.returncode != 0:
         raise BenchError(describe("alembic upgrade head failed", result))
@@ -561,20 +515,20 @@ def one_run(setup: Setup, databases: Databases, label: str) -> RunResult:
     url = databases.create(label)
     pycache = setup.workdir / "pycache"
     cache_b, cache_c = (setup.workdir / "xdg" / f"{label}-{x}" for x in ("b", "c"))
-    env_b = child_env(url, setup.bytecode, pycache, cache_b)
-    env_c = child_env(url, setup.bytecode, pycache, cache_c)
+    env_b = child_env(url, setup.bytecode, pycache, XDG_CACHE_HOME=str(cache_b))
+    env_c = child_env(url, setup.bytecode, pycache, XDG_CACHE_HOME=str(cache_c))
     doctor = [ALEMBIC_REPAIR, "doctor", "--format", "json"]
     args = setup.head, setup.revisions, setup.tables
     try:
-        a = run([ALEMBIC, "upgrade", "head"], setup.project, env_b)
+        a = run([ALEMBIC, "upgrade", "head"], setup.project, env_b, RUN_TIMEOUT)
         check_upgrade(a)
-        b = run([*doctor, "--no-cache"], setup.project, env_b)
+        b = run([*doctor, "--no-cache"], setup.project, env_b, RUN_TIMEOUT)
         report = check_doctor(b, *args, cached=False)
         if any(cache_b.rglob("*.json")):
             raise BenchError(f"doctor --no-cache wrote a replay cache in {cache_b}")
-        c1 = run(doctor, setup.project, env_c)
+        c1 = run(doctor, setup.project, env_c, RUN_TIMEOUT)
         check_doctor(c1, *args, cached=False)
-        c2 = run(doctor, setup.project, env_c)
+        c2 = run(doctor, setup.project, env_c, RUN_TIMEOUT)
         check_doctor(c2, *args, cached=True)
         left = databases.leftovers()
         if left:
@@ -819,7 +773,7 @@ def profile_cached_process(project: Path, env: dict[str, str], workdir: Path,
     out = workdir / "cached.prof"
     argv = [sys.executable, "-m", "cProfile", "-o", out, "-m", "alembic_repair", "doctor",
             "--format", "json"]
-    result = run(argv, project, env)
+    result = run(argv, project, env, RUN_TIMEOUT)
     report = json.loads(result.stdout or "{}")
     if result.returncode != 0 or not (report.get("state", {}).get("replay") or {}).get("cached"):
         raise BenchError(describe("the profiled cached doctor misbehaved", result))
@@ -841,7 +795,7 @@ def floors(project: Path, env: dict[str, str], tries: int = 3) -> None:
          [ALEMBIC_REPAIR, "doctor", "--no-replay", "--format", "json"]),
     ]
     for label, argv in commands:
-        results = [run(argv, project, env) for _ in range(tries)]
+        results = [run(argv, project, env, RUN_TIMEOUT) for _ in range(tries)]
         codes = sorted({r.returncode for r in results})
         print(f"    {statistics.median(r.seconds for r in results):6.2f} s  {label}  "
               f"(exit {', '.join(map(str, codes))})")
@@ -851,8 +805,9 @@ def profile(setup: Setup, databases: Databases) -> None:
     url = databases.create("profiled")
     try:
         cache_home = setup.workdir / "xdg" / "profiled"
-        env = child_env(url, setup.bytecode, setup.workdir / "pycache", cache_home)
-        check_upgrade(run([ALEMBIC, "upgrade", "head"], setup.project, env))
+        env = child_env(url, setup.bytecode, setup.workdir / "pycache",
+                        XDG_CACHE_HOME=str(cache_home))
+        check_upgrade(run([ALEMBIC, "upgrade", "head"], setup.project, env, RUN_TIMEOUT))
         floors(setup.project, env)
         breakdown(setup.project, env)
         profile_call(setup.project, env)

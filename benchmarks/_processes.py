@@ -1,0 +1,59 @@
+"""What both benchmarks measure with: fresh processes, their wall and CPU time, and the
+environment every measured process gets (a private bytecode cache, the database URL)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    cpu_seconds: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(argv: Sequence[str | Path], cwd: Path, env: dict[str, str], timeout: float) -> Run:
+    """One fresh process; wall time, and its CPU time (user + system, from the reaped child)."""
+    cpu_before = _children_cpu()
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    seconds = time.perf_counter() - started
+    return Run(seconds, _children_cpu() - cpu_before, proc.returncode, proc.stdout, proc.stderr)
+
+
+def child_env(url: str, bytecode: str, pycache: Path, **extra: str) -> dict[str, str]:
+    """The environment of every measured process.
+
+    ``cached`` (default): bytecode of every module, the package's and the project's included,
+    is written to and read from a private ``PYTHONPYCACHEPREFIX`` (nothing written into the repo
+    or the venv); after the warm-up no process compiles anything, as with an installed package.
+    ``as-is``: this process's environment unchanged (with ``PYTHONDONTWRITEBYTECODE=1`` and an
+    editable install, alembic_repair and the project's files are compiled again at every run).
+    """
+    env = dict(os.environ, DATABASE_URL=url, **extra)
+    if bytecode == "cached":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def describe(what: str, result: Run, limit: int = 4000) -> str:
+    return (f"{what}: exit {result.returncode}\n--- stdout ---\n{result.stdout.strip()[-limit:]}"
+            f"\n--- stderr ---\n{result.stderr.strip()[-limit:]}")
