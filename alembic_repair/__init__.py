@@ -11,6 +11,8 @@ Start here:
   revision, no silent drop, one run at a time.
 - `write_alembic_ini` / `write_env_py` / `write_script_template` (scaffold.py) regenerate the
   setup files, keeping any file the user edited.
+- `trash_drop` / `trash_list` / `trash_restore` / `trash_purge` (api.py, trash.py): soft drop,
+  a table renamed into ``_ar_trash_*`` (O(1)) and renamed back on demand.
 - Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
 
 The CLI (cli.py) is a thin layer over these functions.
@@ -22,7 +24,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Action, BootstrapResult, autogenerate, bootstrap, doctor, upgrade
+    from .api import (
+        Action,
+        BootstrapResult,
+        autogenerate,
+        bootstrap,
+        doctor,
+        trash_drop,
+        trash_list,
+        trash_purge,
+        trash_restore,
+        upgrade,
+    )
     from .diagnose import Diagnosis
     from .errors import (
         AlembicRepairError,
@@ -38,6 +51,7 @@ if TYPE_CHECKING:
     from .masking import mask_url
     from .project import Project
     from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
+    from .trash import TrashEntry
 
 #: Where each public name lives. Imported on first use: the command line's quick path must not
 #: pay for Alembic when it does not need it.
@@ -50,6 +64,8 @@ _HOMES = {
     "ConfigError": "errors", "DatabaseUnreachable": "errors", "LockTimeout": "errors",
     "LoginRefused": "errors", "MigrationFailed": "errors", "NeedsRepair": "errors",
     "RefusedUnsafe": "errors",
+    "trash_drop": "api", "trash_list": "api", "trash_restore": "api", "trash_purge": "api",
+    "TrashEntry": "trash",
 }
 
 
@@ -77,10 +93,15 @@ __all__ = [
     "NeedsRepair",
     "Project",
     "RefusedUnsafe",
+    "TrashEntry",
     "autogenerate",
     "bootstrap",
     "doctor",
     "mask_url",
+    "trash_drop",
+    "trash_list",
+    "trash_purge",
+    "trash_restore",
     "upgrade",
     "write_alembic_ini",
     "write_env_py",

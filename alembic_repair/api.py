@@ -15,13 +15,13 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
-from . import migrations, replay, revisions, scaffold
+from . import migrations, replay, revisions, scaffold, trash
 from .database import connect
 from .diagnose import Diagnosis, diagnose
 from .errors import ConfigError, NeedsRepair
@@ -332,3 +332,32 @@ def doctor(project: ProjectLike = None, *, models: str | None = None, replay: bo
     if not isinstance(project, Project):
         project = Project.discover(project, models=models, strict=False)
     return diagnose(read_state(project, models=models, replay=replay, use_cache=use_cache))
+
+
+# -- the trash (soft-dropped tables; trash.py) -------------------------------------------------
+
+
+def trash_drop(project: ProjectLike, table: str, *, yes: bool = False,
+               allow_remote: bool = False) -> trash.TrashEntry:
+    """Soft-drop `table`: rename it into the trash (O(1)); needs `yes` (and `allow_remote` for a
+    database that is not local), else `RefusedUnsafe` and nothing changes."""
+    return trash.soft_drop(as_project(project), table, yes=yes, allow_remote=allow_remote)
+
+
+def trash_list(project: ProjectLike = None) -> tuple[trash.TrashEntry, ...]:
+    """The soft-dropped tables, oldest first. Read-only."""
+    return trash.list_trash(as_project(project))
+
+
+def trash_restore(project: ProjectLike, name: str, *, yes: bool = False,
+                  allow_remote: bool = False) -> trash.TrashEntry:
+    """Rename a soft-dropped table (its trash name, or its original name: the newest) back;
+    `NeedsRepair` when the original name is taken (nothing changes)."""
+    return trash.restore(as_project(project), name, yes=yes, allow_remote=allow_remote)
+
+
+def trash_purge(project: ProjectLike, *, older_than: timedelta, yes: bool = False,
+                allow_remote: bool = False) -> tuple[trash.TrashEntry, ...]:
+    """DROP the soft-dropped tables older than `older_than`, for good; returns them."""
+    return trash.purge(as_project(project), older_than=older_than, yes=yes,
+                       allow_remote=allow_remote)

@@ -8,6 +8,7 @@ Errors are one line on stderr; ``--traceback`` shows the Python traceback as wel
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import traceback
@@ -21,6 +22,7 @@ from . import api, quick, report
 from .errors import AlembicRepairError
 from .masking import redact
 from .project import Project
+from .trash import TrashEntry, parse_age
 
 EXIT_INTERNAL = 70
 
@@ -165,3 +167,71 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(EXIT_INTERNAL)
     sys.exit(0)
+
+
+# -- trash: soft-dropped tables (trash.py) -----------------------------------------------------
+
+trash_app = typer.Typer(
+    no_args_is_help=True,
+    help="Soft-dropped tables: renamed into _ar_trash_*, restorable until purged.",
+)
+app.add_typer(trash_app, name="trash")
+
+_YES = typer.Option("--yes", "-y", help="Do it (without: print what would be done, exit 4).")
+_REMOTE = typer.Option("--allow-remote", help="Allow a database that is not on this machine.")
+
+
+def _entry_line(kind: str, entry: TrashEntry) -> None:
+    sys.stdout.write(f"{kind:>12}  {entry.trash_name}: table {entry.table}, {entry.rows} rows, "
+                     f"dropped {entry.dropped_at:%Y-%m-%d %H:%M:%S} UTC\n")
+
+
+@trash_app.command("drop")
+def trash_drop(
+    table: Annotated[str, typer.Argument(help="The table to move into the trash.")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Rename TABLE into the trash (O(1), no row copied); `trash restore` brings it back."""
+    entry = api.trash_drop(_discover(), table, yes=yes, allow_remote=allow_remote)
+    _entry_line("trashed", entry)
+
+
+@trash_app.command("list")
+def trash_list(
+    format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
+) -> None:
+    """The soft-dropped tables, oldest first (read-only)."""
+    entries = api.trash_list(_discover())
+    if format is Format.json:
+        sys.stdout.write(json.dumps([e.as_dict() for e in entries], indent=2) + "\n")
+        return
+    for entry in entries:
+        _entry_line("trash", entry)
+    sys.stdout.write(f"{'trash':>12}  {len(entries)} table(s)\n")
+
+
+@trash_app.command("restore")
+def trash_restore(
+    name: Annotated[str, typer.Argument(help="Trash name, or the original table name.")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Rename a soft-dropped table back to its original name (refused if that name is taken)."""
+    entry = api.trash_restore(_discover(), name, yes=yes, allow_remote=allow_remote)
+    _entry_line("restored", entry)
+
+
+@trash_app.command("purge")
+def trash_purge(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", help="Age, e.g. 7d, 12h, 1d12h, 2w.")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """DROP, for good, the soft-dropped tables older than --older-than."""
+    age = parse_age(older_than)
+    purged = api.trash_purge(_discover(), older_than=age, yes=yes, allow_remote=allow_remote)
+    for entry in purged:
+        _entry_line("purged", entry)
+    sys.stdout.write(f"{'purge':>12}  {len(purged)} table(s) dropped\n")
