@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import resource
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +59,28 @@ def child_env(url: str, bytecode: str, pycache: Path, **extra: str) -> dict[str,
 def describe(what: str, result: Run, limit: int = 4000) -> str:
     return (f"{what}: exit {result.returncode}\n--- stdout ---\n{result.stdout.strip()[-limit:]}"
             f"\n--- stderr ---\n{result.stderr.strip()[-limit:]}")
+
+
+@contextmanager
+def environment(cwd: Path, env: dict[str, str]) -> Iterator[None]:
+    """This process as a measured child would be: cwd, environment and bytecode cache."""
+    saved = Path.cwd(), dict(os.environ), sys.pycache_prefix, sys.dont_write_bytecode
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.pycache_prefix = env.get("PYTHONPYCACHEPREFIX")
+    sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
+    try:
+        yield
+    finally:
+        os.chdir(saved[0])
+        os.environ.clear()
+        os.environ.update(saved[1])
+        sys.pycache_prefix, sys.dont_write_bytecode = saved[2], saved[3]
+
+
+def shorten_paths(text: str) -> str:
+    prefixes = sorted({p for p in sys.path if p.endswith("site-packages")}, key=len, reverse=True)
+    for prefix in [*prefixes, str(Path(__file__).resolve().parent.parent)]:
+        text = text.replace(prefix + os.sep, "")
+    return text

@@ -44,7 +44,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from _processes import Run, child_env, describe, run
+from _processes import Run, child_env, describe, environment, run, shorten_paths
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "fastapi_mysql"
@@ -295,31 +295,6 @@ def profile_imports(project: Path, env: dict[str, str]) -> None:
         parent = parents.get(id(imp))
         print(f"    {extra_us(imp) / 1000:8.1f}ms  {imp.name}  "
               f"(from {parent.name if parent else 'the top level'})")
-
-
-def shorten_paths(text: str) -> str:
-    prefixes = sorted({p for p in sys.path if p.endswith("site-packages")}, key=len, reverse=True)
-    for prefix in [*prefixes, str(REPO)]:
-        text = text.replace(prefix + os.sep, "")
-    return text
-
-
-@contextmanager
-def environment(cwd: Path, env: dict[str, str]) -> Iterator[None]:
-    """This process as a measured child would be: cwd, environment and bytecode cache."""
-    saved = Path.cwd(), dict(os.environ), sys.pycache_prefix, sys.dont_write_bytecode
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.pycache_prefix = env.get("PYTHONPYCACHEPREFIX")
-    sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
-    try:
-        yield
-    finally:
-        os.chdir(saved[0])
-        os.environ.clear()
-        os.environ.update(saved[1])
-        sys.pycache_prefix, sys.dont_write_bytecode = saved[2], saved[3]
 
 
 def profile_call(project: Path, env: dict[str, str], head: str, limit: int = 25) -> None:

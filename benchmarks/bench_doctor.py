@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from _processes import Run, child_env, describe, run
+from _processes import Run, child_env, describe, environment, run, shorten_paths
 
 REPO = Path(__file__).resolve().parent.parent
 # Not resolved: in a venv, bin/python is a symlink to the base interpreter, and the scripts we
@@ -612,31 +612,6 @@ def print_table(all_figures: Sequence[Figures], revisions: int, tables: int) -> 
 # ---------------------------------------------------------------------------------------
 # Profiling (--profile)
 # ---------------------------------------------------------------------------------------
-
-
-def shorten_paths(text: str) -> str:
-    prefixes = sorted({p for p in sys.path if p.endswith("site-packages")}, key=len, reverse=True)
-    for prefix in [*prefixes, str(REPO)]:
-        text = text.replace(prefix + os.sep, "")
-    return text
-
-
-@contextmanager
-def environment(cwd: Path, env: dict[str, str]) -> Iterator[None]:
-    """This process as a measured child would be: cwd, environment and bytecode cache."""
-    saved = Path.cwd(), dict(os.environ), sys.pycache_prefix, sys.dont_write_bytecode
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.pycache_prefix = env.get("PYTHONPYCACHEPREFIX")
-    sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
-    try:
-        yield
-    finally:
-        os.chdir(saved[0])
-        os.environ.clear()
-        os.environ.update(saved[1])
-        sys.pycache_prefix, sys.dont_write_bytecode = saved[2], saved[3]
 
 
 # (module, function, label): the steps of api.doctor timed by `breakdown`, each where its

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, text
 
+from alembic_repair.testing.scenarios import execute  # noqa: F401  (re-exported for tests)
+
 MODELS_V1 = '''
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -97,16 +99,6 @@ def table_digest(url: str) -> dict[str, tuple[int, str]]:
     finally:
         engine.dispose()
     return result
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        engine.dispose()
 
 
 def columns(url: str, table: str) -> list[str]:
