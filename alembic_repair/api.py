@@ -28,6 +28,7 @@ from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
 from .project import Project
 from .state.read import read_state
+from .state.schema import is_user_table
 from .target import discover_models, load_target_metadata, project_on_path
 
 OnAction = Callable[["Action"], None]
@@ -205,7 +206,7 @@ def _models(project: Project, models: str | None) -> MetaData:
             f"{project.rel(project.env_py)}: target_metadata is None, so autogenerate "
             "cannot compare anything; set it to your models' MetaData, or pass --models module:Base"
         )
-    if not [t for t in metadata.tables.values() if revisions.is_user_table(t.name)]:
+    if not [t for t in metadata.tables.values() if is_user_table(t.name)]:
         source = models or project.models or project.rel(project.env_py)
         raise ConfigError(
             f"{source}: the models define no table (the module with Base may not import the "
@@ -221,7 +222,7 @@ def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models
     metadata = _models(project, models)
     local = migrations.revisions(project)
     recorded = migrations.current_heads(conn)
-    tables = [t for t in inspect(conn).get_table_names() if revisions.is_user_table(t)]
+    tables = [t for t in inspect(conn).get_table_names() if is_user_table(t)]
     conn.commit()
     unknown = [rev for rev in recorded if rev not in local]
     if unknown and not tables:

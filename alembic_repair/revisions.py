@@ -28,9 +28,7 @@ from sqlalchemy.sql import sqltypes
 
 from .migrations import alembic_config, revisions, run_alembic
 from .project import Project
-
-TRASH_PREFIX = "_ar_trash_"
-VERSION_TABLE = "alembic_version"
+from .state.schema import is_user_table
 
 
 @dataclass(frozen=True)
@@ -39,10 +37,6 @@ class Written:
 
     revision: str | None
     path: Path | None
-
-
-def is_user_table(name: str) -> bool:
-    return name != VERSION_TABLE and not name.startswith(TRASH_PREFIX)
 
 
 def stable_revision_id(parents: Iterable[str], upgrade_ops: ops.UpgradeOps) -> str:
