@@ -13,6 +13,8 @@ Start here:
   setup files, keeping any file the user edited.
 - `trash_drop` / `trash_list` / `trash_restore` / `trash_purge` (api.py, trash.py): soft drop,
   a table renamed into ``_ar_trash_*`` (O(1)) and renamed back on demand.
+- `backup` / `restore` (api.py, backup.py) and `verify` (backup.py): verified logical backups
+  with a checksummed manifest; restore places what fits and reports the rest.
 - Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
 
 The CLI (cli.py) is a thin layer over these functions.
@@ -28,17 +30,21 @@ if TYPE_CHECKING:
         Action,
         BootstrapResult,
         autogenerate,
+        backup,
         bootstrap,
         doctor,
+        restore,
         trash_drop,
         trash_list,
         trash_purge,
         trash_restore,
         upgrade,
     )
+    from .backup import Manifest, RestoreReport, verify
     from .diagnose import Diagnosis
     from .errors import (
         AlembicRepairError,
+        BackupCorrupt,
         ConfigError,
         DatabaseUnreachable,
         LockTimeout,
@@ -66,6 +72,8 @@ _HOMES = {
     "RefusedUnsafe": "errors",
     "trash_drop": "api", "trash_list": "api", "trash_restore": "api", "trash_purge": "api",
     "TrashEntry": "trash",
+    "backup": "api", "restore": "api", "Manifest": "backup", "RestoreReport": "backup",
+    "verify": "backup", "BackupCorrupt": "errors",
 }
 
 
@@ -81,6 +89,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Action",
     "AlembicRepairError",
+    "BackupCorrupt",
     "BootstrapResult",
     "ConfigError",
     "Diagnosis",
@@ -89,20 +98,25 @@ __all__ = [
     "FileChange",
     "LockTimeout",
     "LoginRefused",
+    "Manifest",
     "MigrationFailed",
     "NeedsRepair",
     "Project",
     "RefusedUnsafe",
+    "RestoreReport",
     "TrashEntry",
     "autogenerate",
+    "backup",
     "bootstrap",
     "doctor",
     "mask_url",
+    "restore",
     "trash_drop",
     "trash_list",
     "trash_purge",
     "trash_restore",
     "upgrade",
+    "verify",
     "write_alembic_ini",
     "write_env_py",
     "write_script_template",

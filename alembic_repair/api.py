@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,6 +23,9 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
 from . import migrations, replay, revisions, scaffold, trash
+from .backup import Manifest, RestoreReport
+from .backup import backup as _backup
+from .backup import restore as _restore
 from .database import connect
 from .diagnose import Diagnosis, diagnose
 from .errors import ConfigError, NeedsRepair
@@ -362,3 +366,25 @@ def trash_purge(project: ProjectLike, *, older_than: timedelta, yes: bool = Fals
     """DROP the soft-dropped tables older than `older_than`, for good; returns them."""
     return trash.purge(as_project(project), older_than=older_than, yes=yes,
                        allow_remote=allow_remote)
+
+
+# -- backups (backup.py) -----------------------------------------------------------------------
+
+
+def backup(project: ProjectLike, dest: Path | None = None) -> Manifest:
+    """Write a verified logical backup (default: ``.alembic_repair/backups/<UTC stamp>/``);
+    returns its manifest. Read-only on the database."""
+    return _backup(as_project(project), dest)
+
+
+def restore(project: ProjectLike, src: Path, *, yes: bool = False,
+            allow_remote: bool = False) -> RestoreReport:
+    """Verify the backup at `src`, then put its rows back into empty tables (creating the
+    tables in an empty database); what does not fit is reported and stays in the backup.
+    Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed."""
+    return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote)
+
+
+# Importing the submodule ``alembic_repair.backup`` sets the package attribute ``backup`` to
+# the module; the public name is this function.
+setattr(sys.modules[__package__ or "alembic_repair"], "backup", backup)  # noqa: B010

@@ -235,3 +235,42 @@ def trash_purge(
     for entry in purged:
         _entry_line("purged", entry)
     sys.stdout.write(f"{'purge':>12}  {len(purged)} table(s) dropped\n")
+
+
+# -- backups (backup.py) -----------------------------------------------------------------------
+
+
+@app.command("backup")
+def backup_command(
+    dest: Annotated[Path | None, typer.Argument(  # noqa: UP007
+        help="Folder to write (default: .alembic_repair/backups/<UTC stamp>/).")] = None,
+) -> None:
+    """Write a verified backup: schema, rows, and a manifest of counts and checksums."""
+    manifest = api.backup(_discover(), dest)
+    sys.stdout.write(f"{'backup':>12}  {manifest.path}\n")
+    for info in manifest.tables:
+        sys.stdout.write(f"{'table':>12}  {info.name}: {info.rows} rows\n")
+
+
+@app.command("restore")
+def restore_command(
+    src: Annotated[Path, typer.Argument(help="The backup folder (holds manifest.json).")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Verify a backup and put its rows back into empty tables; reports what did not fit."""
+    result = api.restore(_discover(), src, yes=yes, allow_remote=allow_remote)
+    for name in result.created:
+        sys.stdout.write(f"{'created':>12}  table {name}\n")
+    for name, rows in result.restored.items():
+        sys.stdout.write(f"{'restored':>12}  {name}: {rows} rows\n")
+    for name, rows in result.missing_tables.items():
+        sys.stdout.write(f"{'kept':>12}  {name}: {rows} rows stay in the backup (no such "
+                         "table)\n")
+    for name, cols in result.dropped_columns.items():
+        sys.stdout.write(f"{'kept':>12}  {name}: values of {', '.join(cols)} stay in the "
+                         "backup (no such column)\n")
+    for name, rows in result.not_empty.items():
+        sys.stdout.write(f"{'skipped':>12}  {name}: holds {rows} rows already\n")
+    if not result.complete:
+        raise typer.Exit(1)

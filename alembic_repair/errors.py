@@ -23,6 +23,7 @@ __all__ = [
     "MigrationFailed",
     "NeedsRepair",
     "RefusedUnsafe",
+    "BackupCorrupt",
 ]
 
 EXIT_OK = 0
@@ -89,3 +90,9 @@ class RefusedUnsafe(AlembicRepairError):
     """A destructive action was asked for without the confirmation it needs."""
 
     exit_code = EXIT_REFUSED
+
+
+class BackupCorrupt(AlembicRepairError):
+    """A backup's file or data does not match its manifest (the message names the file)."""
+
+    exit_code = EXIT_PROBLEMS
