@@ -13,7 +13,7 @@ Start here:
   setup files, keeping any file the user edited.
 - `trash_drop` / `trash_list` / `trash_restore` / `trash_purge` (api.py, trash.py): soft drop,
   a table renamed into ``_ar_trash_*`` (O(1)) and renamed back on demand.
-- `backup` / `restore` (api.py, backup.py) and `verify` (backup.py): verified logical backups
+- `backup` / `restore` (api.py, backups.py) and `verify` (backups.py): verified logical backups
   with a checksummed manifest; restore places what fits and reports the rest.
 - Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         trash_restore,
         upgrade,
     )
-    from .backup import Manifest, RestoreReport, verify
+    from .backups import Manifest, RestoreReport, verify
     from .diagnose import Diagnosis
     from .errors import (
         AlembicRepairError,
@@ -72,8 +72,8 @@ _HOMES = {
     "RefusedUnsafe": "errors",
     "trash_drop": "api", "trash_list": "api", "trash_restore": "api", "trash_purge": "api",
     "TrashEntry": "trash",
-    "backup": "api", "restore": "api", "Manifest": "backup", "RestoreReport": "backup",
-    "verify": "backup", "BackupCorrupt": "errors",
+    "backup": "api", "restore": "api", "Manifest": "backups", "RestoreReport": "backups",
+    "verify": "backups", "BackupCorrupt": "errors",
 }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,9 +22,9 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
 from . import migrations, replay, revisions, scaffold, trash
-from .backup import Manifest, RestoreReport
-from .backup import backup as _backup
-from .backup import restore as _restore
+from .backups import Manifest, RestoreReport
+from .backups import backup as _backup
+from .backups import restore as _restore
 from .database import connect
 from .diagnose import Diagnosis, diagnose
 from .errors import ConfigError, NeedsRepair
@@ -384,7 +383,3 @@ def restore(project: ProjectLike, src: Path, *, yes: bool = False,
     Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed."""
     return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote)
 
-
-# Importing the submodule ``alembic_repair.backup`` sets the package attribute ``backup`` to
-# the module; the public name is this function.
-setattr(sys.modules[__package__ or "alembic_repair"], "backup", backup)  # noqa: B010
