@@ -67,10 +67,26 @@ def fingerprint(project: Project) -> str | None:
             engine.dispose()
     except Exception:  # no version table, unreachable, ...: the full doctor will say what
         return None
-    digest = hashlib.sha256(repr((CACHE_VERSION, sys.version, project.url,
+    from . import __version__
+
+    data_file = _sqlite_file(project)  # SQLite findings look at values (AR407): any write counts
+    digest = hashlib.sha256(repr((CACHE_VERSION, __version__, sys.version, data_file, project.url,
                                   project.url_source, project.models, str(project.ini_path),
                                   _files(project), rows, signatures)).encode())
     return digest.hexdigest()
+
+
+def _sqlite_file(project: Project) -> tuple[int, int] | None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(project.url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    try:
+        stat = os.stat(url.database)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def remember(key: str, answers: dict[str, str]) -> None:

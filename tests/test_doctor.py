@@ -182,3 +182,21 @@ def test_a_repeated_healthy_doctor_is_answered_from_its_verdict(tmp_path: Path,
     models.write_text(models.read_text() + "\n# touched\n")  # a file changed
     assert doctor_json()["state"]["verdict_from_cache"] is False
     assert doctor_json()["state"]["verdict_from_cache"] is True
+
+
+def test_a_written_sqlite_file_is_never_answered_from_the_verdict(tmp_path: Path,
+                                                                    sqlite_url: str) -> None:
+    """SQLite findings look at values (AR407): a new junk row must be seen, not a stale
+    healthy verdict."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("healthy", root, sqlite_url)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert cli("doctor", cwd=root, url=sqlite_url, env=env).code == 0
+    from helpers import execute
+
+    execute(sqlite_url, "UPDATE post SET views = 'many' WHERE id = 1")
+    run = cli("doctor", "--format", "json", cwd=root, url=sqlite_url, env=env)
+    data = json.loads(run.stdout)
+    assert data["state"]["verdict_from_cache"] is False
+    assert [f["location"] for f in data["findings"] if f["code"] == "AR407"] == ["post.views"]
