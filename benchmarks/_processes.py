@@ -84,3 +84,34 @@ def shorten_paths(text: str) -> str:
     for prefix in [*prefixes, str(Path(__file__).resolve().parent.parent)]:
         text = text.replace(prefix + os.sep, "")
     return text
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def machine_facts(package_state: str) -> list[str]:
+    """What a reader needs to compare these figures: machine, versions, load."""
+    import platform
+    from importlib.metadata import version
+
+    facts = [
+        f"nproc: {len(os.sched_getaffinity(0))}",
+        f"python: {platform.python_version()} ({platform.python_implementation()}, "
+        f"{sys.executable})",
+        f"platform: {platform.platform()}",
+        f"alembic {version('alembic')}, SQLAlchemy {version('SQLAlchemy')}, "
+        f"PyMySQL {version('PyMySQL')}, typer {version('typer')}, "
+        f"sqlite {__import__('sqlite3').sqlite_version}",
+        package_state,
+    ]
+    from alembic_repair.testing.mariadb import find_binary
+
+    server = find_binary("mariadbd", "mysqld")
+    if server is not None:
+        version = subprocess.run([server, "--version"], capture_output=True, text=True,
+                                 check=False).stdout.strip()
+        facts.append(f"mariadb: {version}")
+    facts.append(f"at start: {load()}")
+    return facts

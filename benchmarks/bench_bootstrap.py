@@ -31,7 +31,6 @@ import cProfile
 import io
 import math
 import os
-import platform
 import pstats
 import re
 import shutil
@@ -44,7 +43,16 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from _processes import Run, child_env, describe, environment, run, shorten_paths
+from _processes import (
+    Run,
+    child_env,
+    describe,
+    environment,
+    load,
+    machine_facts,
+    run,
+    shorten_paths,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "fastapi_mysql"
@@ -374,34 +382,6 @@ def package_state() -> str:
     return f"alembic_repair {alembic_repair.__version__} from {source} (git {head or '?'}, {state})"
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def machine_facts() -> list[str]:
-    import alembic
-    import sqlalchemy
-
-    facts = [
-        f"nproc: {len(os.sched_getaffinity(0))}",
-        f"python: {platform.python_version()} ({platform.python_implementation()}, "
-        f"{sys.executable})",
-        f"platform: {platform.platform()}",
-        f"alembic {alembic.__version__}, SQLAlchemy {sqlalchemy.__version__}",
-        package_state(),
-    ]
-    from alembic_repair.testing.mariadb import find_binary
-
-    server = find_binary("mariadbd", "mysqld")
-    if server is not None:
-        version = subprocess.run([server, "--version"], capture_output=True, text=True,
-                                 check=False).stdout.strip()
-        facts.append(f"mariadb: {version}")
-    facts.append(f"at start: {load()}")
-    return facts
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="measured runs of each (default 15)")
@@ -422,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("bootstrap at head vs alembic current")
     print(f"command: {Path(sys.executable)} {' '.join(sys.argv)}")
-    for fact in machine_facts():
+    for fact in machine_facts(package_state()):
         print(f"  {fact}")
     print(f"  bytecode: {args.bytecode}; PYTHONDONTWRITEBYTECODE in this environment: "
           f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}")

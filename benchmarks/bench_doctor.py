@@ -49,7 +49,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
 import subprocess
@@ -62,7 +61,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from _processes import Run, child_env, describe, environment, run, shorten_paths
+from _processes import (
+    Run,
+    child_env,
+    describe,
+    environment,
+    load,
+    machine_facts,
+    run,
+    shorten_paths,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 # Not resolved: in a venv, bin/python is a symlink to the base interpreter, and the scripts we
@@ -849,35 +857,6 @@ def package_state() -> str:
     return f"alembic_repair {alembic_repair.__version__} from {source} (git {head or '?'}, {state})"
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def machine_facts() -> list[str]:
-    from importlib.metadata import version
-
-    facts = [
-        f"nproc: {len(os.sched_getaffinity(0))}",
-        f"python: {platform.python_version()} ({platform.python_implementation()}, "
-        f"{sys.executable})",
-        f"platform: {platform.platform()}",
-        f"alembic {version('alembic')}, SQLAlchemy {version('SQLAlchemy')}, "
-        f"PyMySQL {version('PyMySQL')}, typer {version('typer')}, "
-        f"sqlite {__import__('sqlite3').sqlite_version}",
-        package_state(),
-    ]
-    from alembic_repair.testing.mariadb import find_binary
-
-    server = find_binary("mariadbd", "mysqld")
-    if server is not None:
-        version = subprocess.run([server, "--version"], capture_output=True, text=True,
-                                 check=False).stdout.strip()
-        facts.append(f"mariadb: {version}")
-    facts.append(f"at start: {load()}")
-    return facts
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "mariadb", "both"], default="both")
@@ -903,7 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("doctor (with the replay) vs alembic upgrade head; first vs cached doctor")
     print(f"command: {Path(sys.executable)} {' '.join(sys.argv)}")
     try:
-        for fact in machine_facts():
+        for fact in machine_facts(package_state()):
             print(f"  {fact}")
         print(f"  bytecode: {args.bytecode}; PYTHONDONTWRITEBYTECODE in this environment: "
               f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}")
