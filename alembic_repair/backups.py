@@ -20,8 +20,10 @@ jsonl files, so ``verify`` recomputes exactly what ``backup`` recorded.
 foreign-key order. Into a database without any of the backup's tables it first creates them
 from the stored schema; otherwise the schema there is authoritative: rows of tables it lacks,
 and values of columns it lacks, are reported and stay in the backup. A table that already holds
-rows is not touched (reported). Afterwards counts and checksums over the restored columns are
-compared with the backup.
+rows is not touched (reported in ``not_empty``), unless it holds exactly the backup's rows (same
+count and checksum over the restored columns: a resumed restore), then it is reported in
+``already`` and counts as complete. Each table is filled in one transaction. Afterwards counts
+and checksums over the restored columns are compared with the backup.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ from .locking import migration_lock
 from .project import Project
 from .state.schema import VERSION_TABLE, is_user_table
 
-__all__ = ["MANIFEST", "Manifest", "RestoreReport", "TableInfo", "backup", "decode_value",
-           "encode_value", "restore", "rows_checksum", "table_checksum", "verify"]
+__all__ = ["MANIFEST", "Manifest", "RestoreReport", "TableInfo", "backup", "backup_locked",
+           "decode_value", "encode_value", "restore", "restore_locked", "rows_checksum",
+           "table_checksum", "verify"]
 
 MANIFEST = "manifest.json"
 SQLITE_FILE = "database.sqlite"
@@ -271,25 +274,42 @@ def _sqlite_path(url: str) -> Path:
 # -- backup ------------------------------------------------------------------------------------
 
 
-def backup(project: Project, dest: Path | None = None) -> Manifest:
-    """Write a verified backup of the project's database; returns its manifest."""
+def _check_dialect(project: Project, action: str) -> str:
     dialect = project.dialect
     if dialect not in ("sqlite", "mysql", "mariadb"):
-        raise ConfigError(f"backup: the {dialect} dialect is not supported (SQLite, MySQL and "
+        raise ConfigError(f"{action}: the {dialect} dialect is not supported (SQLite, MySQL and "
                           "MariaDB are)")
+    return "sqlite" if dialect == "sqlite" else "mysql"
+
+
+def backup(project: Project, dest: Path | None = None) -> Manifest:
+    """Write a verified backup of the project's database; returns its manifest."""
+    _check_dialect(project, "backup")
     engine = connect(project)
     try:
         with migration_lock(engine, project.state_dir) as conn:
-            path = _new_dir(project, dest)
-            if dialect == "sqlite":
-                tables = _backup_sqlite(project, path)
-            else:
-                tables = _backup_mysql(conn, path)
-            conn.rollback()
+            return backup_locked(project, conn, dest)
     finally:
         engine.dispose()
+
+
+def backup_locked(project: Project, conn: Connection, dest: Path | None = None) -> Manifest:
+    """`backup` for a caller that already holds the migration lock on `conn` (as
+    `migration_lock` yields it): no lock taken, no guard. Any transaction open on `conn` is
+    ended (rolled back) first, so commit your own changes before; `conn` is left without an
+    open transaction. Returns the verified manifest."""
+    dialect = _check_dialect(project, "backup")
+    if conn.in_transaction():
+        conn.rollback()
+    path = _new_dir(project, dest)
+    try:
+        tables = (_backup_sqlite(project, path) if dialect == "sqlite"
+                  else _backup_mysql(conn, path))
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
     files = {p.name: _sha256(p) for p in sorted(path.iterdir())}
-    manifest = Manifest(path, "sqlite" if dialect == "sqlite" else "mysql", project.masked_url,
+    manifest = Manifest(path, dialect, project.masked_url,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"), tables, files)
     with _open_private(path / MANIFEST) as handle:
         handle.write(json.dumps(manifest.as_dict(), indent=2).encode("utf-8") + b"\n")
@@ -424,6 +444,8 @@ class RestoreReport:
     missing_tables: dict[str, int] = field(default_factory=dict)  # table -> rows left behind
     dropped_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     not_empty: dict[str, int] = field(default_factory=dict)  # table -> rows already there
+    #: tables that already held exactly the backup's rows (a resumed restore): complete
+    already: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -441,6 +463,7 @@ class _Plan:
     missing: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, tuple[str, ...]] = field(default_factory=dict)
     not_empty: dict[str, int] = field(default_factory=dict)
+    already: dict[str, int] = field(default_factory=dict)
 
     def describe(self, manifest: Manifest) -> str:
         parts = []
@@ -455,6 +478,9 @@ class _Plan:
         if self.dropped:
             parts.append("leave in the backup the values of missing columns " + ", ".join(
                 f"{t}.{c}" for t, cols in self.dropped.items() for c in cols))
+        if self.already:
+            parts.append("skip tables that already hold the backup's rows " + ", ".join(
+                f"{t} ({n} rows)" for t, n in self.already.items()))
         if self.not_empty:
             parts.append("skip non-empty tables " + ", ".join(
                 f"{t} ({n} rows)" for t, n in self.not_empty.items()))
@@ -474,12 +500,20 @@ def _plan(conn: Connection, manifest: Manifest) -> _Plan:
             plan.fill[info.name] = list(info.columns)
             continue
         present = set(table_columns(conn, info.name))
+        columns = [c for c in info.columns if c in present]
+        gone = tuple(c for c in info.columns if c not in present)
         rows = _count(conn, info.name)
         if rows:
-            plan.not_empty[info.name] = rows
+            if rows == info.rows and columns and (
+                    table_checksum(conn, info.name, columns)
+                    == _backup_checksum(manifest, info, columns)):
+                plan.already[info.name] = rows
+                if gone:
+                    plan.dropped[info.name] = gone
+            else:
+                plan.not_empty[info.name] = rows
             continue
-        plan.fill[info.name] = [c for c in info.columns if c in present]
-        gone = tuple(c for c in info.columns if c not in present)
+        plan.fill[info.name] = columns
         if gone:
             plan.dropped[info.name] = gone
     return plan
@@ -510,19 +544,24 @@ def _backup_checksum(manifest: Manifest, info: TableInfo, columns: Sequence[str]
     raise AssertionError("unreachable")
 
 
+def _check_backup(project: Project, path: Path, action: str) -> Manifest:
+    """Verify the backup and check that it fits the project's database (no change made)."""
+    manifest = verify(path)
+    dialect = _check_dialect(project, action)
+    if dialect != manifest.dialect:
+        raise ConfigError(f"{action}: the backup is of a {manifest.dialect} database and "
+                          f"{project.masked_url} is {project.dialect}; restore it into a "
+                          f"{manifest.dialect} database")
+    return manifest
+
+
 def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = False
             ) -> RestoreReport:
     """Put a backup's rows back (see the module docstring); verifies before and after."""
     path = Path(path)
     action = f"restore {path}"
     guards.require_local(allow_remote, project, action)
-    manifest = verify(path)
-    dialect = "sqlite" if project.dialect == "sqlite" else project.dialect
-    dialect = "mysql" if dialect in ("mysql", "mariadb") else dialect
-    if dialect != manifest.dialect:
-        raise ConfigError(f"{action}: the backup is of a {manifest.dialect} database and "
-                          f"{project.masked_url} is {project.dialect}; restore it into a "
-                          f"{manifest.dialect} database")
+    manifest = _check_backup(project, path, action)
     engine = connect(project)
     try:
         with migration_lock(engine, project.state_dir) as conn:
@@ -533,6 +572,21 @@ def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = Fal
             return _apply(conn, manifest, plan)
     finally:
         engine.dispose()
+
+
+def restore_locked(project: Project, conn: Connection, path: Path) -> RestoreReport:
+    """`restore` for a caller that already holds the migration lock on `conn` (as
+    `migration_lock` yields it): no lock taken, no guard (the caller asked for confirmation).
+    Verifies the backup first; any transaction open on `conn` is ended (rolled back) first.
+    Idempotent: run again after an interrupted restore, the tables already restored are
+    reported in `RestoreReport.already` and the rest is filled."""
+    path = Path(path)
+    manifest = _check_backup(project, path, f"restore {path}")
+    if conn.in_transaction():
+        conn.rollback()
+    plan = _plan(conn, manifest)
+    conn.rollback()
+    return _apply(conn, manifest, plan)
 
 
 def _apply(conn: Connection, manifest: Manifest, plan: _Plan) -> RestoreReport:
@@ -581,4 +635,4 @@ def _apply(conn: Connection, manifest: Manifest, plan: _Plan) -> RestoreReport:
             )
     conn.rollback()
     return RestoreReport(manifest.path, tuple(plan.create), restored, dict(plan.missing),
-                         dict(plan.dropped), dict(plan.not_empty))
+                         dict(plan.dropped), dict(plan.not_empty), dict(plan.already))

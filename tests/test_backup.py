@@ -11,6 +11,9 @@ from helpers import cli, execute, table_digest, write_project
 from sqlalchemy import create_engine, inspect, text
 
 from alembic_repair import BackupCorrupt, Project, RefusedUnsafe, backup, restore, verify
+from alembic_repair.backups import backup_locked, restore_locked
+from alembic_repair.database import connect
+from alembic_repair.locking import migration_lock
 
 SCHEMA = {
     "sqlite": [
@@ -104,9 +107,11 @@ def test_restore_into_changed_schema_reports_the_rest(tmp_path: Path, backend) -
     assert digest["author"][0] == 2 and "post" not in digest
     # the rows that did not fit are still in the backup
     assert verify(manifest.path).table("post").rows == 3  # type: ignore[union-attr]
-    # a second restore finds the tables full and touches nothing
+    # a second restore finds the backup's rows already there and touches nothing
     again = restore(project, manifest.path, yes=True)
-    assert again.not_empty == {"author": 2, "alembic_version": 1}
+    assert again.already == {"author": 2, "alembic_version": 1}
+    assert again.not_empty == {} and again.restored == {}
+    assert again.dropped_columns == {"author": ("photo",)}
     assert table_digest(backend.url) == digest
 
 
@@ -170,3 +175,42 @@ def test_other_dialect_refused(tmp_path: Path, sqlite_url: str) -> None:
     other = Project.discover(project.root, url="mysql+pymysql://u:p@localhost/x")
     with pytest.raises(Exception, match="sqlite"):
         restore(other, manifest.path, yes=True)
+
+
+def test_locked_variants_resume_and_ignore_extra_files(tmp_path: Path, backend) -> None:
+    project = _setup(tmp_path, backend)
+    before = table_digest(backend.url)
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir) as conn:
+            manifest = backup_locked(project, conn, tmp_path / "b")
+    finally:
+        engine.dispose()
+    # a caller (reset) adds files the manifest does not list: verify ignores them
+    extra = manifest.path / "project-files"
+    extra.mkdir()
+    (extra / "alembic.ini").write_text("[alembic]\n")
+    (manifest.path / "notes.txt").write_text("x")
+    assert verify(manifest.path).tables == manifest.tables
+
+    # an interrupted restore: author is back, post holds other rows, the rest is empty
+    _drop_all(backend.url, backend)
+    execute(backend.url, *SCHEMA[backend.name], ROWS[backend.name],
+            "INSERT INTO post VALUES (9, 'other', 1)")
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir) as conn:
+            report = restore_locked(project, conn, manifest.path)
+    finally:
+        engine.dispose()
+    assert report.already == {"author": 2}
+    assert report.not_empty == {"post": 1}
+    assert report.restored == {"alembic_version": 1}
+    assert not report.complete
+
+    execute(backend.url, "DELETE FROM post")
+    again = restore(project, manifest.path, yes=True)
+    assert again.already == {"author": 2, "alembic_version": 1}
+    assert again.restored == {"post": 3}
+    assert again.complete
+    assert table_digest(backend.url) == before
