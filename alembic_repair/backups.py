@@ -29,10 +29,13 @@ and checksums over the restored columns are compared with the backup.
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import hashlib
 import json
 import os
+import re
+import shutil
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,14 +51,14 @@ from sqlalchemy.pool import NullPool
 
 from . import guards
 from .database import connect
-from .errors import BackupCorrupt, ConfigError
+from .errors import AlembicRepairError, BackupCorrupt, ConfigError, RefusedUnsafe
 from .locking import migration_lock
 from .project import Project
 from .state.schema import VERSION_TABLE, is_user_table
 
 __all__ = ["MANIFEST", "Manifest", "RestoreReport", "TableInfo", "backup", "backup_locked",
-           "decode_value", "encode_value", "restore", "restore_locked", "rows_checksum",
-           "table_checksum", "verify"]
+           "database_identity", "decode_value", "encode_value", "restore", "restore_locked",
+           "rows_checksum", "table_checksum", "verify"]
 
 MANIFEST = "manifest.json"
 SQLITE_FILE = "database.sqlite"
@@ -183,6 +186,8 @@ class Manifest:
     created_at: str
     tables: tuple[TableInfo, ...]  # foreign-key order
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    #: which database this is a backup of (`database_identity`); None in older backups
+    database: dict[str, Any] | None = None
 
     def table(self, name: str) -> TableInfo | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -192,7 +197,7 @@ class Manifest:
                 "created_at": self.created_at,
                 "tables": [{"name": t.name, "columns": list(t.columns), "rows": t.rows,
                             "checksum": t.checksum, "file": t.file} for t in self.tables],
-                "files": dict(sorted(self.files.items()))}
+                "files": dict(sorted(self.files.items())), "database": self.database}
 
 
 def _corrupt(path: Path, why: str) -> BackupCorrupt:
@@ -203,15 +208,58 @@ def _read_manifest(path: Path) -> Manifest:
     file = path / MANIFEST
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-        tables = tuple(TableInfo(t["name"], tuple(t["columns"]), int(t["rows"]),
-                                 str(t["checksum"]), t.get("file")) for t in data["tables"])
-        return Manifest(path, str(data["dialect"]), str(data["url"]), str(data["created_at"]),
-                        tables, {str(k): str(v) for k, v in data["files"].items()})
+        tables = tuple(TableInfo(str(t["name"]), tuple(str(c) for c in t["columns"]),
+                                 int(t["rows"]), str(t["checksum"]),
+                                 None if t.get("file") is None else str(t["file"]))
+                       for t in data["tables"])
+        database = data.get("database")
+        if database is not None and not isinstance(database, dict):
+            raise TypeError("database")
+        manifest = Manifest(path, str(data["dialect"]), str(data["url"]),
+                            str(data["created_at"]), tables,
+                            {str(k): str(v) for k, v in data["files"].items()}, database)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no {MANIFEST} there; name a backup folder (under "
                           ".alembic_repair/backups/)") from None
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         raise _corrupt(file, "the manifest does not parse") from None
+    if manifest.dialect not in ("sqlite", "mysql"):
+        raise _corrupt(file, f"the manifest names an unknown dialect {manifest.dialect!r}")
+    for name in manifest.files:
+        # a listed name must not reach outside the folder
+        if not _SAFE_NAME.fullmatch(name) or name in (".", ".."):
+            raise _corrupt(file, f"the manifest lists a file {name!r} outside the backup")
+    return manifest
+
+
+_SAFE_NAME = re.compile(r"[^/\\\x00]+")
+
+
+# -- which database ----------------------------------------------------------------------------
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "localhost.localdomain", "ip6-localhost"}
+
+
+def database_identity(url: str) -> dict[str, Any]:
+    """Which database `url` names, without credentials: the dialect plus host, port and
+    database name (MySQL/MariaDB; loopback spellings are one host) or the resolved file
+    (SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        where = (str(Path(database).expanduser().resolve())
+                 if database and database != ":memory:" else ":memory:")
+        return {"dialect": "sqlite", "path": where}
+    host = (parsed.host or "localhost").strip("[]").lower()
+    return {"dialect": "mysql", "host": "localhost" if host in _LOOPBACK else host,
+            "port": int(parsed.port or 3306), "database": parsed.database or ""}
+
+
+def _describe_identity(identity: dict[str, Any]) -> str:
+    if identity.get("dialect") == "sqlite":
+        return f"the SQLite file {identity.get('path')}"
+    return (f"the {identity.get('dialect')} database {identity.get('database')!r} at "
+            f"{identity.get('host')}:{identity.get('port')}")
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -303,17 +351,38 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None) 
         conn.rollback()
     path = _new_dir(project, dest)
     try:
-        tables = (_backup_sqlite(project, path) if dialect == "sqlite"
-                  else _backup_mysql(conn, path))
-    finally:
-        if conn.in_transaction():
-            conn.rollback()
-    files = {p.name: _sha256(p) for p in sorted(path.iterdir())}
-    manifest = Manifest(path, dialect, project.masked_url,
-                        datetime.now(timezone.utc).isoformat(timespec="seconds"), tables, files)
-    with _open_private(path / MANIFEST) as handle:
-        handle.write(json.dumps(manifest.as_dict(), indent=2).encode("utf-8") + b"\n")
-    return verify(path)
+        try:
+            tables = (_backup_sqlite(project, path) if dialect == "sqlite"
+                      else _backup_mysql(conn, path))
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+        files = {p.name: _sha256(p) for p in sorted(path.iterdir())}
+        manifest = Manifest(path, dialect, project.masked_url,
+                            datetime.now(timezone.utc).isoformat(timespec="seconds"), tables,
+                            files, database_identity(project.url))
+        with _open_private(path / MANIFEST) as handle:
+            handle.write(json.dumps(manifest.as_dict(), indent=2).encode("utf-8") + b"\n")
+        return verify(path)
+    except BaseException as err:
+        _discard(path)
+        if _disk_full(err):
+            raise AlembicRepairError(
+                f"backup: disk full while writing {path}; the partial backup was removed and "
+                "the database is unchanged; free some space (or write the backup elsewhere) "
+                "and run it again") from None
+        raise
+
+
+def _disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, sqlite3.OperationalError) and "disk is full" in str(err)
+
+
+def _discard(path: Path) -> None:
+    """Remove a partial backup folder."""
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _backup_sqlite(project: Project, path: Path) -> tuple[TableInfo, ...]:
@@ -321,16 +390,20 @@ def _backup_sqlite(project: Project, path: Path) -> tuple[TableInfo, ...]:
     _open_private(target).close()
     source = sqlite3.connect(str(_sqlite_path(project.url)))
     try:
-        copy = sqlite3.connect(str(target))
-        try:
-            source.backup(copy)
-        finally:
-            copy.close()
+        _sqlite_copy(source, target)
     finally:
         source.close()
     os.chmod(target, 0o600)
     with _readonly_sqlite(target) as conn:
         return tuple(_info(conn, name) for name in _fk_order(conn))
+
+
+def _sqlite_copy(source: sqlite3.Connection, target: Path) -> None:
+    copy = sqlite3.connect(str(target))
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
 
 
 def _info(conn: Connection, name: str, each_row: Callable[[bytes], None] | None = None,
@@ -544,7 +617,8 @@ def _backup_checksum(manifest: Manifest, info: TableInfo, columns: Sequence[str]
     raise AssertionError("unreachable")
 
 
-def _check_backup(project: Project, path: Path, action: str) -> Manifest:
+def _check_backup(project: Project, path: Path, action: str, other_database: bool
+                  ) -> Manifest:
     """Verify the backup and check that it fits the project's database (no change made)."""
     manifest = verify(path)
     dialect = _check_dialect(project, action)
@@ -552,16 +626,23 @@ def _check_backup(project: Project, path: Path, action: str) -> Manifest:
         raise ConfigError(f"{action}: the backup is of a {manifest.dialect} database and "
                           f"{project.masked_url} is {project.dialect}; restore it into a "
                           f"{manifest.dialect} database")
+    here = database_identity(project.url)
+    if manifest.database is not None and manifest.database != here and not other_database:
+        raise RefusedUnsafe(
+            f"{action}: refused, the backup is of {_describe_identity(manifest.database)}, not "
+            f"of {_describe_identity(here)}; nothing changed; pass --other-database "
+            "(other_database=True) to restore it into this one")
     return manifest
 
 
-def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = False
-            ) -> RestoreReport:
-    """Put a backup's rows back (see the module docstring); verifies before and after."""
+def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = False,
+            other_database: bool = False) -> RestoreReport:
+    """Put a backup's rows back (see the module docstring); verifies before and after.
+    A backup of another database is refused unless `other_database`."""
     path = Path(path)
     action = f"restore {path}"
     guards.require_local(allow_remote, project, action)
-    manifest = _check_backup(project, path, action)
+    manifest = _check_backup(project, path, action, other_database)
     engine = connect(project)
     try:
         with migration_lock(engine, project.state_dir) as conn:
@@ -574,14 +655,15 @@ def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = Fal
         engine.dispose()
 
 
-def restore_locked(project: Project, conn: Connection, path: Path) -> RestoreReport:
+def restore_locked(project: Project, conn: Connection, path: Path, *,
+                   other_database: bool = False) -> RestoreReport:
     """`restore` for a caller that already holds the migration lock on `conn` (as
     `migration_lock` yields it): no lock taken, no guard (the caller asked for confirmation).
     Verifies the backup first; any transaction open on `conn` is ended (rolled back) first.
     Idempotent: run again after an interrupted restore, the tables already restored are
     reported in `RestoreReport.already` and the rest is filled."""
     path = Path(path)
-    manifest = _check_backup(project, path, f"restore {path}")
+    manifest = _check_backup(project, path, f"restore {path}", other_database)
     if conn.in_transaction():
         conn.rollback()
     plan = _plan(conn, manifest)
