@@ -15,6 +15,9 @@ Start here:
   a table renamed into ``_ar_trash_*`` (O(1)) and renamed back on demand.
 - `backup` / `restore` (api.py, backups.py) and `verify` (backups.py): verified logical backups
   with a checksummed manifest; restore places what fits and reports the rest.
+- `reset` / `plan_reset` (api.py, safe_reset.py): the safe reset (backup, drop, regenerate the
+  setup and one baseline, upgrade, restore, verify), journalled (journal.py) so a killed run
+  is finished by the next one.
 - Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
 
 The CLI (cli.py) is a thin layer over these functions.
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
         backup,
         bootstrap,
         doctor,
+        plan_reset,
+        reset,
         restore,
         trash_drop,
         trash_list,
@@ -56,6 +61,7 @@ if TYPE_CHECKING:
     from .findings import Finding
     from .masking import mask_url
     from .project import Project
+    from .safe_reset import ResetPlan, ResetResult
     from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
     from .trash import TrashEntry
 
@@ -74,6 +80,7 @@ _HOMES = {
     "TrashEntry": "trash",
     "backup": "api", "restore": "api", "Manifest": "backups", "RestoreReport": "backups",
     "verify": "backups", "BackupCorrupt": "errors",
+    "reset": "api", "plan_reset": "api", "ResetPlan": "safe_reset", "ResetResult": "safe_reset",
 }
 
 
@@ -103,6 +110,8 @@ __all__ = [
     "NeedsRepair",
     "Project",
     "RefusedUnsafe",
+    "ResetPlan",
+    "ResetResult",
     "RestoreReport",
     "TrashEntry",
     "autogenerate",
@@ -110,6 +119,8 @@ __all__ = [
     "bootstrap",
     "doctor",
     "mask_url",
+    "plan_reset",
+    "reset",
     "restore",
     "trash_drop",
     "trash_list",

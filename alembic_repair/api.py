@@ -22,6 +22,7 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
 from . import migrations, replay, revisions, scaffold, trash
+from . import safe_reset as _reset
 from .backups import Manifest, RestoreReport
 from .backups import backup as _backup
 from .backups import restore as _restore
@@ -383,3 +384,25 @@ def restore(project: ProjectLike, src: Path, *, yes: bool = False,
     Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed."""
     return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote)
 
+
+
+# -- the safe reset (safe_reset.py) ----------------------------------------------------------------
+
+
+def plan_reset(project: ProjectLike = None, *, models: str | None = None,
+               discard_data: bool = False) -> _reset.ResetPlan:
+    """What `reset` would do (or finish, after an interrupted run); changes nothing."""
+    return _reset.plan_reset(as_project(project, models=models), models=models,
+                             discard_data=discard_data)
+
+
+def reset(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = False,
+          discard_data: bool = False, models: str | None = None,
+          on_action: OnAction | None = None) -> _reset.ResetResult:
+    """Backup, drop the models' tables, regenerate alembic.ini, env.py and one baseline,
+    upgrade, restore the rows and verify them; a run killed part-way is finished by the next
+    call. Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`."""
+    project = as_project(project, models=models)
+    say = _Recorder(project, on_action)
+    return _reset.reset(project, yes=yes, allow_remote=allow_remote, discard_data=discard_data,
+                        models=models, say=lambda kind, message: say(kind, message))

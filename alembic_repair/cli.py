@@ -274,3 +274,33 @@ def restore_command(
         sys.stdout.write(f"{'skipped':>12}  {name}: holds {rows} rows already\n")
     if not result.complete:
         raise typer.Exit(1)
+
+
+# -- the safe reset (safe_reset.py) ----------------------------------------------------------------
+
+
+@app.command("reset")
+def reset_command(
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+    discard_data: Annotated[bool, typer.Option(
+        "--discard-data", help="Do not restore the rows (the backup still keeps them).")] = False,
+    models: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
+) -> None:
+    """Backup, drop, regenerate alembic.ini/env.py/one baseline, upgrade, restore, verify.
+
+    Without --yes: prints the plan and changes nothing. A run killed part-way is finished by
+    the next `reset --yes` (the journal says where it stopped)."""
+    project = _discover(models)
+    if not yes:
+        plan = api.plan_reset(project, models=models, discard_data=discard_data)
+        sys.stdout.write(f"reset plan for {plan.url}:\n")
+        for line in plan.lines():
+            sys.stdout.write(f"  {line}\n")
+    result = api.reset(project, yes=yes, allow_remote=allow_remote, discard_data=discard_data,
+                       models=models, on_action=report.action_line)
+    sys.stdout.write(f"{'reset':>12}  done: at {result.head}; backup kept in "
+                     f"{project.rel(result.backup)}\n")
+    if not result.complete:
+        raise typer.Exit(1)
