@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from helpers import cli, execute, table_digest, write_project
 from sqlalchemy import create_engine, inspect, text
 
-from alembic_repair import BackupCorrupt, Project, RefusedUnsafe, backup, restore, verify
-from alembic_repair.backups import backup_locked, restore_locked
+from alembic_repair import BackupCorrupt, Project, RefusedUnsafe
+from alembic_repair.backups import backup, backup_locked, restore, restore_locked, verify
 from alembic_repair.database import connect
 from alembic_repair.locking import migration_lock
 
@@ -39,6 +40,24 @@ ROWS = {
                "'2020-01-02 03:04:05.123456', '-12:30:01', 0.1), "
                "(2, 'Bo\u00e9', NULL, NULL, NULL, NULL, NULL, NULL)",
 }
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    url: str
+    method: str
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb-python", marks=pytest.mark.mariadb),
+                        pytest.param("mariadb-dump", marks=pytest.mark.mariadb)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Every test on SQLite and on MariaDB with both backup methods (mariadb-dump's fast
+    path and the pure-Python one)."""
+    if request.param == "sqlite":
+        return Backend("sqlite", request.getfixturevalue("sqlite_url"), "python")
+    return Backend("mariadb", request.getfixturevalue("mariadb_url"),
+                   request.param.split("-")[1])
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +94,7 @@ def test_backup_drop_restore_is_identical(tmp_path: Path, backend) -> None:
                      [{"i": i, "l": f"row {i}"} for i in range(1, 20001)])
     engine.dispose()
     before = table_digest(backend.url)
-    manifest = backup(project)
+    manifest = backup(project, method=backend.method)
     assert manifest.path.parent == project.state_dir / "backups"
     assert stat.S_IMODE(manifest.path.stat().st_mode) == 0o700
     for file in manifest.path.iterdir():
@@ -94,7 +113,7 @@ def test_backup_drop_restore_is_identical(tmp_path: Path, backend) -> None:
 
 def test_restore_into_changed_schema_reports_the_rest(tmp_path: Path, backend) -> None:
     project = _setup(tmp_path, backend)
-    manifest = backup(project)
+    manifest = backup(project, method=backend.method)
     _drop_all(backend.url, backend)
     schema = SCHEMA[backend.name]
     execute(backend.url, schema[0].replace(", photo BLOB", ""), schema[2])
@@ -116,13 +135,13 @@ def test_restore_into_changed_schema_reports_the_rest(tmp_path: Path, backend) -
 
 
 def _data_file(manifest_path: Path) -> Path:
-    return next(p for p in sorted(manifest_path.iterdir()) if p.name.startswith(("database",
-                                                                                 "author.")))
+    return next(p for p in sorted(manifest_path.iterdir())
+                if p.name.startswith(("database", "data.", "author.")))
 
 
 def test_corrupt_file_and_bad_manifest_change_nothing(tmp_path: Path, backend) -> None:
     project = _setup(tmp_path, backend)
-    manifest = backup(project)
+    manifest = backup(project, method=backend.method)
     before = table_digest(backend.url)
 
     data = manifest.path / "manifest.json"
@@ -183,7 +202,8 @@ def test_locked_variants_resume_and_ignore_extra_files(tmp_path: Path, backend) 
     engine = connect(project)
     try:
         with migration_lock(engine, project.state_dir) as conn:
-            manifest = backup_locked(project, conn, tmp_path / "b")
+            manifest = backup_locked(project, conn, tmp_path / "b",
+                                     method=backend.method)
     finally:
         engine.dispose()
     # a caller (reset) adds files the manifest does not list: verify ignores them

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import errno
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import cli, execute, table_digest, write_project
 
-from alembic_repair import AlembicRepairError, BackupCorrupt, Project, RefusedUnsafe, backup
+from alembic_repair import AlembicRepairError, BackupCorrupt, Project, RefusedUnsafe
 from alembic_repair import backups as backups_module
 from alembic_repair.backups import restore, verify
 
@@ -18,6 +20,36 @@ SCHEMA = [
     "CREATE TABLE author (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL)",
     "CREATE TABLE post (id INTEGER PRIMARY KEY, title VARCHAR(200), author_id INTEGER)",
 ]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    url: str
+    method: str
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb-python", marks=pytest.mark.mariadb),
+                        pytest.param("mariadb-dump", marks=pytest.mark.mariadb)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", request.getfixturevalue("sqlite_url"), "python")
+    return Backend("mariadb", request.getfixturevalue("mariadb_url"),
+                   request.param.split("-")[1])
+
+
+METHOD = "python"
+
+
+def backup(project: Project, dest: Path | None = None) -> backups_module.Manifest:
+    return backups_module.backup(project, dest, method=METHOD)
+
+
+@pytest.fixture(autouse=True)
+def use_method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "backend" in request.fixturenames:
+        monkeypatch.setattr(sys.modules[__name__], "METHOD",
+                            request.getfixturevalue("backend").method)
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +78,13 @@ def _one_line(err: pytest.ExceptionInfo[Any]) -> str:
 
 def _data_file(path: Path) -> Path:
     return next(p for p in sorted(path.iterdir())
-                if p.name.startswith(("database", "author.")))
+                if p.name.startswith(("database", "data.", "author.")))
 
 
 def test_truncated_data_file(tmp_path: Path, backend) -> None:
     project = _setup(tmp_path, backend.url)
     manifest = backup(project)
+    assert manifest.method == backend.method
     _empty_tables(backend.url)
     before = table_digest(backend.url)
     file = _data_file(manifest.path)
@@ -64,6 +97,7 @@ def test_truncated_data_file(tmp_path: Path, backend) -> None:
     # even with a manifest that agrees with the truncated file's sha256, the data is refused
     doc = json.loads((manifest.path / "manifest.json").read_text())
     doc["files"][file.name] = backups_module._sha256(file)
+    doc["seal"] = backups_module._seal(doc)
     (manifest.path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(BackupCorrupt) as err:
         restore(project, manifest.path, yes=True)

@@ -1,0 +1,144 @@
+"""The MySQL/MariaDB fast path (mariadb-dump + mariadb client): secrets, verify, progress."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from helpers import execute, table_digest, write_project
+from sqlalchemy.engine import make_url
+
+from alembic_repair import BackupCorrupt, Project
+from alembic_repair import backups as backups_module
+from alembic_repair.backups import backup, dump_tools, restore, verify
+
+pytestmark = pytest.mark.skipif(dump_tools() is None, reason="mariadb-dump/mariadb not on PATH")
+
+PASSWORD = 'p@ss w#rd%"x\\y'
+SECRET = quote(PASSWORD, safe="")
+
+
+@pytest.fixture(autouse=True)
+def private_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+def _setup(tmp_path: Path, url: str) -> Project:
+    execute(url, "CREATE TABLE author (id INTEGER PRIMARY KEY, name VARCHAR(100), "
+                 "photo BLOB, note TEXT)",
+            "INSERT INTO author VALUES (1, 'it''s (a), test', X'00FF28292C', 'a\\nb;\\n'), "
+            "(2, NULL, NULL, ''), (3, '`x`', X'', 'INSERT INTO `author` VALUES (9)')")
+    return Project.discover(write_project(tmp_path / "proj"), url=url)
+
+
+def _user_url(mariadb_url: str) -> str:
+    """A user with a password full of characters that need quoting, on the test database."""
+    url = make_url(mariadb_url)
+    user = "ar_" + os.urandom(3).hex()
+    escaped = PASSWORD.replace("\\", "\\\\").replace("'", "\\'")
+    execute(mariadb_url, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{escaped}'",
+            f"GRANT ALL ON `{url.database}`.* TO '{user}'@'%'",
+            f"GRANT ALL ON `\\_ar\\_restore\\_%`.* TO '{user}'@'%'",
+            "GRANT RELOAD, PROCESS ON *.* TO " f"'{user}'@'%'")
+    secret = quote(PASSWORD, safe="")
+    return f"mysql+pymysql://{user}:{secret}@{url.host}:{url.port}/{url.database}"
+
+
+def test_password_never_on_a_command_line(tmp_path: Path, mariadb_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _user_url(mariadb_url)
+    project = _setup(tmp_path, url)
+    seen: list[tuple[list[str], int, str]] = []
+    real = subprocess.Popen
+
+    def spy(args: list[str], *rest: Any, **kwargs: Any) -> Any:
+        option = next(a for a in args if a.startswith("--defaults-extra-file="))
+        file = Path(option.split("=", 1)[1])
+        seen.append((list(args), stat.S_IMODE(file.stat().st_mode), file.read_text()))
+        return real(args, *rest, **kwargs)
+
+    monkeypatch.setattr(backups_module.subprocess, "Popen", spy)
+    before = table_digest(mariadb_url)
+    manifest = backup(project, method="dump")
+    assert manifest.method == "dump" and manifest.table("author").rows == 3  # type: ignore
+    execute(mariadb_url, "DELETE FROM author")
+    report = restore(project, manifest.path, yes=True)
+    assert report.restored == {"author": 3} and report.complete
+    assert table_digest(mariadb_url) == before
+    assert len(seen) == 2  # one dump, one client
+    for args, mode, content in seen:
+        assert args.index(next(a for a in args if a.startswith("--defaults-extra-file"))) == 1
+        assert not any(PASSWORD in a or SECRET in a for a in args)
+        assert mode == 0o600 and "password=" in content
+        option = next(a for a in args if a.startswith("--defaults-extra-file="))
+        assert not Path(option.split("=", 1)[1]).exists()  # removed afterwards
+    for file in manifest.path.iterdir():
+        assert PASSWORD.encode() not in file.read_bytes()
+        assert SECRET.encode() not in file.read_bytes()
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    """Replace the dump and reseal the manifest, as a careful forger would."""
+    file = path / "data.sql.gz"
+    file.write_bytes(gzip.compress(data))
+    doc = json.loads((path / "manifest.json").read_text())
+    doc["files"]["data.sql.gz"] = backups_module._sha256(file)
+    doc["seal"] = backups_module._seal(doc)
+    (path / "manifest.json").write_text(json.dumps(doc))
+
+
+def test_verify_reads_the_dump_without_a_server(tmp_path: Path, mariadb_url: str) -> None:
+    project = _setup(tmp_path, mariadb_url)
+    manifest = backup(project, method="dump")
+    data = gzip.decompress((manifest.path / "data.sql.gz").read_bytes())
+    assert b"-- Dump completed" in data and b"0x00FF28292C" in data  # --hex-blob
+    assert backups_module._dump_counts(manifest.path / "data.sql.gz") == {"author": 3}
+
+    _rewrite(manifest.path, data.rsplit(b"-- Dump completed", 1)[0])
+    with pytest.raises(BackupCorrupt, match="incomplete"):
+        verify(manifest.path)
+    one_less = data.replace(b",\n(2,NULL", b";\nINSERT INTO `x` (`id`) VALUES (2,NULL")
+    _rewrite(manifest.path, one_less)
+    with pytest.raises(BackupCorrupt, match="x"):
+        verify(manifest.path)
+    (manifest.path / "data.sql.gz").write_bytes(b"\x1f\x8b not gzip")
+    with pytest.raises(BackupCorrupt, match="data.sql.gz"):
+        verify(manifest.path)
+
+
+def test_counter_on_both_dump_layouts() -> None:
+    counter = backups_module._DumpCounter()
+    counter.feed(b"INSERT INTO `a` (`id`, `s`) VALUES (1,'x\\'),(y'),(2,'(')," + b"\n")
+    counter.feed(b"(3,NULL);\n-- (comment) ),(\nINSERT INTO `b``c` (`id`) VALUES (1),(2);\n")
+    assert counter.rows == {"a": 3, "b`c": 2}
+
+
+def test_progress_is_reported(tmp_path: Path, backend) -> None:
+    execute(backend.url, "CREATE TABLE big (id INTEGER PRIMARY KEY, label VARCHAR(40))",
+            "INSERT INTO big VALUES " + ", ".join(f"({i}, 'row {i}')" for i in range(1, 5001)))
+    project = Project.discover(write_project(tmp_path / "proj"), url=backend.url)
+    methods = ["python"] if backend.name == "sqlite" else ["python", "dump"]
+    for method in methods:
+        calls: list[tuple[str, int, int | None]] = []
+
+        def record(name: str, done: int, total: int | None,
+                   calls: list[tuple[str, int, int | None]] = calls) -> None:
+            calls.append((name, done, total))
+
+        manifest = backup(project, tmp_path / method, method=method, progress=record)
+        assert calls and all(name == "big" for name, _, _ in calls)
+        assert calls[-1][1] == 5000
+        assert [done for _, done, _ in calls] == sorted(done for _, done, _ in calls)
+        execute(backend.url, "DELETE FROM big")
+        calls.clear()
+        report = restore(project, manifest.path, yes=True, progress=record)
+        assert report.restored == {"big": 5000}, (method, report)
+        assert calls and calls[-1] == ("big", 5000, 5000), calls[-3:]
