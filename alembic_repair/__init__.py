@@ -18,6 +18,8 @@ Start here:
 - `reset` / `plan_reset` (api.py, safe_reset.py): the safe reset (backup, drop, regenerate the
   setup and one baseline, upgrade, restore, verify), journalled (journal.py) so a killed run
   is finished by the next one.
+- `fix` / `plan_fix` (api.py): doctor's findings -> a `Plan` of steps (plan.py, steps.py),
+  applied with a backup, a journal and a row check (apply.py), layer after layer.
 - Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
 
 The CLI (cli.py) is a thin layer over these functions.
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
         backup,
         bootstrap,
         doctor,
+        fix,
+        plan_fix,
         plan_reset,
         reset,
         restore,
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
         trash_restore,
         upgrade,
     )
+    from .apply import FixResult
     from .backups import Manifest, RestoreReport, verify
     from .diagnose import Diagnosis
     from .errors import (
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
     )
     from .findings import Finding
     from .masking import mask_url
+    from .plan import Plan
     from .project import Project
     from .safe_reset import ResetPlan, ResetResult
     from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
@@ -80,6 +86,7 @@ _HOMES = {
     "TrashEntry": "trash",
     "backup": "api", "restore": "api", "Manifest": "backups", "RestoreReport": "backups",
     "verify": "backups", "BackupCorrupt": "errors",
+    "fix": "api", "plan_fix": "api", "FixResult": "apply", "Plan": "plan",
     "reset": "api", "plan_reset": "api", "ResetPlan": "safe_reset", "ResetResult": "safe_reset",
 }
 
@@ -103,11 +110,13 @@ __all__ = [
     "Finding",
     "DatabaseUnreachable",
     "FileChange",
+    "FixResult",
     "LockTimeout",
     "LoginRefused",
     "Manifest",
     "MigrationFailed",
     "NeedsRepair",
+    "Plan",
     "Project",
     "RefusedUnsafe",
     "ResetPlan",
@@ -118,7 +127,9 @@ __all__ = [
     "backup",
     "bootstrap",
     "doctor",
+    "fix",
     "mask_url",
+    "plan_fix",
     "plan_reset",
     "reset",
     "restore",

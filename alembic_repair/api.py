@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
+from . import apply as _apply
 from . import migrations, replay, revisions, scaffold, trash
 from . import safe_reset as _reset
 from .backups import Manifest, RestoreReport
@@ -30,6 +31,7 @@ from .database import connect
 from .diagnose import Diagnosis, diagnose
 from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
+from .plan import Plan
 from .project import Project
 from .state.read import read_state
 from .state.schema import is_user_table
@@ -406,3 +408,26 @@ def reset(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool 
     say = _Recorder(project, on_action)
     return _reset.reset(project, yes=yes, allow_remote=allow_remote, discard_data=discard_data,
                         models=models, say=lambda kind, message: say(kind, message))
+
+
+# -- fix (plan.py, steps.py, apply.py) ---------------------------------------------------------
+
+
+def plan_fix(project: ProjectLike = None, *, only: tuple[str, ...] = (),
+             models: str | None = None) -> Plan:
+    """The first round of repairs `fix` would run, without running anything."""
+    return _apply.plan_fix(as_project(project, models=models, strict=False), only=only,
+                           models=models)[1]
+
+
+def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = False,
+        only: tuple[str, ...] = (), models: str | None = None, rollback: bool = False,
+        on_action: OnAction | None = None) -> _apply.FixResult:
+    """Repair what doctor finds, layer by layer: each round backs up, runs its steps
+    (journalled: a killed run is finished, or with `rollback` undone, by the next call) and
+    verifies every row is still there. Needs `yes`, else `RefusedUnsafe` and nothing changes.
+    `result.healthy` says whether doctor is satisfied afterwards."""
+    project = as_project(project, models=models, strict=False)
+    say = _Recorder(project, on_action)
+    return _apply.fix(project, yes=yes, allow_remote=allow_remote, only=only, models=models,
+                      rollback=rollback, say=lambda kind, message: say(kind, message))

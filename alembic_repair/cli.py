@@ -304,3 +304,60 @@ def reset_command(
                      f"{project.rel(result.backup)}\n")
     if not result.complete:
         raise typer.Exit(1)
+
+
+# -- fix (plan.py, steps.py, apply.py) ---------------------------------------------------------
+
+
+@app.command("fix")
+def fix_command(
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+    only: Annotated[list[str] | None, typer.Option(  # noqa: UP007
+        "--only", help="Repair only these codes (AR302, or a family: AR3xx); repeatable.")
+    ] = None,
+    models: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
+    rollback: Annotated[bool, typer.Option(
+        "--rollback", help="Undo the steps of an interrupted fix instead of finishing it.")
+    ] = False,
+) -> None:
+    """Repair what doctor finds: plan, backup, steps, verify; layer after layer.
+
+    Without --yes: prints the plan and changes nothing (exit 4 when there is something to
+    do). Exit 0 when doctor is healthy afterwards, 1 when something remains (printed)."""
+    project = _discover(models, strict=False)
+    codes = tuple(only or ())
+    if not yes:
+        _print_plan(project, codes, models, rollback)
+    result = api.fix(project, yes=yes, allow_remote=allow_remote, only=codes, models=models,
+                     rollback=rollback, on_action=report.action_line)
+    for code, location, why in result.unrepairable:
+        sys.stdout.write(f"{'left':>12}  {code}{' ' + location if location else ''}: {why}\n")
+    if result.healthy:
+        verdict = "healthy" if result.changed else "healthy, nothing to do"
+        sys.stdout.write(f"{'fix':>12}  {verdict}\n")
+        return
+    report.diagnosis_text(result.final)
+    raise typer.Exit(1)
+
+
+def _print_plan(project: Project, only: tuple[str, ...], models: str | None,
+                rollback: bool) -> None:
+    from .journal import Journal
+
+    journal = Journal.load(project.state_dir)
+    if journal is not None and journal.command == "fix":
+        what = "roll back" if rollback else "finish"
+        sys.stdout.write(f"an interrupted fix stopped after {journal.last_done}; with --yes, "
+                         f"fix will {what} it first\n")
+        return
+    plan = api.plan_fix(project, only=only, models=models)
+    if plan.steps:
+        sys.stdout.write(f"fix plan ({plan.layer}; later layers are planned once this one is "
+                         "repaired):\n")
+        for line in plan.lines():
+            sys.stdout.write(f"  {line}\n")
+    for finding, why in plan.unrepairable:
+        where = f" {finding.location}" if finding.location else ""
+        sys.stdout.write(f"{'left':>12}  {finding.code}{where}: {why}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from ..findings import AR401, AR402, AR403, AR404, AR405, AR406, AR407, AR408, Finding
 from ..state.read import State
@@ -57,6 +58,41 @@ def history_builds(state: State) -> Iterator[Finding]:
             f"{replay.error}", location=replay.error_location)
 
 
+@dataclass(frozen=True)
+class HalfApplied:
+    """A child of the recorded revision whose changes are in the schema only in part."""
+
+    revision: str
+    done: frozenset[Fact]
+    left: frozenset[Fact]  # empty when `failed`: the replay itself stops in this revision
+    failed: bool
+
+
+def half_applied(state: State) -> HalfApplied | None:
+    """The revision a failed upgrade left half-applied (MySQL commits DDL one statement at a
+    time), recognised by set algebra on the replayed schemas; None when there is none."""
+    replay, live, versions = state.replay, history_view(state), state.versions
+    if replay is None or live is None or versions is None or len(versions.heads) != 1:
+        return None
+    (recorded,) = versions.heads
+    expected = replay.snapshots.get(recorded)
+    if expected is None or live == expected or replay.equal_to(live):
+        return None
+    extra, missing = live - expected, expected - live
+    if replay.partial is not None and live == replay.partial and replay.failed_at in \
+            _children(state, recorded):
+        return HalfApplied(replay.failed_at, frozenset(extra | missing), frozenset(), True)
+    for child in _children(state, recorded):
+        after = replay.snapshots.get(child)
+        if after is None:
+            continue
+        added, removed = after - expected, expected - after
+        if extra <= added and missing <= removed:
+            return HalfApplied(child, frozenset(extra | missing),
+                               frozenset((added - extra) | (removed - missing)), False)
+    return None
+
+
 @rule
 def live_against_history(state: State) -> Iterator[Finding]:
     replay, live, versions = state.replay, history_view(state), state.versions
@@ -75,27 +111,19 @@ def live_against_history(state: State) -> Iterator[Finding]:
                                 "revisions in between ran)" if len(equal) > 1 else
                                 f"alembic stamp {equal[0]}")
         return
-    extra, missing = live - expected, expected - live
-    if replay.partial is not None and live == replay.partial and replay.failed_at in \
-            _children(state, recorded):
-        yield AR402.finding(
-            f"revision {replay.failed_at} is half-applied: done: "
-            f"{_listing(extra | missing)}; not done: the rest of the revision, which fails at "
-            f"{replay.error_location}: {replay.error}",
-            location=state.revision_file(replay.failed_at))
-        return
-    for child in _children(state, recorded):
-        after = replay.snapshots.get(child)
-        if after is None:
-            continue
-        added, removed = after - expected, expected - after
-        if extra <= added and missing <= removed:
-            applied = extra | missing
-            left = (added - extra) | (removed - missing)
+    half = half_applied(state)
+    if half is not None:
+        if half.failed:
             yield AR402.finding(
-                f"revision {child} is half-applied: done: {_listing(applied)}; not done: "
-                f"{_listing(left)}", location=state.revision_file(child))
-            return
+                f"revision {half.revision} is half-applied: done: {_listing(half.done)}; not "
+                f"done: the rest of the revision, which fails at {replay.error_location}: "
+                f"{replay.error}", location=state.revision_file(half.revision))
+        else:
+            yield AR402.finding(
+                f"revision {half.revision} is half-applied: done: {_listing(half.done)}; not "
+                f"done: {_listing(half.left)}", location=state.revision_file(half.revision))
+        return
+    extra, missing = live - expected, expected - live
     yield AR405.finding(
         f"the schema is not the one of {recorded} (nor of any other revision): in the "
         f"database only: {_listing(extra) or 'nothing'}; missing from it: "

@@ -1,0 +1,298 @@
+"""plan: a Diagnosis -> the ordered steps that repair it, decided before anything runs.
+
+Repairs come in layers, and a plan covers one layer at a time, because each layer can only be
+judged once the one below it is sound: the setup files (a broken alembic.ini hides the
+revisions), then the revision files (a graph with two heads has no single "head" to stamp),
+then the database against the history (stamp, adopt, complete, upgrade), then the models
+against the database (autogenerate). `fix` plans, applies, diagnoses again and plans the next
+layer, until nothing repairable is left.
+
+What no rule can decide safely (a revision file that does not parse, a cycle, a column only
+the database has) is not guessed: it is listed in `Plan.unrepairable` with what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .diagnose import Diagnosis
+from .findings import Finding
+from .rules.schema import equal_revisions, half_applied
+from .rules.versions import ancestors
+from .state.read import State
+from .state.scripts import ScriptFile, duplicates
+from .steps import (
+    AdoptSchema,
+    Autogenerate,
+    CompleteRevision,
+    EnsureVersionsDir,
+    MoveToBackup,
+    Stamp,
+    Step,
+    Upgrade,
+    WriteMerge,
+    WriteSetupFile,
+)
+from .target import discover_models
+
+__all__ = ["Plan", "make_plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Steps in the order they run, and the findings this plan leaves for a human."""
+
+    layer: str
+    steps: tuple[Step, ...]
+    unrepairable: tuple[tuple[Finding, str], ...] = ()
+    addressed: tuple[str, ...] = ()  # the finding codes the steps repair
+
+    @property
+    def needs_backup(self) -> bool:
+        return any(s.needs_backup for s in self.steps)
+
+    def lines(self) -> list[str]:
+        out = []
+        for number, step in enumerate(self.steps, start=1):
+            flag = " [destructive]" if step.destructive else ""
+            out.append(f"{number}. {step.describe()}{flag}")
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        return {"layer": self.layer, "steps": [s.as_dict() for s in self.steps],
+                "addressed": list(self.addressed),
+                "unrepairable": [{"code": f.code, "location": f.location, "reason": why}
+                                 for f, why in self.unrepairable]}
+
+
+@dataclass
+class _Draft:
+    steps: list[Step] = field(default_factory=list)
+    addressed: list[str] = field(default_factory=list)
+    unrepairable: list[tuple[Finding, str]] = field(default_factory=list)
+
+    def add(self, code: str, *steps: Step) -> None:
+        self.steps.extend(s for s in steps if s not in self.steps)
+        if code not in self.addressed:
+            self.addressed.append(code)
+
+    def refuse(self, finding: Finding, why: str) -> None:
+        self.unrepairable.append((finding, why))
+
+
+def _codes(findings: Iterable[Finding], wanted: Iterable[str]) -> list[Finding]:
+    codes = set(wanted)
+    return [f for f in findings if f.code in codes]
+
+
+# -- layer 1: the setup files ------------------------------------------------------------------
+
+
+CONFIG = ("AR101", "AR102", "AR104", "AR105", "AR106", "AR112")
+
+
+def _config(state: State, findings: list[Finding], models: str | None, draft: _Draft) -> None:
+    project = state.project
+    spec = models or project.models or discover_models(project.root)
+    for finding in findings:
+        if finding.code in ("AR101", "AR102"):
+            draft.add(finding.code, WriteSetupFile(project.rel(project.ini_path),
+                                                   why=finding.title))
+        elif finding.code in ("AR104", "AR105", "AR106"):
+            if spec is None:
+                draft.refuse(finding, "the models cannot be found: pass --models module:Base")
+                continue
+            draft.add(finding.code, WriteSetupFile(project.rel(project.env_py), models=spec,
+                                                   why=finding.title))
+            if not project.script_template.exists():
+                draft.add(finding.code, WriteSetupFile(project.rel(project.script_template)))
+        elif finding.code == "AR112":
+            draft.add(finding.code, EnsureVersionsDir())
+
+
+# -- layer 2: the revision files ---------------------------------------------------------------
+
+
+GRAPH = ("AR201", "AR202", "AR203", "AR204", "AR205", "AR206", "AR209")
+
+
+def _applied(state: State) -> set[str]:
+    """Every revision the database has applied (its recorded heads and their ancestors)."""
+    rows = state.versions.heads if state.versions is not None else ()
+    done: set[str] = set(rows)
+    for rev in rows:
+        done |= ancestors(state.scripts, rev)
+    return done
+
+
+def _imported_names(state: State) -> set[str]:
+    """Module names the revision files import (a helper module in versions/ is not stray)."""
+    import ast
+
+    names: set[str] = set()
+    for script in state.scripts:
+        try:
+            tree = ast.parse(script.path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _same_code(a: ScriptFile, b: ScriptFile) -> bool:
+    import ast
+
+    try:
+        return ast.dump(ast.parse(a.path.read_text(encoding="utf-8"))) == ast.dump(
+            ast.parse(b.path.read_text(encoding="utf-8")))
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def _graph(state: State, findings: list[Finding], draft: _Draft) -> None:
+    project = state.project
+    for finding in findings:
+        code = finding.code
+        if code in ("AR201", "AR209"):
+            draft.refuse(finding, "a revision file that does not load is the project's code: "
+                         "fix it (or restore it from git), then run fix again")
+        elif code == "AR204":
+            draft.refuse(finding, "which link of the cycle is wrong cannot be told from the "
+                         "files: correct the down_revision you edited by hand")
+        elif code == "AR203":
+            draft.refuse(finding, "restore the deleted revision file from git (or a teammate's "
+                         "clone), then run fix again")
+        elif code == "AR206":
+            stray = [s for s in state.scripts if s.revision is None and s.error is None
+                     and project.rel(s.path) == finding.location]
+            if stray and stray[0].path.stem in _imported_names(state):
+                draft.refuse(finding, f"{stray[0].path.name} is imported by a revision: keep it")
+            elif stray:
+                draft.add(code, MoveToBackup(project.rel(stray[0].path),
+                                             why="not a revision (no revision id)"))
+    duplicate = next((f for f in findings if f.code == "AR202"), None)
+    for revision, copies in duplicates(state.scripts).items():
+        if duplicate is None:
+            break
+        ordered = sorted(copies, key=lambda s: (len(s.path.name), s.path.name))
+        if all(_same_code(ordered[0], other) for other in ordered[1:]):
+            for other in ordered[1:]:
+                draft.add("AR202", MoveToBackup(project.rel(other.path),
+                                                why=f"a copy of {ordered[0].path.name}"))
+        else:
+            draft.refuse(duplicate, f"the files defining {revision} differ: keep the right one "
+                         "(git log), move the other out of versions/")
+    if "AR205" in {f.code for f in findings} and state.graph_ok:
+        heads = tuple(sorted(state.script_heads))
+        draft.add("AR205", WriteMerge(heads, WriteMerge.revision_for(heads)))
+
+
+# -- layer 3: the database against the history -------------------------------------------------
+
+
+VERSIONS = ("AR301", "AR302", "AR303", "AR304", "AR305", "AR306", "AR307", "AR401", "AR402",
+            "AR404", "AR405")
+
+
+def _heads_after(state: State, rows: tuple[str, ...]) -> bool:
+    return set(rows) == set(state.script_heads)
+
+
+def _versions(state: State, findings: list[Finding], draft: _Draft) -> None:
+    codes = {f.code for f in findings}
+    versions = state.versions
+    before = versions.rows if versions is not None else ()
+    local = {s.revision for s in state.scripts if s.revision}
+    equal = equal_revisions(state)
+    recorded: tuple[str, ...] = versions.heads if versions is not None else ()
+
+    if codes & {"AR301", "AR306", "AR302", "AR401"}:
+        finding = _codes(findings, ("AR301", "AR306", "AR302", "AR401"))[0]
+        code = finding.code
+        if equal:
+            target = equal[-1]
+            draft.add(code, Stamp((target,), before, why=f"the tables equal revision {target}"))
+            recorded = (target,)
+        elif not local:
+            draft.add(code, AdoptSchema(None, before, why="no revision file describes it"))
+            recorded = ("adopted",)
+        elif code == "AR302" and len(state.script_heads) == 1:
+            head = state.script_heads[0]
+            draft.add(code, AdoptSchema(head, before, why=f"{', '.join(before)} is lost; the "
+                                        f"bridge takes {head}'s schema to this database's"))
+            recorded = ("adopted",)
+        else:
+            draft.refuse(finding, "the tables equal no revision of the history: compare them "
+                         "with `alembic-repair doctor`, then stamp the closest revision and "
+                         "autogenerate the difference")
+            return
+    elif codes & {"AR303", "AR305", "AR307"}:
+        tidy = tuple(r for r in dict.fromkeys(recorded) if r in local) or recorded
+        for code in sorted(codes & {"AR303", "AR305", "AR307"}):
+            draft.add(code, Stamp(tidy, before, why="alembic_version in Alembic's own shape "
+                                  "(VARCHAR(32) primary key, one row per head)"))
+        recorded = tidy
+
+    half = half_applied(state)
+    if "AR402" in codes and half is not None:
+        draft.add("AR402", CompleteRevision(half.revision, before))
+        recorded = (half.revision,)
+    if "AR404" in codes:
+        draft.refuse(_codes(findings, ("AR404",))[0],
+                     "the history needs a table no revision creates: write a baseline "
+                     "revision before the first one (alembic-repair squash), then fix again")
+    if "AR405" in codes:
+        draft.refuse(_codes(findings, ("AR405",))[0],
+                     "the tables were changed by hand: put the change into the models and "
+                     "autogenerate it, or undo it")
+    if (draft.steps or "AR304" in codes) and (
+            recorded == ("adopted",) or not _heads_after(state, recorded)):
+        draft.add("AR304", Upgrade())
+
+
+# -- layer 4: the models against the database ---------------------------------------------------
+
+
+def _models(state: State, findings: list[Finding], draft: _Draft) -> None:
+    if _codes(findings, ("AR403",)):
+        draft.add("AR403", Autogenerate())
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+
+Layer = Callable[[State, list[Finding], _Draft], None]
+
+
+def make_plan(diagnosis: Diagnosis, *, only: Iterable[str] = (), models: str | None = None
+              ) -> Plan:
+    """The steps for the lowest layer that has findings (see the module docstring)."""
+    state = diagnosis.state
+    wanted = {c.upper() for c in only}
+    findings = [f for f in diagnosis.findings
+                if not wanted or f.code in wanted or f.code[:3] + "xx" in wanted]
+    layers: list[tuple[str, tuple[str, ...], Layer]] = [
+        ("setup files", CONFIG, lambda s, f, d: _config(s, f, models, d)),
+        ("revision files", GRAPH, _graph),
+        ("database and history", VERSIONS, _versions),
+        ("models and database", ("AR403",), _models),
+    ]
+    refused: list[tuple[Finding, str]] = []
+    for name, codes, layer in layers:
+        mine = _codes(findings, codes)
+        if not mine:
+            continue
+        draft = _Draft()
+        layer(state, mine, draft)
+        refused += draft.unrepairable
+        if draft.steps:
+            return Plan(name, tuple(draft.steps), tuple(refused), tuple(draft.addressed))
+        if draft.unrepairable:
+            # A layer that cannot be repaired blocks the ones above it.
+            return Plan(name, (), tuple(refused))
+    return Plan("none", (), tuple(refused))

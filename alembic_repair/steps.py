@@ -1,0 +1,509 @@
+"""Repair steps: small, explained, journalled units of change that `fix` runs in order.
+
+Each step is a frozen dataclass that says what it will do (`describe`), does it (`apply`) and,
+when it can, takes it back (`undo`). Three class flags tell `apply.py` how to treat it:
+
+* ``needs_backup``: it changes the database's schema or rows, so a verified backup comes first;
+* ``destructive``: once it started, the old state may be gone (a crash is then finished, or
+  rolled back with `undo`, by the next run);
+* ``reversible``: `undo` exists.
+
+Every `apply` is safe to run again after a crash part-way through it: it looks before it
+acts (a file already moved, a revision already written, a stamp already there). Steps are
+serialised into the journal with `as_dict` and read back with `from_dict`, so a resumed run
+carries out exactly the plan that was printed. Files are never deleted: they move into the
+run's backup folder (``project-files/``), from where `undo` moves them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from alembic.migration import MigrationContext
+from alembic.operations import Operations, ops
+from sqlalchemy import MetaData, inspect
+from sqlalchemy.engine import Connection
+
+from . import migrations, revisions, scaffold
+from .errors import MigrationFailed, NeedsRepair
+from .project import Project
+from .state.schema import VERSION_TABLE, is_user_table
+from .target import project_on_path
+
+__all__ = ["STEP_KINDS", "Context", "Step", "from_dict"]
+
+FILES_DIR = "project-files"
+Say = Callable[[str, str], None]
+
+
+@dataclass
+class Context:
+    """What a step works with: the project, the connection holding the migration lock, and
+    the run's backup folder (where moved files go)."""
+
+    project: Project
+    conn: Connection
+    folder: Path
+    models: str | None = None
+    say: Say = lambda kind, message: None
+
+    def keep(self, path: Path) -> Path:
+        """Where `path` (a project file) is kept in the backup folder."""
+        return self.folder / FILES_DIR / self.project.rel(path)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: ClassVar[str] = ""
+    needs_backup: ClassVar[bool] = False
+    destructive: ClassVar[bool] = False
+    reversible: ClassVar[bool] = True
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def apply(self, ctx: Context) -> None:
+        raise NotImplementedError
+
+    def undo(self, ctx: Context) -> None:
+        raise NotImplementedError(f"{self.kind} cannot be undone")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **json.loads(json.dumps(asdict(self)))}
+
+
+STEP_KINDS: dict[str, type[Step]] = {}
+
+
+def _kind(cls: type[Step]) -> type[Step]:
+    STEP_KINDS[cls.kind] = cls
+    return cls
+
+
+def from_dict(data: dict[str, Any]) -> Step:
+    cls = STEP_KINDS[data["kind"]]
+    values = {f.name: data[f.name] for f in fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# -- alembic_version ---------------------------------------------------------------------------
+
+
+def version_rows(conn: Connection) -> tuple[str, ...]:
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return ()
+    return tuple(r[0] for r in conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}"))
+
+
+def write_version_rows(project: Project, conn: Connection, rows: tuple[str, ...]) -> None:
+    """Make alembic_version hold exactly `rows`, in Alembic's own shape (a VARCHAR(32) primary
+    key); a table of another shape (no key, too short) is rebuilt. The old rows are logged in
+    ``.alembic_repair/stamps.jsonl``."""
+    before = version_rows(conn)
+    insp = inspect(conn)
+    rebuild = False
+    if insp.has_table(VERSION_TABLE):
+        column = next(c for c in insp.get_columns(VERSION_TABLE) if c["name"] == "version_num")
+        length = getattr(column["type"], "length", None)
+        has_pk = bool(insp.get_pk_constraint(VERSION_TABLE).get("constrained_columns"))
+        rebuild = not has_pk or (length is not None and length < 32)
+    if rebuild:
+        conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+    if rebuild or not insp.has_table(VERSION_TABLE):
+        conn.exec_driver_sql(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+                             f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))")
+    conn.exec_driver_sql(f"DELETE FROM {VERSION_TABLE}")
+    for rev in dict.fromkeys(rows):
+        conn.exec_driver_sql(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (%s)"
+                             if conn.dialect.paramstyle in ("format", "pyformat") else
+                             f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (?)", (rev,))
+    conn.commit()
+    if set(before) != set(rows):
+        project.state_dir.mkdir(parents=True, exist_ok=True)
+        entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "before": list(before), "after": list(rows)}
+        with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+
+@_kind
+@dataclass(frozen=True)
+class Stamp(Step):
+    """Record `revisions` in alembic_version (no DDL runs): the schema already is there."""
+
+    kind: ClassVar[str] = "stamp"
+    revisions: tuple[str, ...]
+    before: tuple[str, ...]
+    why: str = ""
+
+    def describe(self) -> str:
+        was = ", ".join(self.before) or "nothing"
+        return (f"stamp {', '.join(self.revisions) or 'base'} in alembic_version (it records "
+                f"{was}){': ' + self.why if self.why else ''}")
+
+    def apply(self, ctx: Context) -> None:
+        write_version_rows(ctx.project, ctx.conn, self.revisions)
+        ctx.say("stamp", f"alembic_version now records {', '.join(self.revisions) or 'nothing'}")
+
+    def undo(self, ctx: Context) -> None:
+        write_version_rows(ctx.project, ctx.conn, self.before)
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def _move(source: Path, dest: Path) -> bool:
+    if not source.exists() or dest.exists():
+        return False
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.move(str(source), str(dest))
+    return True
+
+
+@_kind
+@dataclass(frozen=True)
+class MoveToBackup(Step):
+    """Take a file out of the project (into the backup folder: never deleted)."""
+
+    kind: ClassVar[str] = "move"
+    path: str  # relative to the project root
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"move {self.path} into the backup folder{': ' + self.why if self.why else ''}"
+
+    def apply(self, ctx: Context) -> None:
+        source = ctx.project.root / self.path
+        if _move(source, ctx.keep(source)):
+            ctx.say("move", f"moved {self.path} into {ctx.project.rel(ctx.keep(source))}")
+
+    def undo(self, ctx: Context) -> None:
+        source = ctx.project.root / self.path
+        _move(ctx.keep(source), source)
+
+
+@_kind
+@dataclass(frozen=True)
+class WriteSetupFile(Step):
+    """Regenerate alembic.ini, env.py or script.py.mako from our templates; the old file
+    (when there is one) moves into the backup folder first."""
+
+    kind: ClassVar[str] = "write-setup"
+    path: str  # relative: alembic.ini, alembic/env.py, alembic/script.py.mako
+    models: str | None = None
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"regenerate {self.path}{' (models: ' + self.models + ')' if self.models else ''}" \
+               f"{': ' + self.why if self.why else ''}"
+
+    def _target(self, project: Project) -> Path:
+        return project.root / self.path
+
+    def apply(self, ctx: Context) -> None:
+        project, path = ctx.project, self._target(ctx.project)
+        if path.exists() and not scaffold.is_generated(path):
+            _move(path, ctx.keep(path))
+        if path == project.ini_path:
+            change = scaffold.write_alembic_ini(project)
+        elif path == project.env_py:
+            if self.models is None:
+                raise NeedsRepair(f"{self.path}: the models are unknown; pass --models")
+            change = scaffold.write_env_py(project, self.models)
+        else:
+            change = scaffold.write_script_template(project)
+        scaffold.ensure_versions_dir(project)
+        ctx.say("scaffold", f"{change.status} {self.path}")
+
+    def undo(self, ctx: Context) -> None:
+        path = self._target(ctx.project)
+        kept = ctx.keep(path)
+        if kept.exists():
+            path.unlink(missing_ok=True)
+            _move(kept, path)
+
+
+@_kind
+@dataclass(frozen=True)
+class EnsureVersionsDir(Step):
+    kind: ClassVar[str] = "versions-dir"
+
+    def describe(self) -> str:
+        return "create the versions/ folder (with a .gitkeep so git keeps it)"
+
+    def apply(self, ctx: Context) -> None:
+        if scaffold.ensure_versions_dir(ctx.project) is not None:
+            ctx.say("scaffold", f"created {ctx.project.rel(ctx.project.versions_dir)}/")
+
+    def undo(self, ctx: Context) -> None:
+        pass  # an empty folder harms nothing
+
+
+# -- revisions ---------------------------------------------------------------------------------
+
+
+def _revision_path(project: Project, revision: str) -> Path | None:
+    script = migrations.revisions(project).get(revision)
+    return Path(script.path) if script is not None else None
+
+
+@_kind
+@dataclass(frozen=True)
+class WriteMerge(Step):
+    """A merge revision joining `heads` (no operations: both branches' schemas already add up)."""
+
+    kind: ClassVar[str] = "merge"
+    heads: tuple[str, ...]
+    revision: str
+
+    def describe(self) -> str:
+        return f"write merge revision {self.revision} joining the heads {', '.join(self.heads)}"
+
+    def apply(self, ctx: Context) -> None:
+        if self.revision in migrations.revisions(ctx.project):
+            return
+        config = migrations.alembic_config(ctx.project, ctx.conn)
+        from alembic import command
+
+        with project_on_path(ctx.project.root):
+            migrations.run_alembic(ctx.project, "writing the merge revision", command.merge,
+                                   config, list(self.heads), message="merge heads",
+                                   rev_id=self.revision)
+        ctx.say("merge", f"wrote merge revision {self.revision}")
+
+    def undo(self, ctx: Context) -> None:
+        path = _revision_path(ctx.project, self.revision)
+        if path is not None:
+            _move(path, ctx.keep(path))
+
+    @staticmethod
+    def revision_for(heads: tuple[str, ...]) -> str:
+        return hashlib.sha256(("merge:" + ",".join(sorted(heads))).encode()).hexdigest()[:12]
+
+
+def reflected_metadata(conn: Connection) -> MetaData:
+    """The live schema's user tables as a MetaData (what a baseline revision recreates)."""
+    metadata = MetaData()
+    names = [t for t in inspect(conn).get_table_names() if is_user_table(t)]
+    metadata.reflect(conn, only=names)
+    return metadata
+
+
+def adoption_ops(project: Project, conn: Connection, parent: str | None) -> ops.UpgradeOps:
+    """The operations from revision `parent`'s schema (replayed on a scratch database; nothing
+    when None) to the live schema: what a baseline or bridge revision must hold."""
+    from alembic.autogenerate import produce_migrations
+
+    from .replay import apply_revision, scratch_database
+
+    live = reflected_metadata(conn)
+    conn.rollback()
+    if parent is None:
+        return revisions.create_ops(live)
+    directory = migrations.scripts(project)
+    chain = list(reversed(list(directory.iterate_revisions(parent, "base"))))
+    with project_on_path(project.root), scratch_database(project, conn.engine) as scratch:
+        for script in chain:
+            apply_revision(scratch, script)
+        context = MigrationContext.configure(scratch, opts={
+            "compare_type": True, "target_metadata": live,
+            "include_name": lambda name, type_, _: type_ != "table" or is_user_table(name or ""),
+        })
+        upgrade_ops = produce_migrations(context, live).upgrade_ops
+    assert upgrade_ops is not None
+    return upgrade_ops
+
+
+@_kind
+@dataclass(frozen=True)
+class AdoptSchema(Step):
+    """Write one revision that turns `parent`'s schema (or nothing: a baseline) into the live
+    schema, and stamp it: the history then describes this database, whose tables and rows
+    stay exactly as they are (the revision only runs on databases built from scratch)."""
+
+    kind: ClassVar[str] = "adopt"
+    parent: str | None
+    before: tuple[str, ...]
+    why: str = ""
+
+    def describe(self) -> str:
+        what = (f"a bridge revision on {self.parent}" if self.parent else "a baseline revision")
+        return (f"write {what} describing the tables as they are now, and stamp it "
+                f"(alembic_version records {', '.join(self.before) or 'nothing'})"
+                f"{': ' + self.why if self.why else ''}")
+
+    def apply(self, ctx: Context) -> None:
+        operations = adoption_ops(ctx.project, ctx.conn, self.parent)
+        parents = [self.parent] if self.parent else []
+        revision = revisions.stable_revision_id(parents, operations)
+        if revision not in migrations.revisions(ctx.project):
+            message = "bridge (adopted)" if self.parent else "baseline (adopted)"
+            with project_on_path(ctx.project.root):
+                written = revisions.write_revision(ctx.project, ctx.conn, message, operations)
+            ctx.conn.commit()
+            if written.revision != revision:
+                raise NeedsRepair(f"the adopted revision came out as {written.revision}, not "
+                                  f"{revision}: the heads changed; run `alembic-repair fix` again")
+            ctx.say("adopt", f"wrote revision {revision} "
+                    f"({ctx.project.rel(written.path or ctx.project.versions_dir)})")
+        write_version_rows(ctx.project, ctx.conn, (revision,))
+        ctx.say("stamp", f"alembic_version now records {revision}")
+
+    def undo(self, ctx: Context) -> None:
+        write_version_rows(ctx.project, ctx.conn, self.before)
+        operations = adoption_ops(ctx.project, ctx.conn, self.parent)
+        revision = revisions.stable_revision_id([self.parent] if self.parent else [], operations)
+        path = _revision_path(ctx.project, revision)
+        if path is not None:
+            _move(path, ctx.keep(path))
+
+
+# -- schema changes ----------------------------------------------------------------------------
+
+
+@_kind
+@dataclass(frozen=True)
+class Upgrade(Step):
+    kind: ClassVar[str] = "upgrade"
+    needs_backup: ClassVar[bool] = True
+    destructive: ClassVar[bool] = True
+    reversible: ClassVar[bool] = False
+    target: str = "heads"
+
+    def describe(self) -> str:
+        return f"upgrade the database to {self.target}"
+
+    def apply(self, ctx: Context) -> None:
+        with project_on_path(ctx.project.root):
+            migrations.upgrade(ctx.project, ctx.conn, self.target)
+        ctx.conn.commit()
+        ctx.say("upgrade", f"upgraded to {', '.join(migrations.current_heads(ctx.conn))}")
+        ctx.conn.rollback()
+
+
+@_kind
+@dataclass(frozen=True)
+class Autogenerate(Step):
+    """Write a revision for what the models add or widen (never a drop or a narrowing: those
+    are reported, not written) and apply it."""
+
+    kind: ClassVar[str] = "autogenerate"
+    needs_backup: ClassVar[bool] = True
+    destructive: ClassVar[bool] = True
+    reversible: ClassVar[bool] = False
+    message: str = "models changed"
+
+    def describe(self) -> str:
+        return ("autogenerate a revision for what the models add or widen, and upgrade to it "
+                "(drops and narrowing changes are never written)")
+
+    def apply(self, ctx: Context) -> None:
+        from .target import load_target_metadata
+
+        with project_on_path(ctx.project.root):
+            metadata = load_target_metadata(ctx.project, explicit=ctx.models)
+            if metadata is None:
+                raise NeedsRepair("autogenerate: target_metadata is None; pass --models")
+            pending, held = revisions.pending_model_changes(ctx.conn, metadata)
+            ctx.conn.rollback()
+            for reason in held:
+                ctx.say("kept", reason)
+            if pending.is_empty():
+                return
+            written = revisions.write_revision(ctx.project, ctx.conn, self.message, pending)
+            ctx.conn.commit()
+            ctx.say("autogenerate", f"wrote revision {written.revision}")
+            migrations.upgrade(ctx.project, ctx.conn, "heads")
+        ctx.conn.commit()
+
+
+def _already(conn: Connection, operation: Any) -> bool:
+    """True when the effect of `operation` is already in the live schema (a half-applied
+    revision's committed DDL), so running it again would fail or duplicate it."""
+    insp = inspect(conn)
+    table = getattr(operation, "table_name", None)
+    if isinstance(operation, ops.CreateTableOp):
+        return bool(insp.has_table(operation.table_name))
+    if isinstance(operation, ops.DropTableOp):
+        return not insp.has_table(operation.table_name)
+    if table is None or not insp.has_table(table):
+        return False
+    columns = {c["name"] for c in insp.get_columns(table)}
+    if isinstance(operation, ops.AddColumnOp):
+        return operation.column.name in columns
+    if isinstance(operation, ops.DropColumnOp):
+        return operation.column_name not in columns
+    if isinstance(operation, ops.CreateIndexOp):
+        return operation.index_name in {i["name"] for i in insp.get_indexes(table)}
+    if isinstance(operation, ops.DropIndexOp):
+        return operation.index_name not in {i["name"] for i in insp.get_indexes(table)}
+    if isinstance(operation, ops.CreateForeignKeyOp):
+        return operation.constraint_name in {f["name"] for f in insp.get_foreign_keys(table)}
+    if isinstance(operation, ops.CreateUniqueConstraintOp):
+        names = {u["name"] for u in insp.get_unique_constraints(table)}
+        names |= {i["name"] for i in insp.get_indexes(table) if i.get("unique")}
+        return operation.constraint_name in names
+    return False
+
+
+@contextmanager
+def _skipping_applied(conn: Connection, skipped: list[str]) -> Iterator[Operations]:
+    with Operations.context(MigrationContext.configure(conn)) as operations:
+        invoke = operations.invoke
+
+        def invoke_missing(operation: Any) -> Any:
+            if _already(conn, operation):
+                skipped.append(type(operation).__name__)
+                return None
+            return invoke(operation)
+
+        operations.invoke = invoke_missing  # type: ignore[method-assign]
+        yield operations
+
+
+@_kind
+@dataclass(frozen=True)
+class CompleteRevision(Step):
+    """Finish a half-applied revision: run only the operations whose effect is missing
+    (columns and tables it already added are kept, never dropped and re-added), then stamp."""
+
+    kind: ClassVar[str] = "complete"
+    needs_backup: ClassVar[bool] = True
+    destructive: ClassVar[bool] = True
+    reversible: ClassVar[bool] = False
+    revision: str
+    before: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (f"run the operations of revision {self.revision} that did not take effect "
+                f"(keeping what it already did), then stamp {self.revision}")
+
+    def apply(self, ctx: Context) -> None:
+        if self.revision in version_rows(ctx.conn):
+            return
+        script = migrations.revisions(ctx.project)[self.revision]
+        skipped: list[str] = []
+        with project_on_path(ctx.project.root):
+            try:
+                with _skipping_applied(ctx.conn, skipped):
+                    script.module.upgrade()
+            except Exception as err:  # the revision's own code
+                ctx.conn.rollback()
+                raise MigrationFailed(
+                    f"{ctx.project.rel(script.path)}: completing revision {self.revision} "
+                    f"failed again ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                    "the revision itself is wrong: fix it, then run `alembic-repair fix` again"
+                ) from None
+        ctx.conn.commit()
+        rows = tuple(r for r in version_rows(ctx.conn) if r not in script._all_down_revisions)
+        write_version_rows(ctx.project, ctx.conn, (*rows, self.revision))
+        ctx.say("complete", f"completed revision {self.revision} ({len(skipped)} operations "
+                "were already applied and were skipped)")
