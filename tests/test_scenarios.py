@@ -325,6 +325,12 @@ def _fm13(b: Built) -> None:
            "(pymysql.err.OperationalError) (1060, \"Duplicate column name 'bio'\")")
 
 
+@check("fm13_half_applied_then_corrected")
+def _fm13_corrected(b: Built) -> None:
+    assert '["email"]' in (b.root / V / scenarios.DDD444_HALF).read_text()
+    _fm13(b)
+
+
 @check("fm15_wrong_stamp_head")
 def _fm15_stamp(b: Built) -> None:
     assert b.versions() == ["ccc333"]

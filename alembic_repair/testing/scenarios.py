@@ -532,6 +532,13 @@ def _fm13_half_applied(root: Path, url: str) -> None:
     raise RuntimeError("ddd444 was expected to fail on its third operation")
 
 
+def _fm13_half_applied_corrected(root: Path, url: str) -> None:
+    _fm13_half_applied(root, url)
+    path = versions(root) / DDD444_HALF
+    path.write_text(path.read_text(encoding="utf-8").replace('["emial"]', '["email"]'),
+                    encoding="utf-8")
+
+
 def _fm15_wrong_stamp_head(root: Path, url: str) -> None:
     base_project(root, url, upgrade_to="bbb222")
     stamp(root, url, "head")
@@ -759,6 +766,11 @@ _ALL = (
              "says ccc333.",
              (("AR402", _v(DDD444_HALF)),), backends=("mariadb",),
              build=_absolute(_fm13_half_applied)),
+    Scenario("fm13_half_applied_then_corrected", "FM13",
+             "As fm13_half_applied_revision, then corrected the misspelt column in ddd444: "
+             "`alembic upgrade head` now fails at once on the column the failed run added.",
+             (("AR402", _v(DDD444_HALF)),), backends=("mariadb",),
+             build=_absolute(_fm13_half_applied_corrected)),
     Scenario("fm15_wrong_stamp_head", "FM15",
              "Ran `alembic stamp head` while the schema was at bbb222 (author.email missing).",
              (("AR401", None),), build=_absolute(_fm15_wrong_stamp_head)),
