@@ -38,7 +38,7 @@ from .project import Project
 from .state.schema import VERSION_TABLE, is_user_table
 from .target import project_on_path
 
-__all__ = ["STEP_KINDS", "Context", "Step", "from_dict"]
+__all__ = ["STEP_KINDS", "Context", "Step", "from_dict", "register"]
 
 FILES_DIR = "project-files"
 Say = Callable[[str, str], None]
@@ -83,7 +83,8 @@ class Step:
 STEP_KINDS: dict[str, type[Step]] = {}
 
 
-def _kind(cls: type[Step]) -> type[Step]:
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: make a step kind known to `from_dict` (the journal reads steps back)."""
     STEP_KINDS[cls.kind] = cls
     return cls
 
@@ -134,7 +135,7 @@ def write_version_rows(project: Project, conn: Connection, rows: tuple[str, ...]
             log.write(json.dumps(entry) + "\n")
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class Stamp(Step):
     """Record `revisions` in alembic_version (no DDL runs): the schema already is there."""
@@ -168,7 +169,7 @@ def _move(source: Path, dest: Path) -> bool:
     return True
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class MoveToBackup(Step):
     """Take a file out of the project (into the backup folder: never deleted)."""
@@ -190,7 +191,7 @@ class MoveToBackup(Step):
         _move(ctx.keep(source), source)
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class WriteSetupFile(Step):
     """Regenerate alembic.ini, env.py or script.py.mako from our templates; the old file
@@ -231,7 +232,7 @@ class WriteSetupFile(Step):
             _move(kept, path)
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class EnsureVersionsDir(Step):
     kind: ClassVar[str] = "versions-dir"
@@ -255,7 +256,7 @@ def _revision_path(project: Project, revision: str) -> Path | None:
     return Path(script.path) if script is not None else None
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class WriteMerge(Step):
     """A merge revision joining `heads` (no operations: both branches' schemas already add up)."""
@@ -322,7 +323,7 @@ def adoption_ops(project: Project, conn: Connection, parent: str | None) -> ops.
     return upgrade_ops
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class AdoptSchema(Step):
     """Write one revision that turns `parent`'s schema (or nothing: a baseline) into the live
@@ -369,7 +370,7 @@ class AdoptSchema(Step):
 # -- schema changes ----------------------------------------------------------------------------
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class Upgrade(Step):
     kind: ClassVar[str] = "upgrade"
@@ -389,7 +390,7 @@ class Upgrade(Step):
         ctx.conn.rollback()
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class Autogenerate(Step):
     """Write a revision for what the models add or widen (never a drop or a narrowing: those
@@ -469,7 +470,7 @@ def _skipping_applied(conn: Connection, skipped: list[str]) -> Iterator[Operatio
         yield operations
 
 
-@_kind
+@register
 @dataclass(frozen=True)
 class CompleteRevision(Step):
     """Finish a half-applied revision: run only the operations whose effect is missing
