@@ -36,7 +36,7 @@ from .locking import migration_lock
 from .plan import Plan, make_plan
 from .project import Project
 from .state.read import read_state
-from .state.schema import VERSION_TABLE
+from .state.schema import is_user_table
 from .steps import Context, Step, from_dict
 
 __all__ = ["FixResult", "MAX_ROUNDS", "apply_plan", "fix", "plan_fix"]
@@ -83,29 +83,55 @@ def _folder(project: Project) -> Path:
     return project.state_dir / "backups" / f"{stamp}-fix"
 
 
-def _check_rows(conn: Connection, manifest: backups.Manifest) -> list[str]:
-    """Tables of the backup whose rows are not all still there (over the surviving columns)."""
+def row_sums(conn: Connection, tables: dict[str, list[str]] | None = None
+             ) -> dict[str, dict[str, object]]:
+    """Row count and content checksum of every user table (or of `tables`, over the columns
+    given): computed by the server on MySQL/MariaDB (one scan, nothing leaves it), streamed
+    in primary-key order on SQLite. Taken before the steps and compared after them."""
+    if tables is None:
+        tables = {t: backups.table_columns(conn, t) for t in inspect(conn).get_table_names()
+                  if is_user_table(t)}
+    sums: dict[str, dict[str, object]] = {}
+    for name, columns in tables.items():
+        if conn.dialect.name in ("mysql", "mariadb"):
+            found = backups.server_checksum(conn, name, columns)
+        else:
+            found = backups.table_checksum(conn, name, columns)
+        sums[name] = {"columns": list(columns), "rows": found.rows, "checksum": found.checksum}
+    conn.rollback()
+    return sums
+
+
+def _check_rows(conn: Connection, before: dict[str, dict[str, object]]) -> list[str]:
+    """Tables whose rows are not all still there, over the columns they had before."""
     problems = []
     existing = set(inspect(conn).get_table_names())
-    for info in manifest.tables:
-        if info.name == VERSION_TABLE:
+    wanted: dict[str, list[str]] = {}
+    for name, info in before.items():
+        columns = [str(c) for c in info["columns"]]  # type: ignore[attr-defined]
+        if name not in existing:
+            problems.append(f"table {name} ({info['rows']} rows) is gone")
             continue
-        if info.name not in existing:
-            problems.append(f"table {info.name} ({info.rows} rows) is gone")
+        gone = [c for c in columns if c not in backups.table_columns(conn, name)]
+        if gone:
+            problems.append(f"column(s) {', '.join(f'{name}.{c}' for c in gone)} are gone")
             continue
-        present = set(backups.table_columns(conn, info.name))
-        columns = [c for c in info.columns if c in present]
-        if not backups._same_rows(conn, manifest, info, columns):
-            problems.append(f"table {info.name} no longer holds the backup's {info.rows} rows")
-    conn.rollback()
+        wanted[name] = columns
+    after = row_sums(conn, wanted)
+    for name, info in after.items():
+        old = before[name]
+        if (info["rows"], info["checksum"]) != (old["rows"], old["checksum"]):
+            problems.append(f"table {name} held {old['rows']} rows and now holds "
+                            f"{info['rows']} (or their values changed)")
     return problems
 
 
-def apply_plan(project: Project, conn: Connection, steps: tuple[Step, ...], journal: Journal,
+def apply_plan(project: Project, conn: Connection | None, steps: tuple[Step, ...], journal: Journal,
                ctx: Context) -> Journal:
     """Run the steps not yet done (a resumed journal skips those), then verify the rows."""
     folder = Path(journal.context["folder"])
     if journal.context.get("backup") and not journal.is_done("backup"):
+        assert conn is not None
         journal = journal.mark("backup", "started")
         if folder.exists() and not (folder / backups.MANIFEST).exists():
             shutil.rmtree(folder)  # a crash during the backup: ours, incomplete
@@ -114,6 +140,8 @@ def apply_plan(project: Project, conn: Connection, steps: tuple[Step, ...], jour
                 f"({sum(t.rows for t in manifest.tables)} rows) into {project.rel(folder)}, "
                 "verified")
         journal = journal.mark("backup", "done")
+    if conn is not None and "rows" not in journal.context:
+        journal = journal.note(rows=row_sums(conn))
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     for number, step in enumerate(steps, start=1):
         name = f"{number}.{step.kind}"
@@ -121,11 +149,11 @@ def apply_plan(project: Project, conn: Connection, steps: tuple[Step, ...], jour
             continue
         journal = journal.mark(name, "started")
         step.apply(ctx)
-        conn.commit()
+        if conn is not None:
+            conn.commit()
         journal = journal.mark(name, "done")
-    if journal.context.get("backup"):
-        manifest = backups.verify(folder)
-        problems = _check_rows(conn, manifest)
+    if conn is not None:
+        problems = _check_rows(conn, journal.context["rows"])
         if problems:
             raise MigrationFailed(
                 "fix: " + "; ".join(problems) + f"; the backup is {project.rel(folder)} "
@@ -174,14 +202,41 @@ def _rollback(project: Project, conn: Connection, journal: Journal, ctx: Context
     journal.finish()
 
 
+def _rediscover(project: Project, models: str | None) -> Project:
+    """The project again, after its setup files changed (the URL may come from alembic.ini)."""
+    explicit = project.url if project.url_source == "--url" else None
+    return Project.discover(project.root, config=project.ini_path, url=explicit, models=models)
+
+
+def _setup_round(project: Project, *, yes: bool, only: tuple[str, ...], models: str | None,
+                 say: Say) -> Plan | None:
+    """Repair the setup files without touching a database: while alembic.ini is broken, the
+    URL in hand may be a stand-in (the SQLite default), and no database should be opened."""
+    diagnosis = diagnose(read_state(project, models=models, replay=False))
+    plan = make_plan(diagnosis, only=only, models=models)
+    if plan.layer != "setup files" or not plan.steps:
+        return None
+    guards.require(yes, True, project, f"fix: would run {len(plan.steps)} steps (setup files)")
+    journal = _begin(project, plan)
+    ctx = Context(project, None, Path(journal.context["folder"]), models, say)
+    say("plan", f"{plan.layer}: {len(plan.steps)} steps")
+    apply_plan(project, None, plan.steps, journal, ctx).finish()
+    return plan
+
+
 def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[str, ...] = (),
         models: str | None = None, rollback: bool = False,
         say: Say = lambda kind, message: None) -> FixResult:
     """Plan, back up, repair, verify, diagnose again; layer after layer (module docstring)."""
-    guards.require_local(allow_remote, project, "fix")
-    engine = connect(project)
     plans: list[Plan] = []
     folders: list[Path] = []
+    if project.problems and Journal.load(project.state_dir) is None:
+        first = _setup_round(project, yes=yes, only=only, models=models, say=say)
+        if first is not None:
+            plans.append(first)
+        project = _rediscover(project, models)  # raises (one clear line) if still broken
+    guards.require_local(allow_remote, project, "fix")
+    engine = connect(project)
     resumed = rolled_back = False
     try:
         with migration_lock(engine, project.state_dir) as conn:
@@ -214,6 +269,8 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                 apply_plan(project, conn, steps, journal, ctx).finish()
                 folders.append(ctx.folder)
                 resumed = True
+                if journal.context.get("layer") == "setup files":
+                    project = _rediscover(project, models)
             elif rollback:
                 raise NeedsRepair("fix --rollback: no interrupted fix run to roll back")
             for _ in range(MAX_ROUNDS):
@@ -229,10 +286,22 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                 apply_plan(project, conn, plan.steps, journal, ctx).finish()
                 plans.append(plan)
                 folders.append(ctx.folder)
+                if plan.layer == "setup files":
+                    project = _rediscover(project, models)
+                    ctx.project = project
             final = _diagnose(project, models)
-            left = make_plan(final, only=only, models=models)
-            unrepairable = tuple((f.code, f.location, why) for f, why in left.unrepairable)
             return FixResult(tuple(plans), tuple(folders), final, resumed, rolled_back,
-                             unrepairable)
+                             _left(final, only, models))
     finally:
         engine.dispose()
+
+
+def _left(final: Diagnosis, only: tuple[str, ...], models: str | None
+          ) -> tuple[tuple[str, str | None, str], ...]:
+    """What remains, each with what to do: the planner's reason, else the finding's own fix."""
+    plan = make_plan(final, only=only, models=models)
+    left = [(f.code, f.location, why) for f, why in plan.unrepairable]
+    named = {(code, location) for code, location, _ in left}
+    left += [(f.code, f.location, f.fix) for f in final.findings
+             if f.severity != "info" and (f.code, f.location) not in named]
+    return tuple(left)

@@ -117,6 +117,12 @@ class Journal:
             crash_point(name)
         return journal
 
+    def note(self, **context: Any) -> Journal:
+        """Record what later steps (or a resumed run) need to know."""
+        journal = replace(self, context={**self.context, **context})
+        journal._write()
+        return journal
+
     def finish(self) -> None:
         """The run is complete: the journal goes (its backup stays)."""
         self.path.unlink(missing_ok=True)

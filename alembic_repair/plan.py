@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from .diagnose import Diagnosis
 from .findings import Finding
+from .history import plan_baseline, plan_missing_revision
 from .rules.schema import equal_revisions, half_applied
 from .rules.versions import ancestors
 from .state.read import State
@@ -26,8 +27,10 @@ from .steps import (
     AdoptSchema,
     Autogenerate,
     CompleteRevision,
+    EditIni,
     EnsureVersionsDir,
     MoveToBackup,
+    SetEnvOption,
     Stamp,
     Step,
     Upgrade,
@@ -89,7 +92,8 @@ def _codes(findings: Iterable[Finding], wanted: Iterable[str]) -> list[Finding]:
 # -- layer 1: the setup files ------------------------------------------------------------------
 
 
-CONFIG = ("AR101", "AR102", "AR104", "AR105", "AR106", "AR112")
+CONFIG = ("AR101", "AR102", "AR104", "AR105", "AR106", "AR107", "AR108", "AR109", "AR110",
+          "AR112")
 
 
 def _config(state: State, findings: list[Finding], models: str | None, draft: _Draft) -> None:
@@ -107,6 +111,25 @@ def _config(state: State, findings: list[Finding], models: str | None, draft: _D
                                                    why=finding.title))
             if not project.script_template.exists():
                 draft.add(finding.code, WriteSetupFile(project.rel(project.script_template)))
+        elif finding.code == "AR107":
+            ini = project.rel(project.ini_path)
+            if (finding.location or "").split(":")[0] == ini and "'%'" in finding.detail:
+                draft.add(finding.code, EditIni("sqlalchemy.url", "double-percent",
+                                                why="ConfigParser reads a single '%' as "
+                                                    "interpolation"))
+            else:
+                draft.refuse(finding, "correct the database URL (--url, DATABASE_URL or "
+                             "sqlalchemy.url in alembic.ini)")
+        elif finding.code == "AR108":
+            draft.add(finding.code, SetEnvOption("render_as_batch", why="SQLite can only "
+                                                 "ALTER a table by copying it (batch mode)"))
+        elif finding.code == "AR109":
+            draft.add(finding.code, SetEnvOption("compare_type", why="autogenerate must see "
+                                                 "type changes"))
+        elif finding.code == "AR110":
+            draft.add(finding.code, EditIni("script_location", "here-relative",
+                                            why="Alembic resolves it against the working "
+                                                "directory"))
         elif finding.code == "AR112":
             draft.add(finding.code, EnsureVersionsDir())
 
@@ -165,8 +188,11 @@ def _graph(state: State, findings: list[Finding], draft: _Draft) -> None:
             draft.refuse(finding, "which link of the cycle is wrong cannot be told from the "
                          "files: correct the down_revision you edited by hand")
         elif code == "AR203":
-            draft.refuse(finding, "restore the deleted revision file from git (or a teammate's "
-                         "clone), then run fix again")
+            step = plan_missing_revision(state, finding)
+            if isinstance(step, str):
+                draft.refuse(finding, step)
+            else:
+                draft.add(code, step)
         elif code == "AR206":
             stray = [s for s in state.scripts if s.revision is None and s.error is None
                      and project.rel(s.path) == finding.location]
@@ -239,13 +265,21 @@ def _versions(state: State, findings: list[Finding], draft: _Draft) -> None:
         recorded = tidy
 
     half = half_applied(state)
+    if "AR402" in codes and half is not None and half.failed:
+        draft.refuse(_codes(findings, ("AR402",))[0],
+                     f"revision {half.revision} fails on an empty database too, so running "
+                     "its missing operations would fail again: correct the revision, then run "
+                     "fix again (the operations that did take effect are kept)")
+        return
     if "AR402" in codes and half is not None:
         draft.add("AR402", CompleteRevision(half.revision, before))
         recorded = (half.revision,)
     if "AR404" in codes:
-        draft.refuse(_codes(findings, ("AR404",))[0],
-                     "the history needs a table no revision creates: write a baseline "
-                     "revision before the first one (alembic-repair squash), then fix again")
+        baseline = plan_baseline(state, _codes(findings, ("AR404",))[0])
+        if isinstance(baseline, str):
+            draft.refuse(_codes(findings, ("AR404",))[0], baseline)
+        else:
+            draft.add("AR404", baseline)
     if "AR405" in codes:
         draft.refuse(_codes(findings, ("AR405",))[0],
                      "the tables were changed by hand: put the change into the models and "

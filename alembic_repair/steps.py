@@ -50,10 +50,17 @@ class Context:
     the run's backup folder (where moved files go)."""
 
     project: Project
-    conn: Connection
+    connection: Connection | None  # None while only the setup files are repaired
     folder: Path
     models: str | None = None
     say: Say = lambda kind, message: None
+
+    @property
+    def conn(self) -> Connection:
+        if self.connection is None:
+            raise NeedsRepair("this repair step needs the database, and the setup files do "
+                              "not name a usable one yet")
+        return self.connection
 
     def keep(self, path: Path) -> Path:
         """Where `path` (a project file) is kept in the backup folder."""
@@ -508,3 +515,116 @@ class CompleteRevision(Step):
         write_version_rows(ctx.project, ctx.conn, (*rows, self.revision))
         ctx.say("complete", f"completed revision {self.revision} ({len(skipped)} operations "
                 "were already applied and were skipped)")
+
+
+# -- editing the setup files in place ------------------------------------------------------------
+
+
+def _keep_copy(ctx: Context, path: Path) -> None:
+    """A copy of `path` in the backup folder (once: the first copy is the original)."""
+    kept = ctx.keep(path)
+    if not kept.exists():
+        kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copy2(path, kept)
+        kept.chmod(0o600)
+
+
+def _restore_copy(ctx: Context, path: Path) -> None:
+    kept = ctx.keep(path)
+    if kept.exists():
+        shutil.copy2(kept, path)
+
+
+def double_percent(value: str) -> str:
+    """``%`` -> ``%%`` for ConfigParser, leaving ``%%`` and ``%(name)s`` as they are."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "%":
+            if value.startswith("%%", i):
+                out.append("%%")
+                i += 2
+                continue
+            if value.startswith("%(", i):
+                out.append("%")
+                i += 1
+                continue
+            out.append("%%")
+        else:
+            out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+@register
+@dataclass(frozen=True)
+class EditIni(Step):
+    """Correct one value of alembic.ini in place (the rest of the file, comments included, is
+    untouched; the original is kept in the backup folder). The value is never printed: it may
+    be a URL with a password."""
+
+    kind: ClassVar[str] = "edit-ini"
+    key: str  # sqlalchemy.url | script_location
+    change: str  # double-percent | here-relative
+    why: str = ""
+
+    def describe(self) -> str:
+        what = {"double-percent": "write each '%' as '%%'",
+                "here-relative": "make it relative to alembic.ini's folder (%(here)s/...)"}
+        return f"alembic.ini: {self.key}: {what[self.change]}{': ' + self.why if self.why else ''}"
+
+    def apply(self, ctx: Context) -> None:
+        path = ctx.project.ini_path
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        section, changed = "", False
+        for number, line in enumerate(lines):
+            stripped = line.strip()
+            if stripped.startswith("[") and stripped.endswith("]"):
+                section = stripped[1:-1]
+            if section != "alembic" or "=" not in line or stripped.startswith(("#", ";")):
+                continue
+            key, _, value = line.partition("=")
+            if key.strip() != self.key:
+                continue
+            raw = value.strip()
+            new = double_percent(raw) if self.change == "double-percent" else (
+                raw if raw.startswith(("%(here)s", "/")) else f"%(here)s/{raw}")
+            if new != raw:
+                _keep_copy(ctx, path)
+                lines[number] = f"{key.rstrip()} = {new}\n"
+                changed = True
+        if changed:
+            path.write_text("".join(lines), encoding="utf-8")
+            ctx.say("edit", f"alembic.ini: corrected {self.key}")
+
+    def undo(self, ctx: Context) -> None:
+        _restore_copy(ctx, ctx.project.ini_path)
+
+
+@register
+@dataclass(frozen=True)
+class SetEnvOption(Step):
+    """Set one keyword of every ``context.configure(...)`` call in env.py (libcst: the rest of
+    the file is untouched; the original is kept in the backup folder)."""
+
+    kind: ClassVar[str] = "env-option"
+    option: str  # compare_type | render_as_batch
+    value: str = "True"
+    why: str = ""
+
+    def describe(self) -> str:
+        return (f"env.py: pass {self.option}={self.value} to context.configure()"
+                f"{': ' + self.why if self.why else ''}")
+
+    def apply(self, ctx: Context) -> None:
+        from .env_options import set_configure_keyword  # libcst: only paid for when used
+
+        path = ctx.project.env_py
+        source = path.read_text(encoding="utf-8")
+        rewritten = set_configure_keyword(source, self.option, self.value)
+        if rewritten != source:
+            _keep_copy(ctx, path)
+            path.write_text(rewritten, encoding="utf-8")
+            ctx.say("edit", f"env.py: context.configure(..., {self.option}={self.value})")
+
+    def undo(self, ctx: Context) -> None:
+        _restore_copy(ctx, ctx.project.env_py)

@@ -133,7 +133,15 @@ def live_against_history(state: State) -> Iterator[Finding]:
 @rule
 def models_against_live(state: State) -> Iterator[Finding]:
     models, live = state.models, state.live
-    if models is None or live is None or not live.tables:
+    if models is None or live is None:
+        return
+    if not live.tables:
+        if models.tables and not [s for s in state.scripts if s.revision]:
+            # Nothing would ever create the models' tables: no table, no revision file.
+            yield AR403.finding(f"the database has no table and no revision creates one; the "
+                                f"models define {len(models.tables)}: "
+                                f"{', '.join(sorted(models.tables)[:MAX_LISTED])}",
+                                location=state.project.rel(state.project.versions_dir))
         return
     only_models, only_live = models - live, live - models
     orphans = _orphans(state)
