@@ -298,8 +298,9 @@ def reset_command(
         sys.stdout.write(f"reset plan for {plan.url}:\n")
         for line in plan.lines():
             sys.stdout.write(f"  {line}\n")
-    result = api.reset(project, yes=yes, allow_remote=allow_remote, discard_data=discard_data,
-                       models=models, on_action=report.action_line)
+    with report.progress("reset", total=7) as on_action:
+        result = api.reset(project, yes=yes, allow_remote=allow_remote,
+                           discard_data=discard_data, models=models, on_action=on_action)
     sys.stdout.write(f"{'reset':>12}  done: at {result.head}; backup kept in "
                      f"{project.rel(result.backup)}\n")
     if not result.complete:
@@ -330,8 +331,9 @@ def fix_command(
     codes = tuple(only or ())
     if not yes:
         _print_plan(project, codes, models, rollback)
-    result = api.fix(project, yes=yes, allow_remote=allow_remote, only=codes, models=models,
-                     rollback=rollback, on_action=report.action_line)
+    with report.progress("fix") as on_action:
+        result = api.fix(project, yes=yes, allow_remote=allow_remote, only=codes,
+                         models=models, rollback=rollback, on_action=on_action)
     for code, location, why in result.unrepairable:
         sys.stdout.write(f"{'left':>12}  {code}{' ' + location if location else ''}: {why}\n")
     if result.healthy:
@@ -361,3 +363,33 @@ def _print_plan(project: Project, only: tuple[str, ...], models: str | None,
     for finding, why in plan.unrepairable:
         where = f" {finding.location}" if finding.location else ""
         sys.stdout.write(f"{'left':>12}  {finding.code}{where}: {why}\n")
+
+
+# -- squash (squash.py) ------------------------------------------------------------------------
+
+
+@app.command("squash")
+def squash_command(
+    to: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--to", help="Squash up to this revision (default: the head).")] = None,
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Collapse the history up to REV into one baseline revision, keep later revisions,
+    restamp the database; the old files move into the backup folder.
+
+    Without --yes: prints the plan and changes nothing (exit 4). An empty database built from
+    the new history is proved equal to one built from the old one before anything changes."""
+    project = _discover()
+    if not yes:
+        plan = api.plan_squash(project, to=to)
+        sys.stdout.write(f"squash plan (up to {plan.to}: {len(plan.squashed)} revision(s) into "
+                         f"baseline {plan.baseline}):\n")
+        for line in plan.lines():
+            sys.stdout.write(f"  {line}\n")
+    result = api.squash(project, to=to, yes=yes, allow_remote=allow_remote,
+                        on_action=report.action_line)
+    done = (f"baseline {result.plan.baseline} replaces {len(result.plan.squashed)} revision(s)"
+            if result.plan is not None else "finished the interrupted run")
+    sys.stdout.write(f"{'squash':>12}  done: {done}; old files kept in "
+                     f"{project.rel(result.folder)}\n")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from functools import cache
 from typing import Any, TextIO
@@ -40,6 +42,30 @@ def _line(label: str, message: str, *, stream: TextIO | None = None) -> None:
 
 def action_line(action: Action) -> None:
     _line(action.kind, action.message)
+
+
+@contextmanager
+def progress(title: str, total: int | None = None) -> Iterator[Callable[[Action], None]]:
+    """An `on_action` callback for a long command. On a terminal: a Rich progress display (a
+    spinner, the step in hand, a bar when `total` steps are known, the time taken) with each
+    finished action printed above it; elsewhere: the same plain lines as `action_line`."""
+    if not sys.stdout.isatty():
+        yield action_line
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    console = _console(sys.stdout)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(title, total=total)
+
+        def on_action(action: Action) -> None:
+            console.print(Text.assemble((f"{action.kind:>12}  ", _STYLE.get(action.kind, "")),
+                                        action.message))
+            bar.update(task, description=f"{title}: {action.kind}", advance=1)
+
+        yield on_action
 
 
 def bootstrap_header(url: str, source: str) -> None:
