@@ -137,7 +137,7 @@ def _config(state: State, findings: list[Finding], models: str | None, draft: _D
 # -- layer 2: the revision files ---------------------------------------------------------------
 
 
-GRAPH = ("AR201", "AR202", "AR203", "AR204", "AR205", "AR206", "AR209")
+GRAPH = ("AR201", "AR202", "AR203", "AR204", "AR205", "AR206", "AR207", "AR209")
 
 
 def _applied(state: State) -> set[str]:
@@ -193,6 +193,14 @@ def _graph(state: State, findings: list[Finding], draft: _Draft) -> None:
                 draft.refuse(finding, step)
             else:
                 draft.add(code, step)
+        elif code == "AR207":
+            empty = [s for s in state.scripts if s.revision is not None
+                     and project.rel(s.path) == finding.location]
+            children = {p for s in state.scripts for p in s.down_revisions}
+            if (empty and empty[0].revision not in children and state.versions is not None
+                    and empty[0].revision not in _applied(state)):
+                draft.add(code, MoveToBackup(project.rel(empty[0].path),
+                                             why="an empty revision no database here applied"))
         elif code == "AR206":
             stray = [s for s in state.scripts if s.revision is None and s.error is None
                      and project.rel(s.path) == finding.location]

@@ -269,3 +269,23 @@ def test_a_fix_journal_blocks_reset_and_rollback_undoes_reversible_steps(
     assert {k: v for k, v in tree_digest(root).items() if not k.startswith(".alembic_repair")
             } == files
     assert Journal.load(root / ".alembic_repair") is None
+
+
+def test_an_empty_revision_no_database_applied_is_moved_out(tmp_path: Path,
+                                                             request: pytest.FixtureRequest
+                                                             ) -> None:
+    from alembic_repair.testing.scenarios import revision_py
+
+    root, url = _build("healthy", "sqlite", tmp_path, request)
+    versions = root / "alembic" / "versions"
+    head = next(p for p in versions.glob("ccc333_*.py"))
+    empty = versions / "eee555_sync_models.py"
+    empty.write_text(revision_py("eee555", "ccc333", "sync models", "pass", "pass"))
+    before = _rows(url)
+    run = cli("fix", "--yes", cwd=root, url=url)
+    assert run.code == 0, run.output
+    assert not empty.exists() and head.exists()
+    kept = list((root / ".alembic_repair" / "backups").glob(
+        "*-fix/project-files/alembic/versions/eee555_sync_models.py"))
+    assert len(kept) == 1
+    assert_rows_kept(before, _rows(url))
