@@ -103,7 +103,7 @@ def row_sums(conn: Connection, tables: dict[str, list[str]] | None = None
 
 
 def _check_rows(conn: Connection, before: dict[str, dict[str, object]]) -> list[str]:
-    """Tables whose rows are not all still there, over the columns they had before."""
+    """Tables whose rows are not all still there, over the columns recorded before."""
     problems = []
     existing = set(inspect(conn).get_table_names())
     wanted: dict[str, list[str]] = {}
@@ -141,7 +141,10 @@ def apply_plan(project: Project, conn: Connection | None, steps: tuple[Step, ...
                 "verified")
         journal = journal.mark("backup", "done")
     if conn is not None and "rows" not in journal.context:
-        journal = journal.note(rows=row_sums(conn))
+        rewritten = {pair for step in steps for pair in step.rewrites()}
+        tables = {t: [c for c in backups.table_columns(conn, t) if (t, c) not in rewritten]
+                  for t in inspect(conn).get_table_names() if is_user_table(t)}
+        journal = journal.note(rows=row_sums(conn, tables))
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     for number, step in enumerate(steps, start=1):
         name = f"{number}.{step.kind}"

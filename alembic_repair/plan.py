@@ -26,6 +26,7 @@ from .state.scripts import ScriptFile, duplicates
 from .steps import (
     AdoptSchema,
     Autogenerate,
+    ClearJunk,
     CompleteRevision,
     EditIni,
     EnsureVersionsDir,
@@ -305,6 +306,27 @@ def _models(state: State, findings: list[Finding], draft: _Draft) -> None:
         draft.add("AR403", Autogenerate())
 
 
+# -- layer 5, on request only: values -------------------------------------------------------------
+
+
+def _values(state: State, findings: list[Finding], draft: _Draft, asked: bool) -> None:
+    for finding in findings:
+        if not asked:
+            draft.refuse(finding, "clearing values is done only when asked: `alembic-repair "
+                         "fix --only AR407 --yes` sets them to NULL (kept in the backup)")
+            continue
+        junk = next((j for j in state.junk if f"{j.table}.{j.column}" == finding.location), None)
+        if junk is None:
+            continue
+        nullable = next((f[4] for f in (state.live.facts if state.live else ())
+                         if f[:3] == ("column", junk.table, junk.column)), True)
+        if not nullable:
+            draft.refuse(finding, f"{junk.table}.{junk.column} is NOT NULL, so its values cannot "
+                         "be cleared: correct them by hand (doctor shows one)")
+            continue
+        draft.add("AR407", ClearJunk(junk.table, junk.column, junk.declared, junk.count))
+
+
 # -- the plan ------------------------------------------------------------------------------------
 
 
@@ -317,12 +339,14 @@ def make_plan(diagnosis: Diagnosis, *, only: Iterable[str] = (), models: str | N
     state = diagnosis.state
     wanted = {c.upper() for c in only}
     findings = [f for f in diagnosis.findings
-                if not wanted or f.code in wanted or f.code[:3] + "xx" in wanted]
+                if not wanted or f.code in wanted or f.code[:3] + "XX" in wanted]
     layers: list[tuple[str, tuple[str, ...], Layer]] = [
         ("setup files", CONFIG, lambda s, f, d: _config(s, f, models, d)),
         ("revision files", GRAPH, _graph),
         ("database and history", VERSIONS, _versions),
         ("models and database", ("AR403",), _models),
+        ("values", ("AR407",), lambda s, f, d: _values(s, f, d, asked="AR407" in wanted
+                                                        or "AR4XX" in wanted)),
     ]
     refused: list[tuple[Finding, str]] = []
     for name, codes, layer in layers:

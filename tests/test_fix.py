@@ -289,3 +289,28 @@ def test_an_empty_revision_no_database_applied_is_moved_out(tmp_path: Path,
         "*-fix/project-files/alembic/versions/eee555_sync_models.py"))
     assert len(kept) == 1
     assert_rows_kept(before, _rows(url))
+
+
+@pytest.mark.parametrize("only", ["AR407", "AR4xx"])
+def test_fix_only_ar407_clears_sqlite_junk_values_and_keeps_them(
+        only: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    root, url = _build("fm45_sqlite_junk_values", "sqlite", tmp_path, request)
+    before = _rows(url)
+    assert "yesterday" in [r["created_at"] for r in before["post"]]
+    assert "abc" in [r["views"] for r in before["post"]]
+
+    run = cli("fix", "--only", only, "--yes", cwd=root, url=url)
+
+    # created_at is nullable: cleared. views is NOT NULL: left, with what to do.
+    assert run.code == 1, run.output
+    assert "left  AR407 post.views" in run.stdout and "NOT NULL" in run.stdout
+    after = _rows(url)
+    assert "yesterday" not in [r["created_at"] for r in after["post"]]
+    assert [r["views"] for r in after["post"]] == [r["views"] for r in before["post"]]
+    untouched = [{k: v for k, v in r.items() if k != "created_at"} for r in before["post"]]
+    assert [{k: v for k, v in r.items() if k != "created_at"} for r in after["post"]] == \
+        untouched
+    (log,) = (root / ".alembic_repair" / "backups").glob("*-fix/cleared-values.jsonl")
+    cleared = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(c["column"], c["value"]) for c in cleared] == [("created_at", "yesterday")]
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
