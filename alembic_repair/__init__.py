@@ -20,6 +20,8 @@ Start here:
   is finished by the next one.
 - `fix` / `plan_fix` (api.py): doctor's findings -> a `Plan` of steps (plan.py, steps.py),
   applied with a backup, a journal and a row check (apply.py), layer after layer.
+- `squash` / `plan_squash` (api.py, squash.py): collapse the history up to a revision into one
+  baseline revision, proved equal (fingerprints) on scratch databases, restamped, journalled.
 - Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
 
 The CLI (cli.py) is a thin layer over these functions.
@@ -41,8 +43,10 @@ if TYPE_CHECKING:
         fix,
         plan_fix,
         plan_reset,
+        plan_squash,
         reset,
         restore,
+        squash,
         trash_drop,
         trash_list,
         trash_purge,
@@ -69,6 +73,7 @@ if TYPE_CHECKING:
     from .project import Project
     from .safe_reset import ResetPlan, ResetResult
     from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
+    from .squash import SquashPlan, SquashResult
     from .trash import TrashEntry
 
 #: Where each public name lives. Imported on first use: the command line's quick path must not
@@ -88,6 +93,7 @@ _HOMES = {
     "verify": "backups", "BackupCorrupt": "errors",
     "fix": "api", "plan_fix": "api", "FixResult": "apply", "Plan": "plan",
     "reset": "api", "plan_reset": "api", "ResetPlan": "safe_reset", "ResetResult": "safe_reset",
+    "squash": "api", "plan_squash": "api", "SquashPlan": "squash", "SquashResult": "squash",
 }
 
 
@@ -122,6 +128,8 @@ __all__ = [
     "ResetPlan",
     "ResetResult",
     "RestoreReport",
+    "SquashPlan",
+    "SquashResult",
     "TrashEntry",
     "autogenerate",
     "backup",
@@ -131,8 +139,10 @@ __all__ = [
     "mask_url",
     "plan_fix",
     "plan_reset",
+    "plan_squash",
     "reset",
     "restore",
+    "squash",
     "trash_drop",
     "trash_list",
     "trash_purge",

@@ -33,6 +33,9 @@ from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
 from .plan import Plan
 from .project import Project
+from .squash import SquashPlan, SquashResult
+from .squash import plan_squash as _plan_squash
+from .squash import squash as _run_squash
 from .state.read import read_state
 from .state.schema import is_user_table
 from .target import discover_models, load_target_metadata, project_on_path
@@ -431,3 +434,25 @@ def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = 
     say = _Recorder(project, on_action)
     return _apply.fix(project, yes=yes, allow_remote=allow_remote, only=only, models=models,
                       rollback=rollback, say=lambda kind, message: say(kind, message))
+
+
+# -- squash (squash.py) ------------------------------------------------------------------------
+
+
+def plan_squash(project: ProjectLike = None, *, to: str | None = None) -> SquashPlan:
+    """What `squash` would do (proved on scratch databases); changes nothing."""
+    return _plan_squash(as_project(project), to=to)
+
+
+def squash(project: ProjectLike = None, *, to: str | None = None, yes: bool = False,
+           allow_remote: bool = False, on_action: OnAction | None = None
+           ) -> SquashResult:
+    """Collapse the history up to `to` (default: the head) into one baseline revision: later
+    revisions are relinked onto it, the squashed files move into the backup folder, a database
+    at `to` is restamped. An empty database built from the new history is proved equal to one
+    built from the old (fingerprints). Needs `yes` (and `allow_remote` off this machine), else
+    `RefusedUnsafe` and nothing changes; a run killed part-way is finished by the next call."""
+    project = as_project(project)
+    say = _Recorder(project, on_action)
+    return _run_squash(project, to=to, yes=yes, allow_remote=allow_remote,
+                       say=lambda kind, message: say(kind, message))

@@ -389,6 +389,9 @@ def squash_command(
             sys.stdout.write(f"  {line}\n")
     result = api.squash(project, to=to, yes=yes, allow_remote=allow_remote,
                         on_action=report.action_line)
+    if result.plan is not None and not result.plan.steps:
+        sys.stdout.write(f"{'squash':>12}  nothing to do\n")
+        return
     done = (f"baseline {result.plan.baseline} replaces {len(result.plan.squashed)} revision(s)"
             if result.plan is not None else "finished the interrupted run")
     sys.stdout.write(f"{'squash':>12}  done: {done}; old files kept in "
