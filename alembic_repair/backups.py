@@ -439,9 +439,10 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
         finally:
             if conn.in_transaction():
                 conn.rollback()
-        files = {p.name: _sha256(p) for p in sorted(path.iterdir())}
-        if method == "dump" and files.get(data) != written:
-            raise BackupCorrupt(f"backup: {path / data} does not read back as written "
+        files = {p.name: written[0] if method == "dump" and p.name == data else _sha256(p)
+                 for p in sorted(path.iterdir())}
+        if method == "dump" and (path / data).stat().st_size != written[1]:
+            raise BackupCorrupt(f"backup: {path / data} does not hold the bytes written "
                                 "(a disk or file system error); run the backup again")
         manifest = Manifest(path, dialect, project.masked_url,
                             datetime.now(timezone.utc).isoformat(timespec="seconds"), tables,
@@ -450,8 +451,8 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
         doc["seal"] = _seal(doc)
         with _open_private(path / MANIFEST) as handle:
             handle.write(json.dumps(doc, indent=2).encode("utf-8") + b"\n")
-        # the dump was counted as it was written and its sha256 just read back: no need to
-        # decompress it again
+        # the dump was verified as it was written (rows per table against the server's
+        # counts, completion trailer, sha256 of the bytes written): not read back again
         return _verify(path, deep=method != "dump")
     except BaseException as err:
         _discard(path)
@@ -797,7 +798,8 @@ def _dump_counts(file: Path) -> dict[str, int]:
 
 
 def _backup_mysql_dump(project: Project, conn: Connection, target: Path,
-                       progress: Progress | None) -> tuple[tuple[TableInfo, ...], str]:
+                       progress: Progress | None
+                       ) -> tuple[tuple[TableInfo, ...], tuple[str, int]]:
     """mariadb-dump for the data, the server for counts and checksums, consistent because our
     session holds ``LOCK TABLES ... READ`` on every table from before the dump starts until
     the dump and the checksums are done (see the module docstring). Verified as it is
@@ -858,7 +860,7 @@ def _backup_mysql_dump(project: Project, conn: Connection, target: Path,
                 f"{dumped}; run the backup again")
     tables = tuple(TableInfo(n, tuple(columns[n]), sums[n].rows, sums[n].checksum,
                              target.name) for n in names)
-    return tables, stream.digest.hexdigest()
+    return tables, (stream.digest.hexdigest(), stream.size)
 
 
 class _Stream:
@@ -868,18 +870,20 @@ class _Stream:
     def __init__(self) -> None:
         self.counter = _DumpCounter()
         self.digest = hashlib.sha256()
+        self.size = 0  # bytes written
         self.tail = b""
         self.failure: BaseException | None = None
 
 
 class _Hashing:
-    """A file object that hashes what is written through it."""
+    """A file object that hashes and counts what is written through it."""
 
-    def __init__(self, raw: BinaryIO, digest: Any) -> None:
-        self.raw, self.digest = raw, digest
+    def __init__(self, raw: BinaryIO, stream: _Stream) -> None:
+        self.raw, self.stream = raw, stream
 
     def write(self, data: Any) -> int:
-        self.digest.update(data)
+        self.stream.digest.update(data)
+        self.stream.size += len(data)
         return int(self.raw.write(data))
 
     def flush(self) -> None:
@@ -888,7 +892,7 @@ class _Hashing:
 
 @contextmanager
 def _dump_writer(raw: BinaryIO, stream: _Stream, target: Path) -> Iterator[Any]:
-    hashing = _Hashing(raw, stream.digest)
+    hashing = _Hashing(raw, stream)
     if not target.name.endswith(".gz"):
         yield hashing
         return
@@ -1056,11 +1060,13 @@ def _dump_path(manifest: Manifest) -> Path:
 
 def _verify(path: Path, deep: bool) -> Manifest:
     manifest = _read_manifest(path)
+    streamed = (None if deep or manifest.method != "dump" or not manifest.tables
+                else manifest.tables[0].file)  # checked as it was written (backup_locked)
     for name, expected in manifest.files.items():
         file = path / name
         if not file.is_file():
             raise _corrupt(file, "the file is missing")
-        if _sha256(file) != expected:
+        if name != streamed and _sha256(file) != expected:
             raise _corrupt(file, "the file's sha256 does not match the manifest")
     if manifest.dialect == "sqlite":
         file = path / SQLITE_FILE
