@@ -22,6 +22,10 @@ Start here:
   applied with a backup, a journal and a row check (apply.py), layer after layer.
 - `squash` / `plan_squash` (api.py, squash.py): collapse the history up to a revision into one
   baseline revision, proved equal (fingerprints) on scratch databases, restamped, journalled.
+- `drop` (api.py, rewrite/): a revision that drops tables/columns so its downgrade() brings
+  them back (soft: into the trash; hard: after a verified backup); libcst rewrites keep the
+  user's file (rewrite/engine.py), and `rewrite_unique_columns` turns a unique NOT NULL
+  add_column on a table with rows into add nullable, backfill, then constrain.
 - Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
 
 The CLI (cli.py) is a thin layer over these functions.
@@ -36,10 +40,12 @@ if TYPE_CHECKING:
     from .api import (
         Action,
         BootstrapResult,
+        DropResult,
         autogenerate,
         backup,
         bootstrap,
         doctor,
+        drop,
         fix,
         plan_fix,
         plan_reset,
@@ -91,6 +97,7 @@ _HOMES = {
     "TrashEntry": "trash",
     "backup": "api", "restore": "api", "Manifest": "backups", "RestoreReport": "backups",
     "verify": "backups", "BackupCorrupt": "errors",
+    "drop": "api", "DropResult": "api",
     "fix": "api", "plan_fix": "api", "FixResult": "apply", "Plan": "plan",
     "reset": "api", "plan_reset": "api", "ResetPlan": "safe_reset", "ResetResult": "safe_reset",
     "squash": "api", "plan_squash": "api", "SquashPlan": "squash", "SquashResult": "squash",
@@ -113,6 +120,7 @@ __all__ = [
     "BootstrapResult",
     "ConfigError",
     "Diagnosis",
+    "DropResult",
     "Finding",
     "DatabaseUnreachable",
     "FileChange",
@@ -135,6 +143,7 @@ __all__ = [
     "backup",
     "bootstrap",
     "doctor",
+    "drop",
     "fix",
     "mask_url",
     "plan_fix",

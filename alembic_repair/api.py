@@ -456,3 +456,74 @@ def squash(project: ProjectLike = None, *, to: str | None = None, yes: bool = Fa
     say = _Recorder(project, on_action)
     return _run_squash(project, to=to, yes=yes, allow_remote=allow_remote,
                        say=lambda kind, message: say(kind, message))
+
+
+# -- drop (rewrite/drops.py) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DropResult:
+    """The revision `drop` wrote (or rewrote), its diff, and the backup a hard drop took."""
+
+    path: Path
+    revision: str | None
+    diff: str
+    written: bool
+    backup: Path | None = None
+
+
+def drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: bool = False,
+         into: str | None = None, message: str | None = None, yes: bool = False,
+         allow_remote: bool = False) -> DropResult:
+    """A revision that drops tables/columns (``table`` or ``table.column``) safely: by default
+    a soft drop whose downgrade() brings the rows back; `hard` drops for real after a verified
+    backup (its downgrade() recreates them empty). A new revision on the head, or, with
+    `into`, a rewrite of that revision's upgrade()/downgrade() (only if this database has not
+    applied it). Without `yes`: a dry run (the diff; nothing written, no backup); the
+    revision itself runs at the next upgrade."""
+    from . import guards
+    from .rewrite import rewrite_upgrade_drops, write_drop_revision
+    from .rules.versions import ancestors
+    from .state.scripts import read_scripts
+
+    project = as_project(project)
+    guards.require_local(allow_remote, project, "drop")
+    if hard and not yes:
+        guards.require(yes, allow_remote, project, f"drop --hard {' '.join(specs)}: would back "
+                       "up the tables, then write a revision that drops them for real")
+    engine = connect(project)
+    try:
+        with project_on_path(project.root), migration_lock(engine, project.state_dir) as conn:
+            manifest = _backup_locked(project, conn) if hard else None
+            if into is None:
+                new = write_drop_revision(project, conn, list(specs), hard=hard,
+                                          backup=manifest, message=message, dry_run=not yes)
+                return DropResult(new.path, new.revision, new.rewrite.diff, yes,
+                                  manifest.path if manifest else None)
+            local = migrations.revisions(project)
+            script = local.get(into)
+            if script is None:
+                raise ConfigError(f"drop --into {into}: no such revision in "
+                                  f"{project.rel(project.versions_dir)}")
+            recorded = migrations.current_heads(conn)
+            scripts = read_scripts(project.versions_dir)
+            applied = set(recorded).union(*(ancestors(scripts, r) for r in recorded))
+            if into in applied:
+                raise NeedsRepair(f"drop --into {into}: this database applied {into} already, so "
+                                  "its upgrade() will not run here again; drop in a new revision "
+                                  "(without --into)")
+            conn.rollback()
+            done = rewrite_upgrade_drops(Path(script.path), list(specs),
+                                         schema=revisions.reflect_user_tables(conn),
+                                         hard=hard, backup=manifest, dry_run=not yes,
+                                         dialect=conn.dialect)
+            return DropResult(done.path, into, done.diff, yes and done.changed,
+                              manifest.path if manifest else None)
+    finally:
+        engine.dispose()
+
+
+def _backup_locked(project: Project, conn: Connection) -> Manifest:
+    from .backups import backup_locked
+
+    return backup_locked(project, conn)

@@ -396,3 +396,38 @@ def squash_command(
             if result.plan is not None else "finished the interrupted run")
     sys.stdout.write(f"{'squash':>12}  done: {done}; old files kept in "
                      f"{project.rel(result.folder)}\n")
+
+
+# -- drop (rewrite/drops.py) -------------------------------------------------------------------
+
+
+@app.command("drop")
+def drop_command(
+    specs: Annotated[list[str], typer.Argument(help="TABLE or TABLE.COLUMN, one or more.")],
+    hard: Annotated[bool, typer.Option(
+        "--hard", help="Drop for real (after a verified backup) instead of into the trash.")
+    ] = False,
+    into: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--into", help="Rewrite this (not yet applied) revision instead of writing a new one.")
+    ] = None,
+    message: Annotated[str | None, typer.Option(  # noqa: UP007
+        "-m", "--message", help="The new revision's message.")] = None,
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Write a revision that drops tables/columns so its downgrade() can bring them back.
+
+    Without --yes: prints the revision as a diff and writes nothing (exit 4). The drop itself
+    runs at the next upgrade (or bootstrap)."""
+    project = _discover()
+    result = api.drop(project, specs, hard=hard, into=into, message=message, yes=yes,
+                      allow_remote=allow_remote)
+    sys.stdout.write(result.diff)
+    if not result.written:
+        report.error_line(f"drop: would write {project.rel(result.path)} as shown; nothing "
+                          "written; pass --yes to write it")
+        raise typer.Exit(4)
+    if result.backup is not None:
+        sys.stdout.write(f"{'backup':>12}  {project.rel(result.backup)}\n")
+    sys.stdout.write(f"{'drop':>12}  wrote {project.rel(result.path)}; apply it with `alembic "
+                     "upgrade head` or `alembic-repair bootstrap`\n")
