@@ -177,3 +177,38 @@ def test_progress_is_reported(tmp_path: Path, backend) -> None:
         report = restore(project, manifest.path, yes=True, progress=record)
         assert report.restored == {"big": 5000}, (method, report)
         assert calls and calls[-1] == ("big", 5000, 5000), calls[-3:]
+
+
+def test_writers_wait_while_the_dump_runs(tmp_path: Path, mariadb_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The consistency scheme: LOCK TABLES ... READ on our session while mariadb-dump and the
+    checksums run, so no row can change between what is dumped and what is recorded."""
+    import pymysql
+
+    project = _setup(tmp_path, mariadb_url)
+    url = make_url(mariadb_url)
+    outcome: list[str] = []
+    real = backups_module.table_checksum_sql
+
+    def checksum_and_try_to_write(conn: Any, name: str, schema: str | None = None) -> Any:
+        if name == "author" and not outcome:
+            other = pymysql.connect(host=url.host, port=url.port, user=url.username,
+                                    password=url.password or "", database=url.database)
+            try:
+                with other.cursor() as cur:
+                    cur.execute("SET SESSION lock_wait_timeout = 1")
+                    try:
+                        cur.execute("INSERT INTO author VALUES (99, 'late', NULL, NULL)")
+                        outcome.append("written")
+                    except pymysql.err.OperationalError as err:
+                        outcome.append(f"blocked {err.args[0]}")
+                other.commit()
+            finally:
+                other.close()
+        return real(conn, name, schema)
+
+    monkeypatch.setattr(backups_module, "table_checksum_sql", checksum_and_try_to_write)
+    manifest = backup(project, method="dump")
+    assert outcome == ["blocked 1205"]  # lock wait timeout
+    assert manifest.table("author").rows == 3  # type: ignore[union-attr]
+    execute(mariadb_url, "INSERT INTO author VALUES (99, 'late', NULL, NULL)")  # free again
