@@ -20,7 +20,7 @@ Start here:
   is finished by the next one.
 - `fix` / `plan_fix` (api.py): doctor's findings -> a `Plan` of steps (plan.py, steps.py),
   applied with a backup, a journal and a row check (apply.py), layer after layer.
-- `squash` / `plan_squash` (api.py, squash.py): collapse the history up to a revision into one
+- `squash` / `plan_squash` (api.py, squashing.py): collapse the history up to a revision into one
   baseline revision, proved equal (fingerprints) on scratch databases, restamped, journalled.
 - `drop` (api.py, rewrite/): a revision that drops tables/columns so its downgrade() brings
   them back (soft: into the trash; hard: after a verified backup); libcst rewrites keep the
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     from .project import Project
     from .safe_reset import ResetPlan, ResetResult
     from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
-    from .squash import SquashPlan, SquashResult
+    from .squashing import SquashPlan, SquashResult
     from .trash import TrashEntry
 
 #: Where each public name lives. Imported on first use: the command line's quick path must not
@@ -100,7 +100,7 @@ _HOMES = {
     "drop": "api", "DropResult": "api",
     "fix": "api", "plan_fix": "api", "FixResult": "apply", "Plan": "plan",
     "reset": "api", "plan_reset": "api", "ResetPlan": "safe_reset", "ResetResult": "safe_reset",
-    "squash": "api", "plan_squash": "api", "SquashPlan": "squash", "SquashResult": "squash",
+    "squash": "api", "plan_squash": "api", "SquashPlan": "squashing", "SquashResult": "squashing",
 }
 
 

@@ -33,9 +33,9 @@ from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
 from .plan import Plan
 from .project import Project
-from .squash import SquashPlan, SquashResult
-from .squash import plan_squash as _plan_squash
-from .squash import squash as _run_squash
+from .squashing import SquashPlan, SquashResult
+from .squashing import plan_squash as _plan_squash
+from .squashing import squash as _run_squash
 from .state.read import read_state
 from .state.schema import is_user_table
 from .target import discover_models, load_target_metadata, project_on_path
@@ -436,7 +436,7 @@ def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = 
                       rollback=rollback, say=lambda kind, message: say(kind, message))
 
 
-# -- squash (squash.py) ------------------------------------------------------------------------
+# -- squash (squashing.py) -------------------------------------------------------------------------
 
 
 def plan_squash(project: ProjectLike = None, *, to: str | None = None) -> SquashPlan:

@@ -365,7 +365,7 @@ def _print_plan(project: Project, only: tuple[str, ...], models: str | None,
         sys.stdout.write(f"{'left':>12}  {finding.code}{where}: {why}\n")
 
 
-# -- squash (squash.py) ------------------------------------------------------------------------
+# -- squash (squashing.py) -------------------------------------------------------------------------
 
 
 @app.command("squash")

@@ -53,3 +53,21 @@ def test_autogenerate_never_writes_a_drop(tmp_path: Path, sqlite_url: str) -> No
     assert autogenerate(Project.discover(root, url=sqlite_url), "drop body") is None
     assert {k: v for k, v in tree_digest(root).items() if k != "app/models.py"} == files
     assert "body" in columns(sqlite_url, "post")
+
+
+def test_every_public_name_is_what_it_says_even_after_every_module_is_imported() -> None:
+    """A submodule named like a public function (``reset.py`` for ``reset``) replaces the
+    function on the package as soon as anything imports it; the public names must survive."""
+    import importlib
+    import inspect as pyinspect
+    import pkgutil
+
+    import alembic_repair
+
+    for module in pkgutil.walk_packages(alembic_repair.__path__, "alembic_repair."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    for name in alembic_repair.__all__:
+        value = getattr(alembic_repair, name)
+        assert not pyinspect.ismodule(value), f"alembic_repair.{name} is the module {value}"
+        assert getattr(value, "__name__", name) == name, name

@@ -17,13 +17,11 @@ run killed part-way is finished by the next ``squash --yes``.
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from alembic.operations import ops
 from alembic.script import Script, ScriptDirectory
@@ -293,17 +291,3 @@ def squash(project: Project, *, to: str | None = None, yes: bool = False,
             return SquashResult(plan, folder)
     finally:
         engine.dispose()
-
-
-class _CallableModule(types.ModuleType):
-    """``alembic_repair.squash`` is the public function (api.squash); once this module is
-    imported, the import system binds the package attribute of the same name to the module
-    instead. Calling the module therefore calls the function, so both spellings work."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .api import squash as public
-
-        return public(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
