@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
-from . import apply as _apply
 from . import migrations, replay, revisions, scaffold, trash
 from . import safe_reset as _reset
 from .backups import Manifest, RestoreReport
@@ -31,14 +31,15 @@ from .database import connect
 from .diagnose import Diagnosis, diagnose
 from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
-from .plan import Plan
 from .project import Project
-from .squashing import SquashPlan, SquashResult
-from .squashing import plan_squash as _plan_squash
-from .squashing import squash as _run_squash
 from .state.read import read_state
 from .state.schema import is_user_table
 from .target import discover_models, load_target_metadata, project_on_path
+
+if TYPE_CHECKING:  # fix, squash and drop load libcst: imported when used, not for bootstrap
+    from .apply import FixResult
+    from .plan import Plan
+    from .squashing import SquashPlan, SquashResult
 
 OnAction = Callable[["Action"], None]
 
@@ -418,6 +419,8 @@ def reset(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool 
 
 def plan_fix(project: ProjectLike = None, *, only: tuple[str, ...] = (),
              models: str | None = None) -> Plan:
+    from . import apply as _apply
+
     """The first round of repairs `fix` would run, without running anything."""
     return _apply.plan_fix(as_project(project, models=models, strict=False), only=only,
                            models=models)[1]
@@ -425,11 +428,13 @@ def plan_fix(project: ProjectLike = None, *, only: tuple[str, ...] = (),
 
 def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = False,
         only: tuple[str, ...] = (), models: str | None = None, rollback: bool = False,
-        on_action: OnAction | None = None) -> _apply.FixResult:
+        on_action: OnAction | None = None) -> FixResult:
     """Repair what doctor finds, layer by layer: each round backs up, runs its steps
     (journalled: a killed run is finished, or with `rollback` undone, by the next call) and
     verifies every row is still there. Needs `yes`, else `RefusedUnsafe` and nothing changes.
     `result.healthy` says whether doctor is satisfied afterwards."""
+    from . import apply as _apply
+
     project = as_project(project, models=models, strict=False)
     say = _Recorder(project, on_action)
     return _apply.fix(project, yes=yes, allow_remote=allow_remote, only=only, models=models,
@@ -441,6 +446,8 @@ def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = 
 
 def plan_squash(project: ProjectLike = None, *, to: str | None = None) -> SquashPlan:
     """What `squash` would do (proved on scratch databases); changes nothing."""
+    from .squashing import plan_squash as _plan_squash
+
     return _plan_squash(as_project(project), to=to)
 
 
@@ -454,6 +461,8 @@ def squash(project: ProjectLike = None, *, to: str | None = None, yes: bool = Fa
     `RefusedUnsafe` and nothing changes; a run killed part-way is finished by the next call."""
     project = as_project(project)
     say = _Recorder(project, on_action)
+    from .squashing import squash as _run_squash
+
     return _run_squash(project, to=to, yes=yes, allow_remote=allow_remote,
                        say=lambda kind, message: say(kind, message))
 
