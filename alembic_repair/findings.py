@@ -208,6 +208,75 @@ AR408 = _code("AR408", "warning", "history could not be replayed",
               "Grant CREATE and DROP on `_ar_replay_%` databases to the user, or run doctor "
               "with a user that has them.")
 
+# -- AR5xx: revisions not yet applied (safety lint) ---------------------------------------------
+AR501 = _code("AR501", "warning", "pending drop without a backup or soft drop",
+              "A revision the database has not applied yet drops a table or a column that holds "
+              "rows. The drop runs at the next `upgrade` and the downgrade cannot bring the data "
+              "back (autogenerate writes such drops when a model import goes missing).",
+              "If the drop is wanted, make it recoverable: `alembic-repair drop TABLE[.COLUMN] "
+              "--into REV` rewrites it as a soft drop (renamed into the trash, the downgrade "
+              "renames it back); otherwise remove the drop from the revision and restore the "
+              "model import.", "FM24")
+AR502 = _code("AR502", "warning", "NOT NULL column without a server default on a table with rows",
+              "A pending revision adds a NOT NULL column without server_default (or sets NOT "
+              "NULL on a column holding NULLs) on a table that has rows. MariaDB fills the "
+              "existing rows with '' / 0 / a zero date without a word; SQLite and strict MySQL "
+              "refuse, leaving the revision half-applied.",
+              "Add the column nullable, fill it with an UPDATE, then alter it to NOT NULL "
+              "(three steps in one revision), or give it a server_default.", "FM34")
+AR503 = _code("AR503", "warning", "unique constraint the rows cannot satisfy",
+              "A pending revision makes columns unique while the table already holds duplicate "
+              "values, or adds a unique column whose every existing row gets the same value (a "
+              "constant default, or '' where NOT NULL has no default). The upgrade fails with "
+              "'Duplicate entry' after the statements before it have committed.",
+              "Remove the duplicates first, or add the column nullable, fill it with distinct "
+              "values per row, then add the unique constraint.", "FM35")
+AR504 = _code("AR504", "warning", "default evaluated once",
+              "A model's or a revision's default= calls a function (uuid.uuid4(), "
+              "datetime.now(), date.today()) instead of passing it: the value is computed once, "
+              "when the module is imported, and every row gets the same one.",
+              "Pass the function itself (default=uuid.uuid4, default=datetime.now), or a "
+              "server-side default such as server_default=sa.func.now().", "FM35")
+AR505 = _code("AR505", "warning", "type change the existing data cannot take",
+              "A pending alter_column changes a column's type to one that values already in the "
+              "table do not fit: a VARCHAR shorter than the longest value, or text to a number "
+              "or a date while some values are not one. The upgrade fails, or (SQLite, MariaDB "
+              "without strict mode) truncates and converts the values silently.",
+              "Fix or widen the values first (doctor names one), or keep the wider type.",
+              "FM32, FM45")
+AR506 = _code("AR506", "info", "several DDL operations in one MySQL/MariaDB revision",
+              "MySQL and MariaDB commit every DDL statement on its own: a revision that changes "
+              "existing tables several times is not atomic, and a failure in the middle leaves "
+              "it half-applied (and the next upgrade fails on what already ran).",
+              "Split the revision so each one does one change, or make sure each statement "
+              "cannot fail (check the data first).", "FM13")
+AR507 = _code("AR507", "warning", "SQLite ALTER outside batch mode",
+              "A pending revision alters a column or a constraint with plain op.* on SQLite, "
+              "which cannot do that in place: the upgrade fails ('near \"ALTER\": syntax "
+              "error', 'No support for ALTER of constraints'), after the operations before it "
+              "ran.",
+              "Put the operations in `with op.batch_alter_table(TABLE) as batch_op:` and set "
+              "render_as_batch for SQLite in env.py.", "FM42")
+AR508 = _code("AR508", "warning", "drop and add that looks like a rename",
+              "A pending revision drops a column (or table) and adds another of the same type "
+              "to the same table: autogenerate's rendering of a rename. The values of the "
+              "dropped one are lost instead of carried over.",
+              "Replace the pair with op.alter_column(TABLE, OLD, new_column_name=NEW, "
+              "existing_type=...) (op.rename_table for a table).", "FM26")
+AR509 = _code("AR509", "info", "unnamed constraint",
+              "A pending revision creates a constraint with name None and the models have no "
+              "naming convention for it: the database invents a name that differs between "
+              "backends and servers, so a later drop_constraint cannot name it (and a "
+              "drop_constraint(None, ...) fails).",
+              "Name the constraint, and add a naming_convention to the models' MetaData.",
+              "FM38")
+AR510 = _code("AR510", "warning", "VARCHAR without a length on MySQL/MariaDB",
+              "A pending revision uses sa.String() without a length: MySQL and MariaDB have no "
+              "unbounded VARCHAR, and the upgrade fails with 'VARCHAR requires a length on "
+              "dialect mysql'.",
+              "Give it a length (sa.String(255)), or use sa.Text for long values; change the "
+              "model too.", "FM39")
+
 
 def sort_key(finding: Finding) -> tuple[int, str, str]:
     """Worst first, then by code and location: the order doctor prints."""

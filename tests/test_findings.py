@@ -12,7 +12,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "findings"
 def test_codes_are_unique_grouped_and_complete() -> None:
     assert len(CATALOGUE) >= 25
     for code, entry in CATALOGUE.items():
-        assert code == entry.code and code[:2] == "AR" and code[2] in "1234"
+        assert code == entry.code and code[:2] == "AR" and code[2] in "12345"
         assert entry.title and entry.explanation.endswith(".") and entry.fix
 
 

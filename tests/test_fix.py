@@ -40,7 +40,12 @@ NOT_REPAIRABLE = {
 #: Repaired by the history steps (tests/test_history_repairs.py).
 ELSEWHERE = {"fm05_deleted_intermediate_revision", "fm46_history_cannot_build_empty_db"}
 ALREADY_HEALTHY = {"healthy", "fm24_orphan_table", "fm25_empty_revision"}
-REPAIRABLE = sorted(set(SCENARIOS) - set(NOT_REPAIRABLE) - ELSEWHERE - ALREADY_HEALTHY)
+#: Pending revisions the safety lint (AR5xx) warns about: what fix does with them (refuse to
+#: upgrade through them, or rewrite them) is not decided yet, so they are not tested here.
+SAFETY_LINT = {name for name, scenario in SCENARIOS.items()
+               if any(code.startswith("AR5") for code, _ in scenario.expect)}
+REPAIRABLE = sorted(set(SCENARIOS) - set(NOT_REPAIRABLE) - ELSEWHERE - ALREADY_HEALTHY
+                    - SAFETY_LINT)
 
 ALEMBIC_CHECKS = r'''
 import json, os, sys

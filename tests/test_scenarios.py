@@ -511,6 +511,133 @@ def _fm47(b: Built) -> None:
     failed(b.alembic("upgrade", "head"), b.already_exists("post"))
 
 
+# -- pending revisions that are unsafe to apply (AR5xx) ------------------------------------
+
+
+def _pending(b: Built, name: str) -> str:
+    """The scenario's pending revision ddd444: on disk, not applied; its source."""
+    assert name in b.files() and revision_id(b.root / V / name) == "ddd444"
+    assert b.versions() == ["ccc333"]
+    return (b.root / V / name).read_text()
+
+
+@check("fm24_pending_drop_table")
+def _fm24_pending_drop(b: Built) -> None:
+    assert 'op.drop_table("post")' in _pending(b, scenarios.DDD444_DROP)
+    b.has_rows()
+    succeeded(b.alembic("upgrade", "head"), "Running upgrade ccc333 -> ddd444, remove post")
+    assert "post" not in b.tables()
+    # The downgrade brings the table back, but not its rows.
+    succeeded(b.alembic("downgrade", "ccc333"))
+    assert "post" in b.tables() and b.count("post") == 0
+
+
+@check("fm34_not_null_column_on_rows")
+def _fm34_not_null(b: Built) -> None:
+    assert "nullable=False" in _pending(b, scenarios.DDD444_STATUS)
+    b.has_rows()
+    run = b.alembic("upgrade", "head")
+    if b.backend == "sqlite":
+        failed(run, "Cannot add a NOT NULL column with default value NULL")
+        assert b.versions() == ["ccc333"]
+    else:  # MariaDB: no error, every existing row silently gets ''
+        succeeded(run)
+        assert b.query("SELECT DISTINCT status FROM post") == [("",)]
+
+
+@check("fm35_unique_on_duplicates")
+def _fm35_duplicates(b: Built) -> None:
+    assert "unique=True" in _pending(b, scenarios.DDD444_UNIQUE_NAME)
+    assert b.query("SELECT COUNT(*) FROM author WHERE name = 'Ada Lovelace'") == [(2,)]
+    b.has_rows(authors=3)
+    if b.backend == "sqlite":
+        failed(b.alembic("upgrade", "head"), "UNIQUE constraint failed: author.name")
+    else:
+        failed(b.alembic("upgrade", "head"), "(1062, \"Duplicate entry 'Ada Lovelace' for key")
+    assert b.versions() == ["ccc333"]
+
+
+@check("fm35_default_evaluated_once")
+def _fm35_once(b: Built) -> None:
+    _pending(b, scenarios.DDD444_PUBLIC_ID)
+    assert "default=str(uuid.uuid4())" in (b.root / "app" / "models.py").read_text()
+    b.has_rows()
+    succeeded(b.alembic("upgrade", "head"))
+    # The application inserts two authors: both get the same "unique" public id.
+    code = (
+        "import os\n"
+        "from sqlalchemy import create_engine, select\n"
+        "from sqlalchemy.orm import Session\n"
+        "from app.models import Author\n"
+        "engine = create_engine(os.environ['DATABASE_URL'])\n"
+        "with Session(engine) as session:\n"
+        "    session.add_all([Author(id=10, name='Ann'), Author(id=11, name='Bob')])\n"
+        "    session.commit()\n"
+        "    print(sorted(set(session.scalars(select(Author.public_id).where(Author.id >= 10)))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=b.root, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "DATABASE_URL": b.url})
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"\['[0-9a-f-]{36}'\]\n", done.stdout), done.stdout
+
+
+@check("fm32_type_change_too_short")
+def _fm32_shorter(b: Built) -> None:
+    assert "type_=sa.String(length=10)" in _pending(b, scenarios.DDD444_SHORTER)
+    b.has_rows()
+    failed(b.alembic("upgrade", "head"), "(1406, \"Data too long for column 'name' at row 1\")")
+    assert b.versions() == ["ccc333"]
+
+
+@check("fm13_several_ddl_in_one_revision")
+def _fm13_several(b: Built) -> None:
+    source = _pending(b, scenarios.DDD444_SEVERAL)
+    assert source.count("op.add_column(") == 2
+    b.has_rows()
+    run = b.alembic("upgrade", "ccc333:ddd444", "--sql")
+    succeeded(run, "ALTER TABLE author ADD COLUMN bio TEXT;",
+              "ALTER TABLE post ADD COLUMN summary VARCHAR(300);")
+    assert "BEGIN" not in run.stdout  # no transaction around the two statements
+    succeeded(b.alembic("upgrade", "head"), "Will assume non-transactional DDL.")
+
+
+@check("fm42_alter_outside_batch")
+def _fm42_outside_batch(b: Built) -> None:
+    source = _pending(b, scenarios.DDD444_NULLABLE)
+    assert "op.alter_column(" in source and "batch_alter_table" not in source
+    b.has_rows()
+    failed(b.alembic("upgrade", "head"), "(sqlite3.OperationalError) near \"ALTER\": syntax error")
+
+
+@check("fm26_rename_as_drop_add")
+def _fm26_rename(b: Built) -> None:
+    source = _pending(b, scenarios.DDD444_RENAME)
+    assert 'batch_op.drop_column("name")' in source
+    b.has_rows()
+    succeeded(b.alembic("upgrade", "head"))
+    assert "name" not in b.columns("author")
+    assert b.query("SELECT id, display_name FROM author ORDER BY id") == [(1, None), (2, None)]
+
+
+@check("fm38_unnamed_constraint")
+def _fm38_unnamed(b: Built) -> None:
+    assert "op.create_unique_constraint(None," in _pending(b, scenarios.DDD444_UNNAMED)
+    b.has_rows()
+    succeeded(b.alembic("upgrade", "head"))
+    # The server named it; the revision cannot: its downgrade fails.
+    failed(b.alembic("downgrade", "ccc333"), "AssertionError")
+    assert b.versions() == ["ddd444"]
+
+
+@check("fm39_string_without_length")
+def _fm39_no_length(b: Built) -> None:
+    assert "sa.String()" in _pending(b, scenarios.DDD444_SLUG)
+    b.has_rows()
+    failed(b.alembic("upgrade", "head"),
+           f"VARCHAR requires a length on dialect {make_url(b.url).get_backend_name()}")
+    assert "slug" not in b.columns("post")
+
+
 # ---------------------------------------------------------------------------------------
 # The tests
 # ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ..replay import Replay, reflect_cached, run_replay
 from ..target import capture_from_env_py, load_target_metadata, project_on_path
 from .config import ConfigState, read_config
 from .junk import Junk, find_junk
+from .pending import Pending, project_module_files, read_pending
 from .schema import SchemaSnapshot, from_metadata
 from .scripts import ScriptFile, cycle, dangling, duplicates, heads, read_scripts
 from .versions import VersionTable, read_versions
@@ -47,6 +48,7 @@ class State:
     replay: Replay | None = None
     replay_skipped: str | None = None
     junk: tuple[Junk, ...] = ()
+    pending: Pending | None = None  # revisions not applied yet, as operations (AR5xx)
     database_missing: bool = False  # an SQLite file that does not exist (yet)
     db_error: DatabaseUnreachable | None = None
     metadata: MetaData | None = field(default=None, compare=False, repr=False)
@@ -99,6 +101,7 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
                 metadata = load_target_metadata(project, explicit=models, use_env_py=False)
         except ConfigError as err:
             state["models_error"] = err
+        model_files = project_module_files(project)
         directory = None
         graph_ok = State(project, config, scripts, ()).graph_ok
         if graph_ok and config.script_location_exists:
@@ -118,12 +121,16 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
                     except SQLAlchemyError as err:  # e.g. no right to create a scratch schema
                         state["replay_skipped"] = redact(driver_message(err), project.url)
                 with engine.connect() as conn:
-                    state["versions"] = read_versions(conn)
+                    state["versions"] = versions = read_versions(conn)
                     state["live"] = reflect_cached(conn, project, use_cache=use_cache,
                                                    baseline=state.get("replay"))  # type: ignore[arg-type]
                     state["junk"] = find_junk(conn)
                     if metadata is not None:
                         state["models"] = from_metadata(metadata, conn.dialect)
+                    if directory is not None:
+                        state["pending"] = read_pending(
+                            project, directory, scripts, versions.heads, conn,
+                            state["live"], model_files)  # type: ignore[arg-type]
             except AlembicRepairError as err:
                 if isinstance(err, DatabaseUnreachable):
                     state["db_error"] = err
