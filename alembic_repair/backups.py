@@ -17,21 +17,26 @@ that already holds it). Two methods:
 * MySQL/MariaDB, ``method="dump"`` (``"auto"`` picks it when `dump_tools` finds mariadb-dump or
   mysqldump and the mariadb or mysql client on PATH): the DDL in ``schema.json`` as above, the
   data by ``mariadb-dump --no-create-info --hex-blob --complete-insert --tz-utc`` into
-  ``data.sql.gz`` (gzip level 1, written by a thread). The password never goes on a command
-  line: the connection settings are in a temporary 0600 option file passed as
-  ``--defaults-extra-file`` and removed afterwards; tool messages are redacted.
+  ``data.sql`` (``compress=True``: ``data.sql.gz``, gzip level 1), written by a thread that
+  reads the dump's pipe. The password never goes on a command line: the connection settings
+  are in a temporary 0600 option file passed as ``--defaults-extra-file`` and removed
+  afterwards; tool messages are redacted.
   *Consistency*: our session (the lock connection) takes ``LOCK TABLES ... READ`` on every
   table first, so no session can write them; then mariadb-dump runs with
-  ``--single-transaction`` (its reads are not blocked by READ locks) while our session computes
-  `server_checksum` per table; the tables are unlocked only when both are done. So the dump and
-  the recorded counts/checksums describe the same rows. The price is that writers wait for the
-  duration of the backup (the Python method does not block writers: it reads one snapshot).
-  The checksum is computed by the server: COUNT(*) and the sum mod 2**64 of the first 64 bits of
-  MD5 over each row's hex-encoded values (order-independent: one scan, no sort), over any chosen
-  columns, which is what a restore into a changed schema compares. Without a server, ``verify``
-  checks the sha256, the gzip stream, mariadb-dump's completion trailer, and counts the rows of
-  every table in the dump (string literals blanked by one C-speed regex, then the tuples of the
-  INSERTs counted).
+  ``--single-transaction`` (its reads are not blocked by READ locks) while our session takes
+  ``CHECKSUM TABLE`` and ``COUNT(*)`` per table (`table_checksum_sql`); the tables are unlocked
+  only when both are done. So the dump and the recorded counts/checksums describe the same
+  rows. The price is that writers wait for the duration of the backup (the Python method does
+  not block writers: it reads one snapshot). *Verified as written*: the rows per table are
+  counted in the dump stream (one row per line: a count of line starts; otherwise string
+  literals are blanked by one C-speed regex and the tuples counted) and must equal the
+  server's counts, the stream must end with mariadb-dump's completion trailer, and the sha256
+  and size of the bytes written go into the manifest. ``verify`` (no server needed) checks the
+  sha256, the gzip stream if any, the trailer, and recounts the rows per table.
+  ``CHECKSUM TABLE`` is defined over the server's record format, so it is compared only for
+  identical column definitions on the same server version; `server_checksum` (COUNT(*) and an
+  order-independent sum of 64-bit row hashes over any chosen columns, computed in SQL) compares
+  a subset of columns, for a restore into a changed schema.
 
 ``manifest.json`` records the method, the dialect, the masked URL, the database's identity
 (`database_identity`: dialect plus host/port/database, or the resolved SQLite file), the tables
@@ -48,11 +53,12 @@ lacks, are reported and stay in the backup. A table that already holds rows is n
 (reported in ``not_empty``), unless it holds exactly the backup's rows (same count and checksum
 over the restored columns: a resumed restore), then it is reported in ``already`` and counts as
 complete. Each table is filled in one transaction. A dump backup is loaded by the mariadb client
-(the dump filtered to the tables to fill, strict SQL mode): straight into tables that have all
-the backup's columns, and through a scratch schema ``_ar_restore_<stamp>`` plus INSERT ...
-SELECT of the remaining columns into tables that lost some (the scratch schema is dropped
-afterwards). Afterwards counts and checksums over the restored columns are compared with the
-backup.
+(the dump filtered to the tables to fill, strict SQL mode): straight into tables whose columns
+are defined exactly as in the backup (then their ``CHECKSUM TABLE`` is compared with the
+backup's), and through a scratch schema ``_ar_restore_<stamp>`` into any other (checked there
+against the backup, then INSERT ... SELECT of the columns the table still has, compared by
+`server_checksum` over those columns); the scratch schema is dropped afterwards. A Python
+backup is compared by count and checksum over the restored columns.
 """
 
 from __future__ import annotations
