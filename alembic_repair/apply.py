@@ -30,13 +30,13 @@ from sqlalchemy.engine import Connection
 from . import backups, guards
 from .database import connect
 from .diagnose import Diagnosis, diagnose
-from .errors import MigrationFailed, NeedsRepair, RefusedUnsafe
+from .errors import AlembicRepairError, MigrationFailed, NeedsRepair, RefusedUnsafe
 from .journal import Journal
 from .locking import migration_lock
 from .plan import Plan, make_plan
 from .project import Project
 from .state.read import read_state
-from .state.schema import is_user_table
+from .state.schema import TRASH_PREFIX, is_user_table
 from .steps import Context, Step, from_dict
 
 __all__ = ["FixResult", "MAX_ROUNDS", "apply_plan", "fix", "plan_fix"]
@@ -110,7 +110,8 @@ def _check_rows(conn: Connection, before: dict[str, dict[str, object]]) -> list[
     for name, info in before.items():
         columns = [str(c) for c in info["columns"]]  # type: ignore[attr-defined]
         if name not in existing:
-            problems.append(f"table {name} ({info['rows']} rows) is gone")
+            if not _in_trash(conn, name, info, existing):
+                problems.append(f"table {name} ({info['rows']} rows) is gone")
             continue
         gone = [c for c in columns if c not in backups.table_columns(conn, name)]
         if gone:
@@ -124,6 +125,17 @@ def _check_rows(conn: Connection, before: dict[str, dict[str, object]]) -> list[
             problems.append(f"table {name} held {old['rows']} rows and now holds "
                             f"{info['rows']} (or their values changed)")
     return problems
+
+
+def _in_trash(conn: Connection, name: str, info: dict[str, object], existing: set[str]) -> bool:
+    """True when `name` was soft-dropped (a revision renamed it into the trash) with its rows."""
+    columns = [str(c) for c in info["columns"]]  # type: ignore[attr-defined]
+    for candidate in sorted(existing):
+        if candidate.startswith(TRASH_PREFIX) and candidate.endswith(f"_{name}"):
+            found = row_sums(conn, {candidate: columns})[candidate]
+            if (found["rows"], found["checksum"]) == (info["rows"], info["checksum"]):
+                return True
+    return False
 
 
 def apply_plan(project: Project, conn: Connection | None, steps: tuple[Step, ...], journal: Journal,
@@ -151,7 +163,14 @@ def apply_plan(project: Project, conn: Connection | None, steps: tuple[Step, ...
         if journal.is_done(name):
             continue
         journal = journal.mark(name, "started")
-        step.apply(ctx)
+        try:
+            step.apply(ctx)
+        except AlembicRepairError as err:
+            if conn is not None:
+                conn.rollback()
+            if _take_back(journal, steps[:number], ctx):
+                raise StepRefused(str(err)) from err
+            raise
         if conn is not None:
             conn.commit()
         journal = journal.mark(name, "done")
@@ -164,6 +183,23 @@ def apply_plan(project: Project, conn: Connection | None, steps: tuple[Step, ...
         ctx.say("verify", "every table holds the rows it held before (counts and checksums)")
     journal = journal.mark("verify", "done")
     return journal
+
+
+class StepRefused(NeedsRepair):
+    """A step refused and the run was taken back: the project is as it was before the run."""
+
+
+def _take_back(journal: Journal, steps: tuple[Step, ...], ctx: Context) -> bool:
+    """A step refused (one clear error, raised before it changed anything): when every step of
+    the run so far can be undone, undo them and close the journal, so the project is as it was
+    and the next fix plans afresh (True); otherwise the journal stays for `fix --yes` or
+    `--rollback` (False)."""
+    if not all(step.reversible for step in steps):
+        return False
+    for step in reversed(steps):
+        step.undo(ctx)
+    journal.finish()
+    return True
 
 
 def _begin(project: Project, plan: Plan) -> Journal:
@@ -241,6 +277,7 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
     guards.require_local(allow_remote, project, "fix")
     engine = connect(project)
     resumed = rolled_back = False
+    refused: list[tuple[str, str | None, str]] = []
     try:
         with migration_lock(engine, project.state_dir) as conn:
             journal = Journal.load(project.state_dir)
@@ -286,15 +323,22 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                 journal = _begin(project, plan)
                 ctx = Context(project, conn, Path(journal.context["folder"]), models, say)
                 say("plan", f"{plan.layer}: {len(plan.steps)} steps")
-                apply_plan(project, conn, plan.steps, journal, ctx).finish()
+                try:
+                    apply_plan(project, conn, plan.steps, journal, ctx).finish()
+                except StepRefused as err:
+                    say("refused", f"{plan.layer}: {err}; the round was taken back")
+                    refused.append((", ".join(plan.addressed), None, str(err)))
+                    break
                 plans.append(plan)
                 folders.append(ctx.folder)
                 if plan.layer == "setup files":
                     project = _rediscover(project, models)
                     ctx.project = project
             final = _diagnose(project, models)
+            said = {code for codes, _, _ in refused for code in codes.split(", ")}
+            left = tuple(e for e in _left(final, only, models) if e[0] not in said)
             return FixResult(tuple(plans), tuple(folders), final, resumed, rolled_back,
-                             _left(final, only, models))
+                             tuple(refused) + left)
     finally:
         engine.dispose()
 

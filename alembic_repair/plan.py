@@ -3,9 +3,10 @@
 Repairs come in layers, and a plan covers one layer at a time, because each layer can only be
 judged once the one below it is sound: the setup files (a broken alembic.ini hides the
 revisions), then the revision files (a graph with two heads has no single "head" to stamp),
-then the database against the history (stamp, adopt, complete, upgrade), then the models
-against the database (autogenerate). `fix` plans, applies, diagnoses again and plans the next
-layer, until nothing repairable is left.
+then the pending revisions that would lose data (rewritten into their safe form, or held:
+no upgrade runs through them), then the database against the history (stamp, adopt,
+complete, upgrade), then the models against the database (autogenerate). `fix` plans,
+applies, diagnoses again and plans the next layer, until nothing repairable is left.
 
 What no rule can decide safely (a revision file that does not parse, a cycle, a column only
 the database has) is not guessed: it is listed in `Plan.unrepairable` with what to do.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from alembic.operations.ops import DropColumnOp, DropTableOp
 
 from .diagnose import Diagnosis
 from .findings import Finding
@@ -31,6 +34,7 @@ from .steps import (
     EditIni,
     EnsureVersionsDir,
     MoveToBackup,
+    RewritePending,
     SetEnvOption,
     Stamp,
     Step,
@@ -227,7 +231,44 @@ def _graph(state: State, findings: list[Finding], draft: _Draft) -> None:
         draft.add("AR205", WriteMerge(heads, WriteMerge.revision_for(heads)))
 
 
-# -- layer 3: the database against the history -------------------------------------------------
+# -- layer 3: pending revisions that would lose data -----------------------------------------------
+
+
+#: What a pending revision must not do to the rows: no upgrade runs through it until it is safe.
+PENDING = ("AR501", "AR502", "AR503", "AR505", "AR507", "AR508", "AR510")
+
+
+def _pending(state: State, findings: list[Finding], draft: _Draft) -> None:
+    """A pending revision that would lose or corrupt data is rewritten into its safe form when
+    it is the next one to run (its starting schema is then the live one), or else held: no
+    upgrade runs through it."""
+    recorded = set(state.versions.heads) if state.versions is not None else set()
+    revisions = state.pending.revisions if state.pending is not None else ()
+    for finding in findings:
+        path = (finding.location or "").split(":")[0]
+        revision = next((r for r in revisions if r.path == path), None)
+        if revision is None:
+            draft.refuse(finding, "no upgrade runs until this revision is made safe")
+            continue
+        script = next((s for s in state.scripts if s.revision == revision.revision), None)
+        parents = set(script.down_revisions) if script is not None else {"?"}
+        if not parents <= recorded:
+            draft.refuse(finding, f"revision {revision.revision} is not the next one to run; "
+                         "upgrade to its parent, then run fix again")
+        elif finding.code == "AR501":
+            drops = tuple(dict.fromkeys(
+                f"{op.operation.table_name}.{op.operation.column_name}"
+                if isinstance(op.operation, DropColumnOp) else op.operation.table_name
+                for op in revision.ops if isinstance(op.operation, (DropColumnOp, DropTableOp))))
+            draft.add(finding.code, RewritePending(path, "soft-drops", drops))
+        elif finding.code in ("AR502", "AR503") and "add" in finding.detail:
+            draft.add(finding.code, RewritePending(path, "unique-columns"))
+        else:
+            draft.refuse(finding, "no upgrade runs until this revision is corrected: "
+                         + finding.fix)
+
+
+# -- layer 4: the database against the history -------------------------------------------------
 
 
 VERSIONS = ("AR301", "AR302", "AR303", "AR304", "AR305", "AR306", "AR307", "AR401", "AR402",
@@ -298,7 +339,7 @@ def _versions(state: State, findings: list[Finding], draft: _Draft) -> None:
         draft.add("AR304", Upgrade())
 
 
-# -- layer 4: the models against the database ---------------------------------------------------
+# -- layer 5: the models against the database ---------------------------------------------------
 
 
 def _models(state: State, findings: list[Finding], draft: _Draft) -> None:
@@ -306,7 +347,7 @@ def _models(state: State, findings: list[Finding], draft: _Draft) -> None:
         draft.add("AR403", Autogenerate())
 
 
-# -- layer 5, on request only: values -------------------------------------------------------------
+# -- layer 6, on request only: values -------------------------------------------------------------
 
 
 def _values(state: State, findings: list[Finding], draft: _Draft, asked: bool) -> None:
@@ -343,6 +384,7 @@ def make_plan(diagnosis: Diagnosis, *, only: Iterable[str] = (), models: str | N
     layers: list[tuple[str, tuple[str, ...], Layer]] = [
         ("setup files", CONFIG, lambda s, f, d: _config(s, f, models, d)),
         ("revision files", GRAPH, _graph),
+        ("pending revisions", PENDING, _pending),
         ("database and history", VERSIONS, _versions),
         ("models and database", ("AR403",), _models),
         ("values", ("AR407",), lambda s, f, d: _values(s, f, d, asked="AR407" in wanted

@@ -689,3 +689,51 @@ class ClearJunk(Step):
                              f"WHERE {where}")
         conn.commit()
         ctx.say("clear", f"set {len(found)} value(s) of {self.table}.{self.column} to NULL")
+
+
+# -- pending revisions made safe (rewrite/) ------------------------------------------------------
+
+
+@register
+@dataclass(frozen=True)
+class RewritePending(Step):
+    """Rewrite a revision the database has not applied yet (the next one it will run, so the
+    live schema is where it starts) into its safe form, with libcst: its drops become soft
+    drops (``soft-drops``), or each unique / NOT NULL ``add_column`` on a table with rows
+    becomes add nullable, backfill distinct values, then constrain (``unique-columns``). The
+    original file is kept in the backup folder; a second run changes nothing."""
+
+    kind: ClassVar[str] = "rewrite"
+    path: str  # relative to the project root
+    transform: str  # soft-drops | unique-columns
+    drops: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.transform == "soft-drops":
+            return (f"rewrite {self.path}: its drops of {', '.join(self.drops)} become soft "
+                    "drops (renamed into the trash; downgrade() brings them back)")
+        return (f"rewrite {self.path}: each unique or NOT NULL add_column on a table with rows "
+                "becomes add nullable, backfill distinct values, then NOT NULL + unique")
+
+    def apply(self, ctx: Context) -> None:
+        from sqlalchemy import func, select, table
+
+        from .rewrite import rewrite_unique_columns, rewrite_upgrade_drops
+
+        path = ctx.project.root / self.path
+        _keep_copy(ctx, path)
+        schema = revisions.reflect_user_tables(ctx.conn)
+        if self.transform == "soft-drops":
+            done = rewrite_upgrade_drops(path, list(self.drops), schema=schema,
+                                         dialect=ctx.conn.dialect)
+        else:
+            nonempty = {name for name in schema.tables if ctx.conn.execute(
+                select(func.count()).select_from(table(name))).scalar_one()}
+            done = rewrite_unique_columns(path, schema=schema, nonempty=nonempty,
+                                          dialect=ctx.conn.dialect)
+        ctx.conn.rollback()
+        if done.changed:
+            ctx.say("rewrite", f"rewrote {self.path} ({self.transform})")
+
+    def undo(self, ctx: Context) -> None:
+        _restore_copy(ctx, ctx.project.root / self.path)
