@@ -52,6 +52,8 @@ class Diagnosis:
             "tables": sorted(state.live.tables) if state.live is not None else None,
             "schema_fingerprint": state.live.fingerprint if state.live is not None else None,
             "schema_equals_revisions": equal,
+            "pending": None if state.pending is None else [
+                r.revision for r in state.pending.revisions],
             "replay": None if replay is None else {
                 "revisions": len(replay.order), "failed_at": replay.failed_at,
                 "cached": replay.cached},

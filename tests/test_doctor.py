@@ -200,3 +200,12 @@ def test_a_written_sqlite_file_is_never_answered_from_the_verdict(tmp_path: Path
     data = json.loads(run.stdout)
     assert data["state"]["verdict_from_cache"] is False
     assert [f["location"] for f in data["findings"] if f["code"] == "AR407"] == ["post.views"]
+
+
+def test_doctor_json_lists_the_pending_revisions(tmp_path: Path, sqlite_url: str) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    build("fm03_behind_head", root, sqlite_url)
+    run = cli("doctor", "--format", "json", cwd=root, url=sqlite_url,
+              env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert json.loads(run.stdout)["state"]["pending"] == ["ccc333"]
