@@ -182,7 +182,8 @@ _REMOTE = typer.Option("--allow-remote", help="Allow a database that is not on t
 
 
 def _entry_line(kind: str, entry: TrashEntry) -> None:
-    sys.stdout.write(f"{kind:>12}  {entry.trash_name}: table {entry.table}, {entry.rows} rows, "
+    rows = "" if entry.rows is None else f", {entry.rows} rows"
+    sys.stdout.write(f"{kind:>12}  {entry.trash_name}: table {entry.table}{rows}, "
                      f"dropped {entry.dropped_at:%Y-%m-%d %H:%M:%S} UTC\n")
 
 

@@ -2,9 +2,10 @@
 
 ``soft_drop`` renames table ``t`` to ``_ar_trash_<YYYYmmddHHMMSS>_<t>`` (UTC stamp), cut to
 MySQL's 64-character identifier limit and made unique. A rename is O(1) whatever the table
-size: no row is copied (the row count recorded with it is one ``COUNT(*)``, a read). Every
-trashed table is recorded in ``_ar_trash_index`` (original name, trash name, dropped_at, row
-count), created on first use, so a cut name still restores to its original name. Both names
+size: no row is copied, and none is read (the rows are counted when the trash is listed, not
+when a table goes in). Every trashed table is recorded in ``_ar_trash_index`` (original name,
+trash name, dropped_at), created on first use, so a cut name still restores to its original
+name. Both names
 start with ``_ar_trash_``, so doctor, replay and autogenerate never see them
 (`state.schema.is_user_table`, the generated env.py's ``include_name``). A trash table missing
 from the index (a run killed between the rename and the bookkeeping) is still listed, its
@@ -33,7 +34,6 @@ from datetime import datetime, timedelta, timezone
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
-    BigInteger,
     Column,
     DateTime,
     MetaData,
@@ -70,18 +70,18 @@ _index = Table(
     Column("trash_name", String(MAX_IDENTIFIER), primary_key=True),
     Column("original", String(MAX_IDENTIFIER), nullable=False),
     Column("dropped_at", DateTime(), nullable=False),
-    Column("row_count", BigInteger(), nullable=False),
 )
 
 
 @dataclass(frozen=True)
 class TrashEntry:
-    """One table in the trash: its original name, its name now, when (UTC), and its rows."""
+    """One table in the trash: its original name, its name now, when (UTC), and its rows
+    (None from `soft_drop`, which does not read the table; counted by `list_trash`)."""
 
     table: str
     trash_name: str
     dropped_at: datetime
-    rows: int
+    rows: int | None
 
     def as_dict(self) -> dict[str, object]:
         return {"table": self.table, "trash_name": self.trash_name,
@@ -129,7 +129,8 @@ def _entries(conn: Connection) -> tuple[TrashEntry, ...]:
         for row in conn.execute(select(_index)):
             if row.trash_name in tables:
                 found[row.trash_name] = TrashEntry(row.original, row.trash_name,
-                                                   _utc(row.dropped_at), int(row.row_count))
+                                                   _utc(row.dropped_at),
+                                                   _count(conn, row.trash_name))
     for name in tables - set(found):
         match = _NAME.match(name)
         if match is None:
@@ -188,17 +189,18 @@ def soft_drop(project: Project, table_name: str, *, yes: bool,
                               "check the name (`alembic-repair doctor` lists the tables)")
         at = _now()
         name = trash_name(table_name, at, tables)
-        rows = _count(conn, table_name)
-        conn.rollback()
-        guards.require(yes, allow_remote, project,
-                       f"{action}: would rename table {table_name} ({rows} rows) to {name}")
+        if not yes:  # only the plan says how many rows: the drop itself never reads them
+            rows = _count(conn, table_name)
+            conn.rollback()
+            guards.require(yes, allow_remote, project,
+                           f"{action}: would rename table {table_name} ({rows} rows) to {name}")
         _ensure_index(conn)
         conn.commit()
         _ops(conn).rename_table(table_name, name)
         conn.execute(insert(_index).values(trash_name=name, original=table_name,
-                                           dropped_at=at.replace(tzinfo=None), row_count=rows))
+                                           dropped_at=at.replace(tzinfo=None)))
         conn.commit()
-        return TrashEntry(table_name, name, at, rows)
+        return TrashEntry(table_name, name, at, None)
 
 
 def _pick(entries: tuple[TrashEntry, ...], name: str) -> TrashEntry | None:

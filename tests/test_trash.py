@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -87,13 +88,14 @@ def test_drop_and_restore_keep_rows_and_foreign_keys(tmp_path: Path, backend) ->
     before = table_digest(backend.url)
 
     entry = trash_drop(project, "author", yes=True)
-    assert entry.table == "author" and entry.rows == 2
+    assert entry.table == "author" and entry.rows is None  # the drop never reads the rows
+    assert trash_list(project)[0].rows == 2
     assert entry.trash_name.startswith("_ar_trash_") and entry.trash_name.endswith("_author")
     assert len(entry.trash_name) == len("_ar_trash_20240101120000_author")
     tables = _tables(backend.url)
     assert "author" not in tables and entry.trash_name in tables
     assert table_digest(backend.url)[entry.trash_name] == before["author"]
-    assert trash_list(project) == (entry,)
+    assert trash_list(project) == (dataclasses.replace(entry, rows=2),)
     engine = create_engine(backend.url)
     try:
         with engine.connect() as conn:  # the foreign key followed the table into the trash
@@ -103,7 +105,7 @@ def test_drop_and_restore_keep_rows_and_foreign_keys(tmp_path: Path, backend) ->
         engine.dispose()
 
     restored = trash_restore(project, "author", yes=True)
-    assert restored == entry
+    assert restored == dataclasses.replace(entry, rows=2)
     assert trash_list(project) == ()
     assert _user_digest(backend.url) == before
 
@@ -153,7 +155,7 @@ def test_trash_name_keeps_to_64_characters(tmp_path: Path, backend) -> None:
     _fill(backend.url, long_name, 5)
     first = trash_drop(project, long_name, yes=True)
     assert len(first.trash_name) == MAX_IDENTIFIER
-    assert first.table == long_name and first.rows == 5
+    assert first.table == long_name and trash_list(project)[0].rows == 5
 
     # The same table again, in the same second: a second, distinct name, still 64 characters.
     _fill(backend.url, long_name, 2)
@@ -192,7 +194,7 @@ def test_restore_refused_when_the_name_is_taken(tmp_path: Path, backend) -> None
     run = cli("trash", "restore", entry.trash_name, "--yes", cwd=project.root, url=backend.url)
     assert run.code == 1, run.output
     assert table_digest(backend.url) == before
-    assert trash_list(project) == (entry,)
+    assert [e.trash_name for e in trash_list(project)] == [entry.trash_name]
 
 
 def test_drop_and_restore_need_yes(tmp_path: Path, backend) -> None:
@@ -208,7 +210,7 @@ def test_drop_and_restore_need_yes(tmp_path: Path, backend) -> None:
     run = cli("trash", "drop", "item", "--yes", cwd=project.root, url=backend.url)
     assert run.code == 0, run.output
     (entry,) = trash_list(project)
-    assert f"trashed  {entry.trash_name}: table item, 4 rows, dropped " in run.stdout
+    assert f"trashed  {entry.trash_name}: table item, dropped " in run.stdout
     listed = cli("trash", "list", "--format", "json", cwd=project.root, url=backend.url)
     assert listed.code == 0, listed.output
     assert f'"trash_name": "{entry.trash_name}"' in listed.stdout
@@ -314,7 +316,7 @@ def test_soft_drop_is_a_rename_whatever_the_size(tmp_path: Path, backend, rows: 
     _fill(backend.url, "big", rows)
     before = table_digest(backend.url)["big"]
     entry = trash_drop(project, "big", yes=True)
-    assert isinstance(entry, TrashEntry) and entry.rows == rows
+    assert isinstance(entry, TrashEntry) and trash_list(project)[0].rows == rows
     assert table_digest(backend.url)[entry.trash_name] == before
     trash_restore(project, entry.trash_name, yes=True)
     assert table_digest(backend.url)["big"] == before
