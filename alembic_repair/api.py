@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import migrations, replay, revisions, scaffold, trash
 from . import safe_reset as _reset
-from .backups import Manifest, RestoreReport
+from .backups import Manifest, Progress, RestoreReport
 from .backups import backup as _backup
 from .backups import restore as _restore
 from .database import connect
@@ -377,19 +377,24 @@ def trash_purge(project: ProjectLike, *, older_than: timedelta, yes: bool = Fals
 # -- backups (backup.py) -----------------------------------------------------------------------
 
 
-def backup(project: ProjectLike, dest: Path | None = None) -> Manifest:
+def backup(project: ProjectLike, dest: Path | None = None, *, method: str = "auto",
+           compress: bool = False, progress: Progress | None = None) -> Manifest:
     """Write a verified logical backup (default: ``.alembic_repair/backups/<UTC stamp>/``);
-    returns its manifest. Read-only on the database."""
-    return _backup(as_project(project), dest)
+    returns its manifest. Read-only on the database. `method`: ``dump`` (mariadb-dump /
+    mysqldump, MySQL-family only), ``python`` (streamed by us), ``auto`` (dump when there)."""
+    return _backup(as_project(project), dest, method=method, compress=compress,
+                   progress=progress)
 
 
 def restore(project: ProjectLike, src: Path, *, yes: bool = False,
-            allow_remote: bool = False) -> RestoreReport:
+            allow_remote: bool = False, other_database: bool = False,
+            progress: Progress | None = None) -> RestoreReport:
     """Verify the backup at `src`, then put its rows back into empty tables (creating the
     tables in an empty database); what does not fit is reported and stays in the backup.
-    Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed."""
-    return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote)
-
+    Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed;
+    a backup of another database also needs `other_database`."""
+    return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote,
+                    other_database=other_database, progress=progress)
 
 
 # -- the safe reset (safe_reset.py) ----------------------------------------------------------------

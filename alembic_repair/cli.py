@@ -245,9 +245,17 @@ def trash_purge(
 def backup_command(
     dest: Annotated[Path | None, typer.Argument(  # noqa: UP007
         help="Folder to write (default: .alembic_repair/backups/<UTC stamp>/).")] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="auto (mariadb-dump when there), dump, or python.")] = "auto",
+    compress: Annotated[bool, typer.Option(
+        "--compress", help="gzip the dump (smaller, slower on few cores).")] = False,
 ) -> None:
     """Write a verified backup: schema, rows, and a manifest of counts and checksums."""
-    manifest = api.backup(_discover(), dest)
+    if method not in ("auto", "dump", "python"):
+        raise typer.BadParameter("expected auto, dump or python", param_hint="--method")
+    with report.table_progress("backup") as progress:
+        manifest = api.backup(_discover(), dest, method=method, compress=compress,
+                              progress=progress)
     sys.stdout.write(f"{'backup':>12}  {manifest.path}\n")
     for info in manifest.tables:
         sys.stdout.write(f"{'table':>12}  {info.name}: {info.rows} rows\n")
@@ -258,13 +266,19 @@ def restore_command(
     src: Annotated[Path, typer.Argument(help="The backup folder (holds manifest.json).")],
     yes: Annotated[bool, _YES] = False,
     allow_remote: Annotated[bool, _REMOTE] = False,
+    other_database: Annotated[bool, typer.Option(
+        "--other-database", help="Restore a backup taken of another database.")] = False,
 ) -> None:
     """Verify a backup and put its rows back into empty tables; reports what did not fit."""
-    result = api.restore(_discover(), src, yes=yes, allow_remote=allow_remote)
+    with report.table_progress("restore") as progress:
+        result = api.restore(_discover(), src, yes=yes, allow_remote=allow_remote,
+                             other_database=other_database, progress=progress)
     for name in result.created:
         sys.stdout.write(f"{'created':>12}  table {name}\n")
     for name, rows in result.restored.items():
         sys.stdout.write(f"{'restored':>12}  {name}: {rows} rows\n")
+    for name, rows in result.already.items():
+        sys.stdout.write(f"{'already':>12}  {name}: holds the backup's {rows} rows\n")
     for name, rows in result.missing_tables.items():
         sys.stdout.write(f"{'kept':>12}  {name}: {rows} rows stay in the backup (no such "
                          "table)\n")

@@ -45,6 +45,28 @@ def action_line(action: Action) -> None:
 
 
 @contextmanager
+def table_progress(title: str) -> Iterator[Callable[[str, int, int | None], None] | None]:
+    """A ``progress(table, rows_done, rows_total)`` callback drawing one Rich bar per table on
+    a terminal (it may be called from a worker thread: Rich's Progress is thread-safe); None
+    elsewhere, so logs get only the final lines."""
+    if not sys.stdout.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn(f"{title} {{task.description}}"), BarColumn(),
+                  MofNCompleteColumn(), console=_console(sys.stdout), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(table: str, done: int, total: int | None) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=total)
+            bar.update(tasks[table], completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
 def progress(title: str, total: int | None = None) -> Iterator[Callable[[Action], None]]:
     """An `on_action` callback for a long command. On a terminal: a Rich progress display (a
     spinner, the step in hand, a bar when `total` steps are known, the time taken) with each

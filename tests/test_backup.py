@@ -234,3 +234,13 @@ def test_locked_variants_resume_and_ignore_extra_files(tmp_path: Path, backend) 
     assert again.restored == {"post": 3}
     assert again.complete
     assert table_digest(backend.url) == before
+
+
+def test_cli_backup_method_is_checked_and_honoured(tmp_path: Path, mariadb_url: str) -> None:
+    project = _setup(tmp_path, type("B", (), {"name": "mariadb", "url": mariadb_url})())
+    bad = cli("backup", "--method", "fast", cwd=project.root, url=mariadb_url)
+    assert bad.code == 2 and "--method" in bad.output
+    run = cli("backup", str(tmp_path / "py"), "--method", "python", cwd=project.root,
+              url=mariadb_url)
+    assert run.code == 0, run.output
+    assert json.loads((tmp_path / "py" / "manifest.json").read_text())["method"] == "python"

@@ -173,8 +173,13 @@ def test_backup_of_another_database_is_refused(tmp_path: Path, backend, request)
         run = cli("restore", str(manifest.path), "--yes", cwd=project.root, url=other_url)
         assert run.code == 4 and "--other-database" in run.stderr
         assert table_digest(other_url) == before
-        report = restore(other, manifest.path, yes=True, other_database=True)
-        assert report.complete and report.restored["author"] == 50
+        run = cli("restore", str(manifest.path), "--yes", "--other-database",
+                  cwd=project.root, url=other_url)
+        assert run.code == 0 and "restored  author: 50 rows" in run.stdout, run.output
+        again = cli("restore", str(manifest.path), "--yes", "--other-database",
+                    cwd=project.root, url=other_url)
+        assert again.code == 0 and "already  author: holds the backup's 50 rows" in \
+            again.stdout, again.output
     finally:
         if backend.name == "mariadb":
             request.getfixturevalue("mariadb_server").drop_database("t_other_db")
