@@ -23,21 +23,18 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
 from . import migrations, replay, revisions, scaffold, trash
-from . import safe_reset as _reset
-from .backups import Manifest, Progress, RestoreReport
-from .backups import backup as _backup
-from .backups import restore as _restore
 from .database import connect
-from .diagnose import Diagnosis, diagnose
 from .errors import ConfigError, NeedsRepair
 from .locking import migration_lock
 from .project import Project
-from .state.read import read_state
 from .state.schema import is_user_table
 from .target import discover_models, load_target_metadata, project_on_path
 
-if TYPE_CHECKING:  # fix, squash and drop load libcst: imported when used, not for bootstrap
+if TYPE_CHECKING:  # imported when used: bootstrap, run at every container start, needs none
+    from . import safe_reset as _reset
     from .apply import FixResult
+    from .backups import Manifest, Progress, RestoreReport
+    from .diagnose import Diagnosis
     from .plan import Plan
     from .squashing import SquashPlan, SquashResult
 
@@ -342,6 +339,9 @@ def doctor(project: ProjectLike = None, *, models: str | None = None, replay: bo
     files or database (the replay runs on a scratch database; its cache lives outside)."""
     if not isinstance(project, Project):
         project = Project.discover(project, models=models, strict=False)
+    from .diagnose import diagnose
+    from .state.read import read_state
+
     return diagnose(read_state(project, models=models, replay=replay, use_cache=use_cache))
 
 
@@ -382,6 +382,8 @@ def backup(project: ProjectLike, dest: Path | None = None, *, method: str = "aut
     """Write a verified logical backup (default: ``.alembic_repair/backups/<UTC stamp>/``);
     returns its manifest. Read-only on the database. `method`: ``dump`` (mariadb-dump /
     mysqldump, MySQL-family only), ``python`` (streamed by us), ``auto`` (dump when there)."""
+    from .backups import backup as _backup
+
     return _backup(as_project(project), dest, method=method, compress=compress,
                    progress=progress)
 
@@ -393,6 +395,8 @@ def restore(project: ProjectLike, src: Path, *, yes: bool = False,
     tables in an empty database); what does not fit is reported and stays in the backup.
     Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed;
     a backup of another database also needs `other_database`."""
+    from .backups import restore as _restore
+
     return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote,
                     other_database=other_database, progress=progress)
 
@@ -403,6 +407,8 @@ def restore(project: ProjectLike, src: Path, *, yes: bool = False,
 def plan_reset(project: ProjectLike = None, *, models: str | None = None,
                discard_data: bool = False) -> _reset.ResetPlan:
     """What `reset` would do (or finish, after an interrupted run); changes nothing."""
+    from . import safe_reset as _reset
+
     return _reset.plan_reset(as_project(project, models=models), models=models,
                              discard_data=discard_data)
 
@@ -415,6 +421,8 @@ def reset(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool 
     call. Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`."""
     project = as_project(project, models=models)
     say = _Recorder(project, on_action)
+    from . import safe_reset as _reset
+
     return _reset.reset(project, yes=yes, allow_remote=allow_remote, discard_data=discard_data,
                         models=models, say=lambda kind, message: say(kind, message))
 

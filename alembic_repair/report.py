@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from functools import cache
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .api import Action, BootstrapResult
-from .diagnose import Diagnosis
+
+if TYPE_CHECKING:
+    from .diagnose import Diagnosis
 
 _STYLE = {"wait": "yellow", "kept": "yellow", "note": "dim", "upgrade": "green",
           "autogenerate": "green", "adopt": "cyan", "scaffold": "blue", "error": "red",
