@@ -11,11 +11,10 @@ them directly::
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,15 +111,6 @@ def _scaffold(project: Project, models: str | None, say: _Recorder) -> None:
         say("scaffold", f"created {project.rel(project.versions_dir)}/", keep.path)
 
 
-def _log_stamp(project: Project, before: tuple[str, ...], after: str) -> None:
-    """Keep what alembic_version said before we restamped it (``.alembic_repair/stamps.jsonl``)."""
-    project.state_dir.mkdir(parents=True, exist_ok=True)
-    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "before": list(before), "after": after}
-    with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:
-        log.write(json.dumps(entry) + "\n")
-
-
 def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[str],
            recorded: tuple[str, ...], say: _Recorder) -> None:
     """Make the revision files describe the existing database, then stamp it. Drops nothing."""
@@ -137,7 +127,7 @@ def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[
         raise NeedsRepair(f"{project.masked_url}: nothing to adopt as a baseline; run "
                           "`alembic-repair doctor`")
     if recorded != (written.revision,):
-        _log_stamp(project, recorded, written.revision)
+        migrations.log_stamp(project, recorded, (written.revision,))
     migrations.stamp(project, conn, written.revision)
     conn.commit()
     where = project.rel(written.path)
@@ -235,7 +225,7 @@ def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models
     if unknown and not tables:
         migrations.stamp(project, conn, "base")
         conn.commit()
-        _log_stamp(project, recorded, "base")
+        migrations.log_stamp(project, recorded, ())
         say("adopt", f"cleared alembic_version: it recorded {', '.join(unknown)}, but the "
             "database has no tables")
         recorded, unknown = (), []

@@ -9,8 +9,11 @@ the URL into the config with every ``%`` doubled so ConfigParser never sees a ra
 from __future__ import annotations
 
 import argparse
+import json
 import traceback
 import warnings
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -162,3 +165,15 @@ def stamp(project: Project, connection: Connection, revision: str) -> None:
     """Record `revision` as the database's only head, replacing whatever rows were there."""
     run_alembic(project, f"stamp {revision}", command.stamp,
          alembic_config(project, connection), revision, purge=True)
+
+
+def log_stamp(project: Project, before: Sequence[str], after: Sequence[str]) -> None:
+    """Keep what alembic_version said before we restamped it, one JSON line per restamp in
+    ``.alembic_repair/stamps.jsonl`` (``after`` is the new rows, comma-separated; ``base``
+    when none)."""
+    project.state_dir.mkdir(parents=True, exist_ok=True)
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "before": list(before), "after": ", ".join(after) or "base"}
+    with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(entry) + "\n")
+

@@ -296,12 +296,12 @@ def _versions(state: State, findings: list[Finding], draft: _Draft) -> None:
             recorded = (target,)
         elif not local:
             draft.add(code, AdoptSchema(None, before, why="no revision file describes it"))
-            recorded = ("adopted",)
+            recorded = ()  # a new revision, not one of today's heads: upgrade afterwards
         elif code == "AR302" and len(state.script_heads) == 1:
             head = state.script_heads[0]
             draft.add(code, AdoptSchema(head, before, why=f"{', '.join(before)} is lost; the "
                                         f"bridge takes {head}'s schema to this database's"))
-            recorded = ("adopted",)
+            recorded = ()  # a new revision, not one of today's heads: upgrade afterwards
         else:
             draft.refuse(finding, "the tables equal no revision of the history: compare them "
                          "with `alembic-repair doctor`, then stamp the closest revision and "
@@ -334,8 +334,7 @@ def _versions(state: State, findings: list[Finding], draft: _Draft) -> None:
         draft.refuse(_codes(findings, ("AR405",))[0],
                      "the tables were changed by hand: put the change into the models and "
                      "autogenerate it, or undo it")
-    if (draft.steps or "AR304" in codes) and (
-            recorded == ("adopted",) or not _heads_after(state, recorded)):
+    if (draft.steps or "AR304" in codes) and not _heads_after(state, recorded):
         draft.add("AR304", Upgrade())
 
 

@@ -323,10 +323,6 @@ class _Run:
         project, moved = self.project, 0
         expected = self.journal.context["sha256"]
         target = self.backup_dir / FILES_DIR
-        if "ini_url" not in self.journal.context:  # read before the old alembic.ini moves
-            self.journal = self.journal.mark("scaffold", "started",
-                                             ini_url=_ini_url_line(project.ini_path))
-        old_url = self.journal.context["ini_url"]
         for rel in self.plan.files:
             source, dest = project.root / rel, target / rel
             if dest.exists() or not source.is_file() or _sha256(source) != expected[rel]:
@@ -335,6 +331,10 @@ class _Run:
             shutil.move(str(source), str(dest))
             moved += 1
         scaffold.write_alembic_ini(project)
+        # The old alembic.ini is in the backup folder now (or still in place, after a crash
+        # before the move): its URL line is read from there, never kept in the journal.
+        kept_ini = target / project.rel(project.ini_path)
+        old_url = _ini_url_line(kept_ini if kept_ini.exists() else project.ini_path)
         if old_url is not None:
             _carry_url(project.ini_path, old_url)
         scaffold.write_script_template(project)

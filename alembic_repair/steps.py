@@ -23,17 +23,19 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from . import migrations, revisions, scaffold
+from .database import driver_message
 from .errors import MigrationFailed, NeedsRepair
+from .masking import redact
 from .project import Project
 from .state.schema import VERSION_TABLE, is_user_table
 from .target import project_on_path
@@ -140,11 +142,7 @@ def write_version_rows(project: Project, conn: Connection, rows: tuple[str, ...]
                              f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (?)", (rev,))
     conn.commit()
     if set(before) != set(rows):
-        project.state_dir.mkdir(parents=True, exist_ok=True)
-        entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "before": list(before), "after": list(rows)}
-        with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:
-            log.write(json.dumps(entry) + "\n")
+        migrations.log_stamp(project, before, rows)
 
 
 @register
@@ -302,14 +300,6 @@ class WriteMerge(Step):
         return hashlib.sha256(("merge:" + ",".join(sorted(heads))).encode()).hexdigest()[:12]
 
 
-def reflected_metadata(conn: Connection) -> MetaData:
-    """The live schema's user tables as a MetaData (what a baseline revision recreates)."""
-    metadata = MetaData()
-    names = [t for t in inspect(conn).get_table_names() if is_user_table(t)]
-    metadata.reflect(conn, only=names)
-    return metadata
-
-
 def adoption_ops(project: Project, conn: Connection, parent: str | None) -> ops.UpgradeOps:
     """The operations from revision `parent`'s schema (replayed on a scratch database; nothing
     when None) to the live schema: what a baseline or bridge revision must hold."""
@@ -317,7 +307,7 @@ def adoption_ops(project: Project, conn: Connection, parent: str | None) -> ops.
 
     from .replay import apply_revision, scratch_database
 
-    live = reflected_metadata(conn)
+    live = revisions.reflect_user_tables(conn)
     conn.rollback()
     if parent is None:
         return revisions.create_ops(live)
@@ -510,9 +500,11 @@ class CompleteRevision(Step):
                     script.module.upgrade()
             except Exception as err:  # the revision's own code
                 ctx.conn.rollback()
+                detail = (driver_message(err) if isinstance(err, DBAPIError)
+                          else f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
                 raise MigrationFailed(
                     f"{ctx.project.rel(script.path)}: completing revision {self.revision} "
-                    f"failed again ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                    f"failed again ({redact(detail, ctx.project.url)}); "
                     "the revision itself is wrong: fix it, then run `alembic-repair fix` again"
                 ) from None
         ctx.conn.commit()

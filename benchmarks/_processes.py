@@ -1,5 +1,6 @@
-"""What both benchmarks measure with: fresh processes, their wall and CPU time, and the
-environment every measured process gets (a private bytecode cache, the database URL)."""
+"""What the benchmarks measure with: fresh processes, their wall and CPU time, the
+environment every measured process gets (a private bytecode cache, the database URL), and
+root's view of the throwaway MariaDB server."""
 
 from __future__ import annotations
 
@@ -115,3 +116,29 @@ def machine_facts(package_state: str) -> list[str]:
         facts.append(f"mariadb: {version}")
     facts.append(f"at start: {load()}")
     return facts
+
+
+class Server:
+    """The throwaway MariaDB server, as root on loopback (no password)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    def sql(self, sql: str, database: str | None = None) -> list[tuple[object, ...]]:
+        import pymysql
+
+        conn = pymysql.connect(host=self.host, port=self.port, user="root", password="",
+                               database=database, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+    def url(self, database: str) -> str:
+        return f"mysql+pymysql://root@{self.host}:{self.port}/{database}"
+
+    def client_args(self) -> list[str]:
+        return [f"--host={self.host}", f"--port={self.port}", "--protocol=TCP", "--user=root"]
+

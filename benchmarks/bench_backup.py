@@ -40,6 +40,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import _processes
 from _processes import load, machine_facts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,27 +80,7 @@ class BenchError(Exception):
     pass
 
 
-class Server:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-    def sql(self, sql: str, database: str | None = None) -> list[tuple[object, ...]]:
-        import pymysql
-
-        conn = pymysql.connect(host=self.host, port=self.port, user="root", password="",
-                               database=database, autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
-
-    def url(self, database: str) -> str:
-        return f"mysql+pymysql://root@{self.host}:{self.port}/{database}"
-
-    def client_args(self) -> list[str]:
-        return [f"--host={self.host}", f"--port={self.port}", "--protocol=TCP", "--user=root"]
+class Server(_processes.Server):
 
     def fresh(self, database: str, rows: int | None) -> None:
         self.sql(f"DROP DATABASE IF EXISTS `{database}`")

@@ -65,6 +65,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import _processes
 from _processes import load, machine_facts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -219,24 +220,7 @@ class BenchError(Exception):
     """A run did not behave as required."""
 
 
-class Server:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-    def sql(self, sql: str, database: str | None = None) -> list[tuple[Any, ...]]:
-        import pymysql
-
-        conn = pymysql.connect(host=self.host, port=self.port, user="root", password="",
-                               database=database, autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
-
-    def url(self, database: str) -> str:
-        return f"mysql+pymysql://root@{self.host}:{self.port}/{database}"
+class Server(_processes.Server):
 
     def counters(self, database: str, datadir: str) -> dict[str, int]:
         found = {name: int(value) for name, value in self.sql(

@@ -70,23 +70,23 @@ def test_soft_drop_revision_upgrades_into_the_trash_and_downgrades_back(tmp_path
     assert table_digest(backend.url)["post"] == before
 
 
-def test_hard_drop_takes_a_backup_first(tmp_path: Path, sqlite_url: str) -> None:
-    root = _project(tmp_path, sqlite_url)
-    refused = cli("drop", "post", "--hard", cwd=root, url=sqlite_url)
+def test_hard_drop_takes_a_backup_first(tmp_path: Path, backend) -> None:
+    root = _project(tmp_path, backend.url)
+    refused = cli("drop", "post", "--hard", cwd=root, url=backend.url)
     assert refused.code == 4 and not (root / ".alembic_repair" / "backups").exists()
-    run = cli("drop", "post", "--hard", "--yes", cwd=root, url=sqlite_url)
+    run = cli("drop", "post", "--hard", "--yes", cwd=root, url=backend.url)
     assert run.code == 0, run.output
     (backup,) = (root / ".alembic_repair" / "backups").iterdir()
     assert (backup / "manifest.json").is_file() and "backup  " in run.stdout
-    assert _alembic(root, sqlite_url, "upgrade", "head").returncode == 0
-    assert "post" not in table_digest(sqlite_url)
+    assert _alembic(root, backend.url, "upgrade", "head").returncode == 0
+    assert "post" not in table_digest(backend.url)
 
 
-def test_drop_into_an_applied_revision_is_refused(tmp_path: Path, sqlite_url: str) -> None:
-    root = _project(tmp_path, sqlite_url)
+def test_drop_into_an_applied_revision_is_refused(tmp_path: Path, backend) -> None:
+    root = _project(tmp_path, backend.url)
     (head,) = [p.name.split("_", 1)[0] for p in (root / "alembic" / "versions").glob("*.py")]
     files = tree_digest(root)
-    run = cli("drop", "post", "--into", head, "--yes", cwd=root, url=sqlite_url)
+    run = cli("drop", "post", "--into", head, "--yes", cwd=root, url=backend.url)
     assert run.code == 1 and "applied" in run.stderr, run.output
     assert tree_digest(root) == files
 

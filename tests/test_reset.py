@@ -249,3 +249,24 @@ def test_reset_to_models_without_a_column_reports_the_values_left_in_the_backup(
     assert run.code == 1, run.output
     assert "post.body" in run.stdout
     assert _user_rows(sqlite_url)["author"][0] == 3
+
+
+def test_the_old_ini_url_is_carried_after_a_crash_and_never_written_to_the_journal(
+        tmp_path: Path, sqlite_url: str) -> None:
+    root = write_project(tmp_path / "proj")
+    bootstrap(Project.discover(root, url=sqlite_url))
+    execute(sqlite_url, *ROWS)
+    ini = root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[alembic]\n", f"[alembic]\nsqlalchemy.url = "
+                                           f"{sqlite_url}\n# edited by hand\n"))
+    before = _user_rows(sqlite_url)
+    seen: list[str] = []
+    for point in ("drop", "scaffold"):
+        crashed = cli("reset", "--yes", cwd=root, env={CRASH_ENV: point})
+        assert crashed.code == -signal.SIGKILL, crashed.output
+        seen.append((root / ".alembic_repair" / JOURNAL).read_text())
+    assert all(sqlite_url not in text for text in seen)
+    rerun = cli("reset", "--yes", cwd=root)
+    assert rerun.code == 0, rerun.output
+    assert f"sqlalchemy.url = {sqlite_url}" in ini.read_text()
+    assert _user_rows(sqlite_url) == before
