@@ -12,7 +12,7 @@ them directly::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -24,12 +24,15 @@ from sqlalchemy.engine import Connection, Engine
 from . import migrations, replay, revisions, scaffold, trash
 from .database import connect
 from .errors import ConfigError, NeedsRepair
+from .journal import crash_point
 from .locking import migration_lock
 from .project import Project
 from .state.schema import is_user_table
-from .target import discover_models, load_target_metadata, project_on_path
+from .target import discover_models, import_models, load_target_metadata, project_on_path
 
 if TYPE_CHECKING:  # imported when used: bootstrap, run at every container start, needs none
+    from alembic.operations.ops import UpgradeOps
+
     from . import safe_reset as _reset
     from .apply import FixResult
     from .backups import Manifest, Progress, RestoreReport
@@ -111,18 +114,25 @@ def _scaffold(project: Project, models: str | None, say: _Recorder) -> None:
         say("scaffold", f"created {project.rel(project.versions_dir)}/", keep.path)
 
 
+ADOPTING = "bootstrap-adopt.json"
+
+
 def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[str],
            recorded: tuple[str, ...], say: _Recorder) -> None:
-    """Make the revision files describe the existing database, then stamp it. Drops nothing."""
-    upgrade_ops, held = revisions.pending_model_changes(conn, metadata)
-    if upgrade_ops.is_empty() and not held:
-        # The database is exactly the models: the same initial revision a fresh database
-        # gets, with the same content-derived id.
-        ops, message = revisions.create_ops(metadata), "initial schema"
+    """Make the revision files describe the existing database, then stamp it. Drops nothing.
+    The revision is recorded (``.alembic_repair/bootstrap-adopt.json``) before it is written
+    and the record goes once it is stamped, so a bootstrap killed in between stamps the file
+    it wrote instead of refusing it as a history it does not know (`_own_baseline`)."""
+    ops, message = _adoption(conn, metadata)
+    revision = revisions.stable_revision_id([], ops)
+    local = migrations.revisions(project)
+    note = project.state_dir / ADOPTING
+    if revision in local:
+        written = revisions.Written(revision, Path(local[revision].path))
     else:
-        ops, message = (revisions.create_ops(revisions.reflect_user_tables(conn)),
-                        "baseline: the existing database, adopted")
-    written = revisions.write_revision(project, conn, message, ops)
+        _write_note(note, {"revision": revision, "recorded": list(recorded)})
+        written = revisions.write_revision(project, conn, message, ops, rev_id=revision)
+        crash_point("bootstrap.adopt.written")
     if written.revision is None or written.path is None:
         raise NeedsRepair(f"{project.masked_url}: nothing to adopt as a baseline; run "
                           "`alembic-repair doctor`")
@@ -130,6 +140,7 @@ def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[
         migrations.log_stamp(project, recorded, (written.revision,))
     migrations.stamp(project, conn, written.revision)
     conn.commit()
+    note.unlink(missing_ok=True)
     where = project.rel(written.path)
     if recorded == (written.revision,):
         message = (f"recreated revision {written.revision} ({where}), which the database "
@@ -139,6 +150,40 @@ def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[
         message = (f"adopted the existing database ({len(tables)} tables, {before}) as "
                    f"revision {written.revision} ({where}); no table touched")
     say("adopt", message, written.path, written.revision)
+
+
+def _write_note(path: Path, data: dict[str, object]) -> None:
+    import json
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _adoption(conn: Connection, metadata: MetaData) -> tuple[UpgradeOps, str]:
+    """The baseline bootstrap adopts a database with (its operations, its message)."""
+    upgrade_ops, held = revisions.pending_model_changes(conn, metadata)
+    conn.rollback()
+    if upgrade_ops.is_empty() and not held:
+        # The database is exactly the models: the same initial revision a fresh database
+        # gets, with the same content-derived id.
+        return revisions.create_ops(metadata), "initial schema"
+    return (revisions.create_ops(revisions.reflect_user_tables(conn)),
+            "baseline: the existing database, adopted")
+
+
+def _own_baseline(project: Project, recorded: tuple[str, ...], local: Iterable[str]) -> bool:
+    """True when the only revision file is the baseline an interrupted bootstrap recorded
+    writing (`_adopt`) while the database still records what it recorded then."""
+    import json
+
+    try:
+        note = json.loads((project.state_dir / ADOPTING).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(note, dict) and list(local) == [note.get("revision")]
+            and note.get("recorded") == list(recorded))
 
 
 def _recreate_lost_child(project: Project, engine: Engine, conn: Connection,
@@ -213,14 +258,75 @@ def _models(project: Project, models: str | None) -> MetaData:
     return metadata
 
 
+def _check_layout(project: Project) -> None:
+    """A folder where bootstrap expects a file (or a file where it expects a folder) is
+    refused before anything is written."""
+    for path, folder in ((project.script_location, True), (project.versions_dir, True),
+                         (project.env_py, False), (project.script_template, False)):
+        if path.exists() and path.is_dir() != folder:
+            what = "a file" if folder else "a folder"
+            raise ConfigError(
+                f"{project.rel(path)}: {what} where alembic-repair expects "
+                f"{'a folder' if folder else 'a file'}; nothing changed; move it away, then run "
+                "bootstrap again")
+
+
+def _check_script_location(project: Project, conn: Connection) -> None:
+    """A mistyped script_location must not make bootstrap scaffold a second history and
+    restamp the database away from the real one: refuse while the database records revisions
+    and the folder alembic.ini names does not exist."""
+    if not project.ini_path.is_file() or project.script_location.exists():
+        return
+    recorded = migrations.current_heads(conn)
+    conn.rollback()
+    if not recorded:
+        return
+    lines = project.ini_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    number = next((n for n, line in enumerate(lines, 1)
+                   if line.split("=", 1)[0].strip() == "script_location"), None)
+    where = project.rel(project.ini_path) + (f":{number}" if number else "")
+    raise ConfigError(
+        f"{where}: script_location names {project.rel(project.script_location)}, which does "
+        f"not exist, while the database records revision {', '.join(recorded)}; nothing "
+        "changed; fix script_location (or restore that folder: git checkout), then run "
+        "bootstrap again")
+
+
+def _protect(project: Project, say: _Recorder) -> None:
+    """Trash or kept tables exist: make sure plain autogenerate cannot see them (env_filter:
+    reads env.py with ast; libcst is loaded only when env.py must change)."""
+    from .env_filter import read_filter
+
+    try:
+        status = read_filter(project.env_py.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return
+    if status is not None and status.hides(project.ignore_tables):
+        return
+    from .env_filter import protect
+
+    done = protect(project)
+    if done is not None:
+        say(done[0], done[1], project.env_py)
+
+
 def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models: str | None,
                       upgrade: bool, say: _Recorder) -> BootstrapResult:
+    _check_layout(project)
+    _check_script_location(project, conn)
+    migrations.check_version_column(conn)
+    conn.rollback()
+    if models:
+        import_models(models, project)  # a wrong --models refuses before env.py is rewritten
     _scaffold(project, models, say)
     metadata = _models(project, models)
     local = migrations.revisions(project)
     recorded = migrations.current_heads(conn)
-    tables = [t for t in inspect(conn).get_table_names() if is_user_table(t)]
+    names = inspect(conn).get_table_names()
+    tables = [t for t in names if is_user_table(t)]
     conn.commit()
+    if project.ignore_tables or any(t.startswith("_ar_") for t in names):
+        _protect(project, say)
     unknown = [rev for rev in recorded if rev not in local]
     if unknown and not tables:
         migrations.stamp(project, conn, "base")
@@ -234,7 +340,7 @@ def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models
         local = migrations.revisions(project)
         unknown = []
     if unknown or (not recorded and tables):
-        if local:
+        if local and not _own_baseline(project, recorded, local):
             what = (f"is at revision {', '.join(unknown)}, which no file in "
                     f"{project.rel(project.versions_dir)} defines" if unknown else
                     f"has {len(tables)} tables but no alembic_version row")
@@ -271,6 +377,7 @@ def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models
     if not pending.is_empty() and (upgrade or not local):
         written = revisions.write_revision(project, conn, message, pending)
         conn.commit()
+        crash_point("bootstrap.autogenerate.written")
         if written.revision is not None and written.path is not None:
             say("autogenerate", f"wrote revision {written.revision} "
                 f"({project.rel(written.path)}): {message}", written.path, written.revision)
@@ -339,10 +446,20 @@ def doctor(project: ProjectLike = None, *, models: str | None = None, replay: bo
 
 
 def trash_drop(project: ProjectLike, table: str, *, yes: bool = False,
-               allow_remote: bool = False) -> trash.TrashEntry:
+               allow_remote: bool = False, on_action: OnAction | None = None
+               ) -> trash.TrashEntry:
     """Soft-drop `table`: rename it into the trash (O(1)); needs `yes` (and `allow_remote` for a
-    database that is not local), else `RefusedUnsafe` and nothing changes."""
-    return trash.soft_drop(as_project(project), table, yes=yes, allow_remote=allow_remote)
+    database that is not local), else `RefusedUnsafe` and nothing changes. env.py then gets
+    the autogenerate filter (env_filter), reported through `on_action`, so the user's plain
+    ``alembic revision --autogenerate`` does not drop the trash."""
+    project = as_project(project)
+    entry = trash.soft_drop(project, table, yes=yes, allow_remote=allow_remote)
+    from .env_filter import protect
+
+    done = protect(project)
+    if done is not None and on_action is not None:
+        on_action(Action(done[0], done[1], project.rel(project.env_py)))
+    return entry
 
 
 def trash_list(project: ProjectLike = None) -> tuple[trash.TrashEntry, ...]:
@@ -482,11 +599,30 @@ class DropResult:
     diff: str
     written: bool
     backup: Path | None = None
+    already: tuple[str, ...] = ()  # specs a revision not yet applied drops already: not written
+    env_filter: tuple[str, str] | None = None  # (kind, message): env.py now hides the trash
 
 
 def drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: bool = False,
          into: str | None = None, message: str | None = None, yes: bool = False,
          allow_remote: bool = False) -> DropResult:
+    """`_drop` (below); a soft drop written installs env.py's autogenerate filter, so the
+    user's plain autogenerate never drops the trash the revision fills (env_filter)."""
+    project = as_project(project)
+    result = _drop(project, specs, hard=hard, into=into, message=message, yes=yes,
+                   allow_remote=allow_remote)
+    if result.written and not hard:
+        from dataclasses import replace
+
+        from .env_filter import protect
+
+        result = replace(result, env_filter=protect(project))
+    return result
+
+
+def _drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: bool = False,
+          into: str | None = None, message: str | None = None, yes: bool = False,
+          allow_remote: bool = False) -> DropResult:
     """A revision that drops tables/columns (``table`` or ``table.column``) safely: by default
     a soft drop whose downgrade() brings the rows back; `hard` drops for real after a verified
     backup (its downgrade() recreates them empty). A new revision on the head, or, with
@@ -495,6 +631,7 @@ def drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: bool
     revision itself runs at the next upgrade."""
     from . import guards
     from .rewrite import rewrite_upgrade_drops, write_drop_revision
+    from .rewrite.drops import Drop, pending_drops
     from .rules.versions import ancestors
     from .state.scripts import read_scripts
 
@@ -506,7 +643,17 @@ def drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: bool
     engine = connect(project)
     try:
         with project_on_path(project.root), migration_lock(engine, project.state_dir) as conn:
+            if into is None:
+                # a drop already written (an earlier run, maybe killed before it said so) is
+                # not chained a second time: the history could no longer build a database
+                written = pending_drops(project, conn)
+                names = [str(Drop.parse(spec)) for spec in specs]
+                if names and all(name in written for name in names):
+                    rev, path = written[names[0]]
+                    return DropResult(path, rev, "", False, None, tuple(names))
             manifest = _backup_locked(project, conn) if hard else None
+            if manifest is not None:
+                crash_point("drop.backup")
             if into is None:
                 new = write_drop_revision(project, conn, list(specs), hard=hard,
                                           backup=manifest, message=message, dry_run=not yes)

@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from . import backups, guards
+from . import backups, guards, private
 from .database import connect
 from .diagnose import Diagnosis, diagnose
 from .errors import AlembicRepairError, MigrationFailed, NeedsRepair, RefusedUnsafe
@@ -157,23 +157,24 @@ def apply_plan(project: Project, conn: Connection | None, steps: tuple[Step, ...
         tables = {t: [c for c in backups.table_columns(conn, t) if (t, c) not in rewritten]
                   for t in inspect(conn).get_table_names() if is_user_table(t)}
         journal = journal.note(rows=row_sums(conn, tables))
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private.private_dir(folder)  # .alembic_repair/backups/<stamp>/: 0700 each
     for number, step in enumerate(steps, start=1):
         name = f"{number}.{step.kind}"
         if journal.is_done(name):
             continue
-        journal = journal.mark(name, "started")
+        journal = ctx.journal = journal.mark(name, "started")
         try:
             step.apply(ctx)
         except AlembicRepairError as err:
             if conn is not None:
                 conn.rollback()
-            if _take_back(journal, steps[:number], ctx):
+            if _take_back(ctx.journal or journal, steps[:number], ctx):
                 raise StepRefused(str(err)) from err
             raise
         if conn is not None:
             conn.commit()
-        journal = journal.mark(name, "done")
+        journal = (ctx.journal or journal).mark(name, "done")  # with what the step noted
+        ctx.journal = journal
     if conn is not None:
         problems = _check_rows(conn, journal.context["rows"])
         if problems:
@@ -181,7 +182,7 @@ def apply_plan(project: Project, conn: Connection | None, steps: tuple[Step, ...
                 "fix: " + "; ".join(problems) + f"; the backup is {project.rel(folder)} "
                 "(alembic-repair restore puts the rows back)")
         ctx.say("verify", "every table holds the rows it held before (counts and checksums)")
-    journal = journal.mark("verify", "done")
+    journal = ctx.journal = journal.mark("verify", "done")
     return journal
 
 
@@ -194,7 +195,7 @@ def _take_back(journal: Journal, steps: tuple[Step, ...], ctx: Context) -> bool:
     the run so far can be undone, undo them and close the journal, so the project is as it was
     and the next fix plans afresh (True); otherwise the journal stays for `fix --yes` or
     `--rollback` (False)."""
-    if not all(step.reversible for step in steps):
+    if not all(step.reversible and step.undo_refusal(ctx) is None for step in steps):
         return False
     for step in reversed(steps):
         step.undo(ctx)
@@ -228,7 +229,10 @@ def _rollback(project: Project, conn: Connection, journal: Journal, ctx: Context
     steps = _steps(journal)
     done = [(n, s) for n, s in enumerate(steps, start=1)
             if journal.state(f"{n}.{s.kind}") != "pending"]
+    ctx.journal = journal
     stuck = [f"{n}. {s.describe()}" for n, s in done if not s.reversible]
+    stuck += [f"{n}. {s.describe()} ({why})" for n, s in done
+              if s.reversible and (why := s.undo_refusal(ctx)) is not None]
     if stuck:
         raise RefusedUnsafe(
             "fix --rollback: these steps cannot be undone: " + "; ".join(stuck) + "; finish "

@@ -18,9 +18,9 @@ that already holds it). Two methods:
   mysqldump and the mariadb or mysql client on PATH): the DDL in ``schema.json`` as above, the
   data by ``mariadb-dump --no-create-info --hex-blob --complete-insert --tz-utc`` into
   ``data.sql`` (``compress=True``: ``data.sql.gz``, gzip level 1), written by a thread that
-  reads the dump's pipe. The password never goes on a command line: the connection settings
-  are in a temporary 0600 option file passed as ``--defaults-extra-file`` and removed
-  afterwards; tool messages are redacted.
+  reads the dump's pipe. The password never goes on a command line nor into a file: the
+  connection settings reach the tool through an inherited pipe named as
+  ``--defaults-extra-file=/dev/fd/N`` (`private.option_fd`); tool messages are redacted.
   *Consistency*: our session (the lock connection) takes ``LOCK TABLES ... READ`` on every
   table first, so no session can write them; then mariadb-dump runs with
   ``--single-transaction`` (its reads are not blocked by READ locks) while our session takes
@@ -89,11 +89,13 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from . import guards
-from .database import connect
+from . import guards, private
+from . import scratch as scratch_schemas
+from .database import busy_timeout, connect, sqlite_backup_progress, target
 from .errors import AlembicRepairError, BackupCorrupt, ConfigError, RefusedUnsafe
 from .locking import migration_lock
 from .masking import redact
+from .privileges import denied, missing_grant
 from .project import Project
 from .state.schema import VERSION_TABLE, is_user_table
 
@@ -286,9 +288,12 @@ def _read_manifest(path: Path) -> Manifest:
                             str(data["created_at"]), tables,
                             {str(k): str(v) for k, v in data["files"].items()}, database,
                             str(data.get("method", "python")))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a missing path, or a file
         raise ConfigError(f"{path}: no {MANIFEST} there; name a backup folder (under "
                           ".alembic_repair/backups/)") from None
+    except OSError as err:  # manifest.json a folder, unreadable, ...
+        raise ConfigError(f"{file}: cannot be read ({err.strerror}); name a backup folder "
+                          "(under .alembic_repair/backups/)") from None
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         raise _corrupt(file, "the manifest does not parse") from None
     if manifest.method not in ("python", "dump") or (
@@ -337,8 +342,7 @@ def _describe_identity(identity: dict[str, Any]) -> str:
 
 
 def _mkdir_private(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    private.private_dir(path)  # every folder it creates 0700, not only the last
 
 
 def _open_private(path: Path) -> BinaryIO:
@@ -356,6 +360,15 @@ def _sha256(path: Path) -> str:
 
 
 def _new_dir(project: Project, dest: Path | None) -> Path:
+    try:
+        return _make_new_dir(project, dest)
+    except OSError as err:  # before anything is written: a bad destination is a usage error
+        where = err.filename or dest or project.state_dir
+        raise ConfigError(f"backup: cannot create the backup folder {where} "
+                          f"({err.strerror}); name a folder you may write to") from None
+
+
+def _make_new_dir(project: Project, dest: Path | None) -> Path:
     if dest is not None:
         dest = Path(dest)
         if dest.exists() and any(dest.iterdir()):
@@ -471,9 +484,11 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
 
 
 def _disk_full(err: BaseException) -> bool:
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return True
-    return isinstance(err, sqlite3.OperationalError) and "disk is full" in str(err)
+    # A file size limit (EFBIG) reaches SQLite's backup as an I/O error on the copy we write.
+    return isinstance(err, sqlite3.OperationalError) and (
+        "disk is full" in str(err) or "disk I/O error" in str(err))
 
 
 def _discard(path: Path) -> None:
@@ -485,9 +500,10 @@ def _backup_sqlite(project: Project, path: Path, progress: Progress | None
                    ) -> tuple[TableInfo, ...]:
     target = path / SQLITE_FILE
     _open_private(target).close()
-    source = sqlite3.connect(str(_sqlite_path(project.url)))
+    source_path = _sqlite_path(project.url)
+    source = sqlite3.connect(str(source_path), timeout=busy_timeout())
     try:
-        _sqlite_copy(source, target)
+        _sqlite_copy(source, target, source_path)
     finally:
         source.close()
     os.chmod(target, 0o600)
@@ -495,10 +511,11 @@ def _backup_sqlite(project: Project, path: Path, progress: Progress | None
         return tuple(_info(conn, name, progress=progress) for name in _fk_order(conn))
 
 
-def _sqlite_copy(source: sqlite3.Connection, target: Path) -> None:
+def _sqlite_copy(source: sqlite3.Connection, target: Path, source_path: Path) -> None:
     copy = sqlite3.connect(str(target))
     try:
-        source.backup(copy)
+        # bounded: Python retries a source another writer keeps locked forever otherwise
+        source.backup(copy, progress=sqlite_backup_progress(source_path))
     finally:
         copy.close()
 
@@ -594,29 +611,28 @@ def _option_value(value: str) -> str:
 
 
 @contextmanager
-def _client_options(url: str) -> Iterator[Path]:
-    """A temporary 0600 option file with the connection settings and the password, for
-    ``--defaults-extra-file`` (the password never goes on a command line); removed after."""
+def _client_options(url: str) -> Iterator[tuple[str, int]]:
+    """(``/dev/fd/N``, N): the connection settings and the password for
+    ``--defaults-extra-file``, in a pipe the client inherits (``pass_fds=(N,)``): never on a
+    command line, never in a file (`private.option_fd`)."""
     parsed = make_url(url)
+    # The endpoint PyMySQL resolves (``?host=``, ``?unix_socket=``, option files), so the tool
+    # reaches the very server our session and the remote guard judged, not the URL's netloc.
+    found = target(parsed)
     lines = ["[client]"]
-    socket = parsed.query.get("unix_socket")
+    socket = found.socket or parsed.query.get("unix_socket")
     if isinstance(socket, str):
         lines.append(f"socket={_option_value(socket)}")
     else:
-        lines += [f"host={_option_value(parsed.host or 'localhost')}",
-                  f"port={int(parsed.port or 3306)}", "protocol=TCP"]
+        lines += [f"host={_option_value(found.host or parsed.host or 'localhost')}",
+                  f"port={int(found.port or parsed.port or 3306)}", "protocol=TCP"]
     if parsed.username:
         lines.append(f"user={_option_value(parsed.username)}")
     if parsed.password is not None:
         lines.append(f"password={_option_value(str(parsed.password))}")
-    folder = Path(tempfile.mkdtemp(prefix="alembic-repair-"))
-    file = folder / "client.cnf"
-    try:
-        with _open_private(file) as handle:
-            handle.write(("\n".join(lines) + "\n").encode("utf-8"))
-        yield file
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    private.sweep_temp()  # option files earlier versions left in /tmp when killed
+    with private.option_fd("\n".join(lines) + "\n") as options:
+        yield options
 
 
 def _tool_error(what: str, stderr: bytes, url: str) -> AlembicRepairError:
@@ -820,7 +836,7 @@ def _backup_mysql_dump(project: Project, conn: Connection, target: Path,
     quote = conn.dialect.identifier_preparer.quote
     sums: dict[str, TableSum] = {}
     stream = _Stream()
-    with _utc_session(conn), _client_options(project.url) as options:
+    with _utc_session(conn), _client_options(project.url) as (options, options_fd):
         conn.commit()
         if names:
             conn.exec_driver_sql("LOCK TABLES " + ", ".join(f"{quote(n)} READ" for n in names))
@@ -834,7 +850,8 @@ def _backup_mysql_dump(project: Project, conn: Connection, target: Path,
                        "--extended-insert", "--", database, *names]
             with tempfile.TemporaryFile() as errors:
                 process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.PIPE, stderr=errors)
+                                           stdout=subprocess.PIPE, stderr=errors,
+                                           pass_fds=(options_fd,))
                 writer = threading.Thread(target=_compress_dump, args=(
                     process, target, totals, progress, stream), daemon=True)
                 writer.start()
@@ -953,11 +970,12 @@ def _load_dump(project: Project, manifest: Manifest, tables: Sequence[str], data
                           "and needs the mariadb (or mysql) client on PATH; install it")
     wanted = set(tables)
     totals = {t.name: t.rows for t in manifest.tables}
-    with _client_options(project.url) as options, tempfile.TemporaryFile() as errors:
+    with _client_options(project.url) as (options, options_fd), \
+            tempfile.TemporaryFile() as errors:
         command = [tools[1], f"--defaults-extra-file={options}",
                    "--default-character-set=utf8mb4", "--binary-mode", f"--database={database}"]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   stderr=errors)
+                                   stderr=errors, pass_fds=(options_fd,))
         assert process.stdin is not None
         broken = False
         try:
@@ -1370,6 +1388,8 @@ def _apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: _P
     dropped = dict(plan.dropped)
     restored: dict[str, int] = {}
     wanted = list(plan.fill) + list(plan.check)
+    if wanted:
+        _check_scratch_grant(conn, manifest)
     conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
     try:
         for name in plan.create:
@@ -1378,9 +1398,9 @@ def _apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: _P
         if not wanted:
             return RestoreReport(manifest.path, tuple(plan.create), restored,
                                  dict(plan.missing), dropped, not_empty, already)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        scratch = f"_ar_restore_{stamp}_{os.urandom(3).hex()}"
-        with _utc_session(conn):
+        scratch = scratch_schemas.new_name("restore")
+        scratch_schemas.sweep(conn)  # those a killed run left (scratch.py)
+        with _utc_session(conn), scratch_schemas.claim(conn, scratch):
             conn.exec_driver_sql(f"CREATE DATABASE {quote(scratch)}")
             try:
                 conn.exec_driver_sql(f"USE {quote(scratch)}")
@@ -1436,6 +1456,25 @@ def _apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: _P
     restored = {t: restored[t] for t in plan.fill}  # foreign-key order
     return RestoreReport(manifest.path, tuple(plan.create), restored, dict(plan.missing),
                          dropped, not_empty, already)
+
+
+def _check_scratch_grant(conn: Connection, manifest: Manifest) -> None:
+    """Create and drop a scratch schema before anything changes: a user who may not create
+    one is told the GRANT instead of meeting 'Access denied' half-way through the restore."""
+    quote = conn.dialect.identifier_preparer.quote
+    probe = scratch_schemas.new_name("restore")
+    with scratch_schemas.claim(conn, probe):
+        try:
+            conn.exec_driver_sql(f"CREATE DATABASE {quote(probe)}")
+        except DBAPIError as err:
+            if not denied(err):
+                raise
+            raise missing_grant(
+                conn, f"restore {manifest.path}", err, "ALL PRIVILEGES", r"`\_ar\_%`.*",
+                "a restore loads the backup into a scratch schema _ar_restore_* first (doctor "
+                "replays into _ar_replay_*)") from None
+        conn.exec_driver_sql(f"DROP DATABASE {quote(probe)}")
+        conn.commit()
 
 
 def _not_restored(manifest: Manifest, name: str, found: int, expected: int) -> BackupCorrupt:

@@ -14,7 +14,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -45,6 +45,7 @@ class _Options:
     url: str | None = None
     traceback: bool = False
     discovered_url: str | None = None  # scrubbed from tracebacks whatever its source
+    discovered_source: str = "the project"
 
 
 options = _Options()
@@ -70,6 +71,7 @@ def _discover(models: str | None = None, *, strict: bool = True) -> Project:
     project = Project.discover(options.project, config=options.config, url=options.url,
                                models=models, strict=strict)
     options.discovered_url = project.url
+    options.discovered_source = project.url_source
     return project
 
 
@@ -140,6 +142,19 @@ def _traceback(err: BaseException) -> None:
         sys.stderr.flush()
 
 
+def _usage_line(err: Exception, code: int) -> None:
+    """A usage error as one line (click prints usage, a hint and the error on four)."""
+    message = getattr(err, "format_message", None)
+    text = " ".join(str(message()).split()) if callable(message) else ""
+    if code != 2 or not text:  # e.g. a group called without a command: its help is the answer
+        cast(Any, err).show()  # click's errors print themselves
+        return
+    ctx = getattr(err, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None and ctx.command_path else ""
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    report.error_line(f"{where}{text}{hint}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning our errors into one line and a code."""
     try:
@@ -158,9 +173,16 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # usage errors (typer's own click) and anything unexpected
         show, code = getattr(err, "show", None), getattr(err, "exit_code", None)
         if callable(show) and isinstance(code, int):
-            show()
+            _usage_line(err, code)
             sys.exit(code)
         _traceback(err)
+        # a lock or a broken file met after connecting is about the database, not a bug of ours
+        from .database import explain
+
+        known = explain(err, options.discovered_url, options.discovered_source)
+        if known is not None:
+            report.error_line(str(known))
+            sys.exit(known.exit_code)
         report.error_line(
             f"internal error: {type(err).__name__}: {redact(str(err), *_secrets())} "
             "(rerun with --traceback and report it)"
@@ -181,6 +203,10 @@ _YES = typer.Option("--yes", "-y", help="Do it (without: print what would be don
 _REMOTE = typer.Option("--allow-remote", help="Allow a database that is not on this machine.")
 
 
+def _print_action(action: api.Action) -> None:
+    sys.stdout.write(f"{action.kind:>12}  {action.message}\n")
+
+
 def _entry_line(kind: str, entry: TrashEntry) -> None:
     rows = "" if entry.rows is None else f", {entry.rows} rows"
     sys.stdout.write(f"{kind:>12}  {entry.trash_name}: table {entry.table}{rows}, "
@@ -194,8 +220,9 @@ def trash_drop(
     allow_remote: Annotated[bool, _REMOTE] = False,
 ) -> None:
     """Rename TABLE into the trash (O(1), no row copied); `trash restore` brings it back."""
-    entry = api.trash_drop(_discover(), table, yes=yes, allow_remote=allow_remote)
-    _entry_line("trashed", entry)
+    entry = api.trash_drop(_discover(), table, yes=yes, allow_remote=allow_remote,
+                           on_action=_print_action)
+    _entry_line("already" if entry.already else "trashed", entry)
 
 
 @trash_app.command("list")
@@ -220,7 +247,11 @@ def trash_restore(
 ) -> None:
     """Rename a soft-dropped table back to its original name (refused if that name is taken)."""
     entry = api.trash_restore(_discover(), name, yes=yes, allow_remote=allow_remote)
-    _entry_line("restored", entry)
+    if entry.already and not entry.trash_name:
+        sys.stdout.write(f"{'already':>12}  table {entry.table} is in place (not in the "
+                         "trash); nothing to do\n")
+        return
+    _entry_line("already" if entry.already else "restored", entry)
 
 
 @trash_app.command("purge")
@@ -342,8 +373,8 @@ def fix_command(
 
     Without --yes: prints the plan and changes nothing (exit 4 when there is something to
     do). Exit 0 when doctor is healthy afterwards, 1 when something remains (printed)."""
+    codes = _known_codes(list(only or ()))
     project = _discover(models, strict=False)
-    codes = tuple(only or ())
     if not yes:
         _print_plan(project, codes, models, rollback)
     with report.progress("fix") as on_action:
@@ -357,6 +388,19 @@ def fix_command(
         return
     report.diagnosis_text(result.final)
     raise typer.Exit(1)
+
+
+def _known_codes(only: list[str]) -> tuple[str, ...]:
+    """--only values, checked before anything runs: a mistyped code must not mean 'nothing'."""
+    from .findings import CATALOGUE
+
+    families = {code[:3] + "XX" for code in CATALOGUE}
+    for value in only:
+        if value.upper() not in CATALOGUE and value.upper() not in families:
+            raise typer.BadParameter(
+                f"{value!r} is no finding code; use a code doctor prints (e.g. AR302) or a "
+                f"family (e.g. AR3xx)", param_hint="--only")
+    return tuple(only)
 
 
 def _print_plan(project: Project, only: tuple[str, ...], models: str | None,
@@ -438,6 +482,10 @@ def drop_command(
     result = api.drop(project, specs, hard=hard, into=into, message=message, yes=yes,
                       allow_remote=allow_remote)
     sys.stdout.write(result.diff)
+    if result.already:
+        sys.stdout.write(f"{'drop':>12}  already written: {project.rel(result.path)} (not yet "
+                         f"applied) drops {', '.join(result.already)}; nothing written\n")
+        return
     if not result.written:
         report.error_line(f"drop: would write {project.rel(result.path)} as shown; nothing "
                           "written; pass --yes to write it")
@@ -446,3 +494,5 @@ def drop_command(
         sys.stdout.write(f"{'backup':>12}  {project.rel(result.backup)}\n")
     sys.stdout.write(f"{'drop':>12}  wrote {project.rel(result.path)}; apply it with `alembic "
                      "upgrade head` or `alembic-repair bootstrap`\n")
+    if result.env_filter is not None:
+        sys.stdout.write(f"{result.env_filter[0]:>12}  {result.env_filter[1]}\n")

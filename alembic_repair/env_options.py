@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-__all__ = ["set_configure_keyword"]
+__all__ = ["append_keyword", "set_configure_keyword"]
 
 
 def set_configure_keyword(source: str, option: str, value: str) -> str:
@@ -35,25 +35,37 @@ class _ConfigureKeyword(cst.CSTTransformer):
                 return updated.with_changes(args=args)
         if any(a.star for a in args):
             return updated  # **kwargs may hold it: leave the call alone
-        new = cst.Arg(keyword=cst.Name(self.option), value=self.value,
-                      equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
-                                            whitespace_after=cst.SimpleWhitespace("")))
-        if not args:
-            return updated.with_changes(args=[new])
-        last = args[-1]
-        if isinstance(last.comma, cst.Comma):  # a trailing comma: one argument per line
-            args[-1], new = _append_line(last, last.comma, new, _separator(args))
-        elif isinstance(last.whitespace_after_arg, cst.ParenthesizedWhitespace) and isinstance(
-                updated.whitespace_before_args, cst.ParenthesizedWhitespace):
-            # one argument per line, no trailing comma: the new one goes on its own line
-            args[-1] = last.with_changes(
-                comma=cst.Comma(whitespace_after=updated.whitespace_before_args),
-                whitespace_after_arg=cst.SimpleWhitespace(""))
-            new = new.with_changes(whitespace_after_arg=last.whitespace_after_arg)
-        else:
-            args[-1] = last.with_changes(
-                comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-        return updated.with_changes(args=[*args, new])
+        return append_keyword(updated, self.option, self.value)
+
+
+def append_keyword(call: cst.Call, option: str, value: cst.BaseExpression) -> cst.Call:
+    """`call` with ``option=value`` added as its last argument, in the call's own layout (one
+    argument per line stays so; a trailing comma is kept)."""
+    args = list(call.args)
+    new = cst.Arg(keyword=cst.Name(option), value=value,
+                  equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
+                                        whitespace_after=cst.SimpleWhitespace("")))
+    if not args:
+        return call.with_changes(args=[new])
+    last = args[-1]
+    if isinstance(last.comma, cst.Comma):  # a trailing comma: one argument per line
+        args[-1], new = _append_line(last, last.comma, new, _separator(args))
+    elif isinstance(last.whitespace_after_arg, cst.ParenthesizedWhitespace) and isinstance(
+            call.whitespace_before_args, cst.ParenthesizedWhitespace):
+        # one argument per line, no trailing comma: the new one goes on its own line
+        args[-1] = last.with_changes(
+            comma=cst.Comma(whitespace_after=call.whitespace_before_args),
+            whitespace_after_arg=cst.SimpleWhitespace(""))
+        new = new.with_changes(whitespace_after_arg=last.whitespace_after_arg)
+    else:
+        # arguments on a few hanging lines: the new one starts a line of its own, same indent
+        broken = [a.comma.whitespace_after for a in args[:-1] if isinstance(a.comma, cst.Comma)
+                  and isinstance(a.comma.whitespace_after, cst.ParenthesizedWhitespace)]
+        after: cst.BaseParenthesizableWhitespace = cst.SimpleWhitespace(" ")
+        if broken and isinstance(broken[-1], cst.ParenthesizedWhitespace):
+            after = broken[-1].with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[])
+        args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=after))
+    return call.with_changes(args=[*args, new])
 
 
 def _append_line(last: cst.Arg, comma: cst.Comma, new: cst.Arg, separator: cst.Comma

@@ -19,6 +19,7 @@ __all__ = [
     "UrlError",
     "DatabaseUnreachable",
     "LoginRefused",
+    "PrivilegeMissing",
     "LockTimeout",
     "MigrationFailed",
     "NeedsRepair",
@@ -68,6 +69,11 @@ class DatabaseUnreachable(AlembicRepairError):
 
 class LoginRefused(DatabaseUnreachable):
     """The server answered but refused the user or password."""
+
+
+class PrivilegeMissing(DatabaseUnreachable):
+    """The server refused a statement: the user lacks a privilege (the message names the
+    GRANT that would allow it). Raised before anything changed."""
 
 
 class LockTimeout(DatabaseUnreachable):

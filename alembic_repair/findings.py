@@ -110,6 +110,15 @@ AR112 = _code("AR112", "warning", "versions/ folder is missing",
               "Alembic then upgrades nothing without a word.",
               "Create it with a .gitkeep (bootstrap does), and commit your revisions.", "FM11")
 
+AR113 = _code("AR113", "warning", "trash or kept tables are visible to autogenerate",
+              "The database holds tables that alembic-repair owns (the trash: _ar_trash_*, "
+              "_ar_trash_index) or was told to keep ([tool.alembic_repair] ignore_tables, a "
+              "table nobody's revisions create), and env.py does not hide them: the next plain "
+              "`alembic revision --autogenerate` writes op.drop_table for each, `alembic "
+              "upgrade` then destroys their rows, and `alembic check` fails meanwhile.",
+              "`alembic-repair fix --yes` installs a filter into env.py (include_name / "
+              "include_object, wrapping your own), or add it by hand as the detail says.")
+
 # -- AR2xx: the revision graph ------------------------------------------------------------------
 AR201 = _code("AR201", "error", "revision file does not parse",
               "A file in versions/ is not valid Python; Alembic cannot load any revision.",
@@ -194,7 +203,9 @@ AR405 = _code("AR405", "warning", "schema matches no revision",
               "Review the differences; autogenerate a revision for them or undo them.", "FM15")
 AR406 = _code("AR406", "info", "tables unknown to models and history",
               "Tables exist that neither the models nor any revision create.",
-              "Keep them out of autogenerate (include_object) or add models for them.", "FM24")
+              "`alembic-repair fix --yes` keeps them out of autogenerate (env.py's filter and "
+              "[tool.alembic_repair] ignore_tables: no drop, no model guessed), so `alembic "
+              "check` is clean; or add models for them.", "FM24")
 AR407 = _code("AR407", "warning", "values that do not fit the declared type (SQLite)",
               "SQLite stores any value in any column: text in an INTEGER or DATETIME column "
               "breaks the application and batch-mode type changes.",
@@ -276,6 +287,15 @@ AR510 = _code("AR510", "warning", "VARCHAR without a length on MySQL/MariaDB",
               "dialect mysql'.",
               "Give it a length (sa.String(255)), or use sa.Text for long values; change the "
               "model too.", "FM39")
+
+AR511 = _code("AR511", "error",
+              "pending revision drops a table the tool owns or was told to keep",
+              "A revision the database has not applied yet drops a table in the trash "
+              "(_ar_*), or one kept out of autogenerate, or its indexes or constraints: what "
+              "a plain autogenerate writes when env.py does not hide them. The upgrade would "
+              "destroy the rows the trash exists to keep.",
+              "`alembic-repair fix --yes` takes those operations out of the revision (and what "
+              "recreates them out of its downgrade); or delete them by hand.", "FM24")
 
 
 def sort_key(finding: Finding) -> tuple[int, str, str]:

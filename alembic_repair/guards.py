@@ -1,7 +1,9 @@
 """The two confirmations a destructive action needs (design section 5).
 
 * ``--allow-remote``: the database is not on this machine (a TCP host other than loopback).
-  Checked from the URL alone, before any connection is attempted.
+  Judged, before any connection is attempted, on the host the driver will really connect to
+  (`database.target`: the dialect's connect arguments, so ``?host=``, ``?unix_socket=`` and
+  option files count), never on the URL's netloc alone; what cannot be proven local is refused.
 * ``--yes``: the action changes the database.
 
 `require` raises `RefusedUnsafe` (exit 4) with one readable line naming the action and the
@@ -10,18 +12,14 @@ option to pass; the line names the host and port, never the password.
 
 from __future__ import annotations
 
-import ipaddress
-
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .database import where
+from .database import Target, target
 from .errors import RefusedUnsafe, UrlError
 from .project import Project
 
-__all__ = ["is_local", "require", "require_local"]
-
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+__all__ = ["decide", "is_local", "require", "require_local"]
 
 
 def _url(url: str | URL) -> URL:
@@ -34,37 +32,27 @@ def _url(url: str | URL) -> URL:
             from None
 
 
+def decide(url: str | URL) -> Target:
+    """Where `url` really connects, and whether that is provably this machine (no connection)."""
+    return target(_url(url))
+
+
 def is_local(url: str | URL) -> bool:
-    """SQLite, a Unix socket, no host, ``localhost``, 127.0.0.0/8 or ::1."""
-    parsed = _url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return True
-    for key in ("unix_socket", "host"):  # PyMySQL's socket; libpq's host=/run/postgresql
-        value = parsed.query.get(key)
-        values = value if isinstance(value, tuple) else (value,)
-        if any(isinstance(v, str) and v.startswith("/") for v in values):
-            return True
-    host = (parsed.host or "").strip().strip("[]").lower()
-    if not host or host.startswith("/") or host in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _place(url: URL) -> str:
-    return where(url)
+    """SQLite, a Unix socket, ``localhost``, 127.0.0.0/8 or ::1, as the driver will see it."""
+    return decide(url).local
 
 
 def require_local(allow_remote: bool, project: Project, action: str) -> None:
     """Refuse `action` on a database that is not local unless `allow_remote`. No connection."""
-    url = _url(project.url)
-    if allow_remote or is_local(url):
+    found = decide(project.url)
+    if found.error:
+        raise UrlError(f"{action}: {found.error} (URL from {project.url_source}); nothing "
+                       "changed; fix the URL")
+    if allow_remote or found.local:
         return
     raise RefusedUnsafe(
-        f"{action}: refused, the database at {_place(url)} is not on this machine; nothing "
-        "changed; pass --allow-remote (and --yes) to do it there"
+        f"{action}: refused, {found.refusal()}; nothing changed; pass --allow-remote (and "
+        "--yes) to do it there"
     )
 
 

@@ -29,16 +29,24 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .private import private_dir
 
-__all__ = ["CRASH_ENV", "JOURNAL", "Journal", "StepRecord", "crash_point"]
+__all__ = ["CRASH_ENV", "JOURNAL", "TRACE_ENV", "Journal", "StepRecord", "crash_point"]
 
 JOURNAL = "journal.json"
 CRASH_ENV = "ALEMBIC_REPAIR_CRASH_AFTER"
+TRACE_ENV = "ALEMBIC_REPAIR_CRASH_TRACE"
 FORMAT = 1
 
 
 def crash_point(point: str) -> None:
-    """Die here, as ``kill -9`` would, when the environment asks for it (tests only)."""
+    """Die here, as ``kill -9`` would, when the environment asks for it (tests only). With
+    ``ALEMBIC_REPAIR_CRASH_TRACE=<file>`` every point passed is appended to that file, so a
+    test can tell which points a command really passes (tests/test_kill_loop.py)."""
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        with open(trace, "a", encoding="utf-8") as handle:
+            handle.write(point + "\n")
     if os.environ.get(CRASH_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -71,7 +79,7 @@ class Journal:
                           for s in data["steps"])
             return cls(path, str(data["command"]), str(data["started_at"]), steps,
                        dict(data["context"]))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # the lock refuses a file there
             return None
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
             raise ConfigError(
@@ -135,7 +143,7 @@ class Journal:
                 "context": self.context}
 
     def _write(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # .alembic_repair/ is 0700 (private.py)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

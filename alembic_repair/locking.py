@@ -20,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from .errors import LockTimeout
+from .errors import ConfigError, LockTimeout
+from .scratch import sweep
 
 Notify = Callable[[str], None]
 
@@ -62,6 +63,7 @@ def _mysql_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[Conn
         conn.execute(text("SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, "
                           "'STRICT_ALL_TABLES')"))
         conn.commit()
+        sweep(conn)  # scratch schemas a killed run left on this server (scratch.py)
         try:
             yield conn
         finally:
@@ -124,6 +126,10 @@ def migration_lock(
 ) -> Iterator[Connection]:
     """Hold the database's migration lock for the block; yields the one connection to work on
     (on a server, the session that holds the lock: no second login per run)."""
+    if fallback_dir.exists() and not fallback_dir.is_dir():  # before any change is made
+        raise ConfigError(
+            f"{fallback_dir}: a file where alembic-repair keeps its journal and backups (a "
+            "folder); nothing changed; move the file away, then run the command again")
     backend = engine.url.get_backend_name()
     if backend in ("mysql", "mariadb"):
         with _mysql_lock(engine, timeout, notify) as conn:

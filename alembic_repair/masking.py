@@ -38,12 +38,19 @@ def password_of(url: str | URL | None) -> str | None:
 
 
 def redact(text: str, *urls: str | URL | None) -> str:
-    """`text` with the passwords of `urls` removed, raw and URL-encoded, and `%`-escaped."""
+    """`text` with the passwords of `urls` removed: raw, URL-encoded, `%`-escaped, and as the
+    escaped bytes a driver's repr shows."""
     for url in urls:
         password = password_of(url)
         if not password:
             continue
         spellings = {password, quote(password, safe=""), quote_plus(password)}
+        for encoding in ("utf-8", "latin-1"):  # a driver may print the bytes it sent: b'p\xc3..'
+            try:
+                raw = password.encode(encoding)
+            except UnicodeEncodeError:
+                continue
+            spellings.add(repr(raw)[2:-1])
         spellings |= {s.replace("%", "%%") for s in list(spellings)}
         for spelling in sorted(spellings, key=len, reverse=True):
             text = text.replace(spelling, MASK)

@@ -22,12 +22,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from .database import driver_message
-from .errors import IniError, MigrationFailed, NeedsRepair
+from .errors import IniError, MigrationFailed, NeedsRepair, RefusedUnsafe
 from .masking import redact
+from .private import private_dir
 from .project import Project
 from .state.scripts import cycle, dangling, duplicates, read_scripts
 
@@ -79,8 +81,9 @@ def check_history(project: Project) -> None:
         if script.error is not None:
             where = project.rel(script.path) + (f":{script.error_line}"
                                                   if script.error_line else "")
-            raise NeedsRepair(f"{where}: revision file cannot be read ({script.error}); fix that "
-                              f"line, {hint}")
+            fix = "fix that line" if script.error_line else "fix or restore that file"
+            raise NeedsRepair(f"{where}: revision file cannot be read ({script.error}); {fix}, "
+                              f"{hint}")
         if script.revision is None:
             raise NeedsRepair(f"{project.rel(script.path)}: no `revision = '...'` line, so it "
                               f"is not a revision file; move it out of versions/, {hint}")
@@ -125,7 +128,8 @@ def revisions(project: Project) -> dict[str, Script]:
 
 def current_heads(connection: Connection) -> tuple[str, ...]:
     """The revision ids in ``alembic_version`` (empty when the table is missing or empty)."""
-    return tuple(MigrationContext.configure(connection).get_current_heads())
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return tuple(str(head) for head in heads)  # an INT version_num gives ints
 
 
 def run_alembic(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
@@ -155,14 +159,75 @@ def run_alembic(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any)
         ) from err
 
 
+#: The width Alembic gives ``version_num`` when it creates ``alembic_version`` itself.
+DEFAULT_VERSION_WIDTH = 32
+
+
+def check_version_column(connection: Connection) -> None:
+    """Refuse an ``alembic_version.version_num`` that cannot hold a revision id (an INT made
+    by hand): Alembic would fail on its UPDATE after the revision's DDL ran."""
+    if not inspect(connection).has_table("alembic_version"):
+        return
+    kind = next((c["type"] for c in inspect(connection).get_columns("alembic_version")
+                 if c["name"] == "version_num"), None)
+    try:
+        text_column = kind is None or kind.python_type is str
+    except NotImplementedError:
+        text_column = True
+    if not text_column:
+        raise RefusedUnsafe(
+            f"alembic_version.version_num is {kind}, but revision ids are text; nothing "
+            "changed; make it a string column (ALTER TABLE alembic_version MODIFY "
+            f"version_num VARCHAR({DEFAULT_VERSION_WIDTH}) NOT NULL), then run again")
+
+
+def check_version_width(project: Project, connection: Connection, target: str, *,
+                        stamp: bool = False) -> None:
+    """Refuse, before any DDL runs, to apply a revision whose id does not fit
+    ``alembic_version.version_num``: on MySQL/MariaDB the revision's DDL commits statement by
+    statement, and only then would the stamp fail, leaving it half applied."""
+    from .state.versions import read_versions
+
+    table = read_versions(connection)
+    check_version_column(connection)
+    if connection.dialect.name == "sqlite":  # SQLite does not enforce VARCHAR lengths
+        return
+    width = table.length if table.exists else DEFAULT_VERSION_WIDTH
+    if width is None:
+        return
+    try:
+        directory = ScriptDirectory.from_config(alembic_config(project))
+        applied = {s.revision for head in table.heads
+                   for s in directory.iterate_revisions(head, "base")}
+        pending = ([directory.get_revision(target)] if stamp else
+                   [s for s in directory.iterate_revisions(target, "base")
+                    if s.revision not in applied])
+    except Exception:  # noqa: BLE001  (an unknown head: Alembic's own run reports it)
+        return
+    for script in pending:
+        if script is not None and len(script.revision) > width:
+            where = project.rel(script.path) if script.path else script.revision
+            fix = (f"widen the column first (ALTER TABLE alembic_version MODIFY version_num "
+                   f"VARCHAR({len(script.revision)}) NOT NULL)" if table.exists else
+                   f"create alembic_version with version_num VARCHAR({len(script.revision)}) "
+                   "first")
+            raise RefusedUnsafe(
+                f"{where}: revision id {script.revision!r} has {len(script.revision)} "
+                f"characters, but alembic_version.version_num holds at most {width}; nothing "
+                f"applied; {fix}, or give the revision a shorter id")
+
+
 def upgrade(project: Project, connection: Connection, target: str = "head") -> None:
     what = "upgrade" if target in ("head", "heads") else f"upgrade to {target}"
+    check_version_width(project, connection, target)
     run_alembic(project, what, command.upgrade,
          alembic_config(project, connection), target)
 
 
 def stamp(project: Project, connection: Connection, revision: str) -> None:
     """Record `revision` as the database's only head, replacing whatever rows were there."""
+    if revision != "base":
+        check_version_width(project, connection, revision, stamp=True)
     run_alembic(project, f"stamp {revision}", command.stamp,
          alembic_config(project, connection), revision, purge=True)
 
@@ -171,7 +236,7 @@ def log_stamp(project: Project, before: Sequence[str], after: Sequence[str]) -> 
     """Keep what alembic_version said before we restamped it, one JSON line per restamp in
     ``.alembic_repair/stamps.jsonl`` (``after`` is the new rows, comma-separated; ``base``
     when none)."""
-    project.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(project.state_dir)
     entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "before": list(before), "after": ", ".join(after) or "base"}
     with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:

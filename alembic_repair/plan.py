@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from alembic.operations.ops import DropColumnOp, DropTableOp
 
 from .diagnose import Diagnosis
+from .env_filter import unsafe_text
 from .findings import Finding
 from .history import plan_baseline, plan_missing_revision
+from .rules.hidden import hidden, hidden_drops
 from .rules.schema import equal_revisions, half_applied
 from .rules.versions import ancestors
+from .scaffold import is_generated
 from .state.read import State
 from .state.scripts import ScriptFile, duplicates
 from .steps import (
@@ -33,7 +36,9 @@ from .steps import (
     CompleteRevision,
     EditIni,
     EnsureVersionsDir,
+    HideFromAutogenerate,
     MoveToBackup,
+    RemoveHiddenDrops,
     RewritePending,
     SetEnvOption,
     Stamp,
@@ -98,7 +103,7 @@ def _codes(findings: Iterable[Finding], wanted: Iterable[str]) -> list[Finding]:
 
 
 CONFIG = ("AR101", "AR102", "AR104", "AR105", "AR106", "AR107", "AR108", "AR109", "AR110",
-          "AR112")
+          "AR112", "AR113")
 
 
 def _config(state: State, findings: list[Finding], models: str | None, draft: _Draft) -> None:
@@ -137,6 +142,15 @@ def _config(state: State, findings: list[Finding], models: str | None, draft: _D
                                                 "directory"))
         elif finding.code == "AR112":
             draft.add(finding.code, EnsureVersionsDir())
+        elif finding.code == "AR113":
+            if spec and project.env_py.is_file() and is_generated(project.env_py):
+                # our own env.py from an older template: refreshing it is the whole repair
+                draft.add(finding.code, WriteSetupFile(project.rel(project.env_py), models=spec,
+                                                       why="the template hides those tables"))
+            elif state.config.env_filter is None or not state.config.env_filter.unsafe:
+                _hide(state, finding, draft, (), "plain autogenerate must not drop them")
+            # else: env.py needs a hand (the finding's fix says how); the layers above do not
+            # depend on it, so refusing here would only block their repairs
 
 
 # -- layer 2: the revision files ---------------------------------------------------------------
@@ -235,7 +249,7 @@ def _graph(state: State, findings: list[Finding], draft: _Draft) -> None:
 
 
 #: What a pending revision must not do to the rows: no upgrade runs through it until it is safe.
-PENDING = ("AR501", "AR502", "AR503", "AR505", "AR507", "AR508", "AR510")
+PENDING = ("AR501", "AR502", "AR503", "AR505", "AR507", "AR508", "AR510", "AR511")
 
 
 def _pending(state: State, findings: list[Finding], draft: _Draft) -> None:
@@ -247,6 +261,11 @@ def _pending(state: State, findings: list[Finding], draft: _Draft) -> None:
     for finding in findings:
         path = (finding.location or "").split(":")[0]
         revision = next((r for r in revisions if r.path == path), None)
+        if finding.code == "AR511" and revision is not None:
+            # Any pending revision may lose these lines: they only undo what the trash keeps.
+            tables = next(t for r, _, t in hidden_drops(state) if r.path == path)
+            draft.add(finding.code, RemoveHiddenDrops(path, tuple(tables)))
+            continue
         if revision is None:
             draft.refuse(finding, "no upgrade runs until this revision is made safe")
             continue
@@ -259,8 +278,11 @@ def _pending(state: State, findings: list[Finding], draft: _Draft) -> None:
             drops = tuple(dict.fromkeys(
                 f"{op.operation.table_name}.{op.operation.column_name}"
                 if isinstance(op.operation, DropColumnOp) else op.operation.table_name
-                for op in revision.ops if isinstance(op.operation, (DropColumnOp, DropTableOp))))
-            draft.add(finding.code, RewritePending(path, "soft-drops", drops))
+                for op in revision.ops if isinstance(op.operation, (DropColumnOp, DropTableOp))
+                and not hidden(state, op.operation.table_name)))  # those are AR511's
+            draft.add(finding.code, HideFromAutogenerate(
+                why="the soft drop puts tables into the trash", required=False),
+                RewritePending(path, "soft-drops", drops))
         elif finding.code in ("AR502", "AR503") and "add" in finding.detail:
             draft.add(finding.code, RewritePending(path, "unique-columns"))
         else:
@@ -341,7 +363,24 @@ def _versions(state: State, findings: list[Finding], draft: _Draft) -> None:
 # -- layer 5: the models against the database ---------------------------------------------------
 
 
+def _hide(state: State, finding: Finding, draft: _Draft, tables: tuple[str, ...],
+          why: str) -> None:
+    """Plan env.py's autogenerate filter, or refuse when env.py cannot be edited safely."""
+    env = state.config.env_filter
+    if not state.config.env_py_exists or env is None:
+        draft.refuse(finding, "env.py is missing or does not parse: repair it first")
+    elif env.unsafe:
+        draft.refuse(finding, unsafe_text(env.unsafe))
+    else:
+        draft.add(finding.code, HideFromAutogenerate(tables, why=why))
+
+
 def _models(state: State, findings: list[Finding], draft: _Draft) -> None:
+    orphans = tuple(sorted({f.location for f in findings if f.code == "AR406" and f.location}))
+    if orphans:
+        # A table nobody owns is kept out of autogenerate: no drop, no model guessed.
+        _hide(state, _codes(findings, ("AR406",))[0], draft, orphans,
+              "no revision and no model creates them")
     if _codes(findings, ("AR403",)):
         draft.add("AR403", Autogenerate())
 
@@ -385,7 +424,7 @@ def make_plan(diagnosis: Diagnosis, *, only: Iterable[str] = (), models: str | N
         ("revision files", GRAPH, _graph),
         ("pending revisions", PENDING, _pending),
         ("database and history", VERSIONS, _versions),
-        ("models and database", ("AR403",), _models),
+        ("models and database", ("AR403", "AR406"), _models),
         ("values", ("AR407",), lambda s, f, d: _values(s, f, d, asked="AR407" in wanted
                                                         or "AR4XX" in wanted)),
     ]

@@ -2,8 +2,9 @@
 
 Everything else starts from a `Project`. Discovery only reads files; it never writes and never
 connects. The URL is resolved once, in a fixed order (``--url`` > ``DATABASE_URL`` > the compose
-file's ``MYSQL_*`` variables > ``alembic.ini`` > an SQLite file in the project), and the source
-is kept so that reports can say where it came from. Print `masked_url`, never `url`.
+file's ``MYSQL_*`` variables > ``alembic.ini`` > ``.alembic_repair/database_url`` > an SQLite
+file in the project), and the source is kept so that reports can say where it came from.
+Print `masked_url`, never `url`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from .compose import database_from_compose, find_compose_file
 from .errors import ConfigError, IniError, UrlError
 from .masking import mask_url
+from .private import STATE_DIR
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +37,8 @@ DEFAULT_SCRIPT_DIR = "alembic"
 DEFAULT_DB_FILE = "app.db"
 #: What ``alembic init`` writes: a placeholder, not a database.
 PLACEHOLDER_URLS = ("driver://user:pass@localhost/dbname",)
-STATE_DIR = ".alembic_repair"
+#: A URL with a password that `reset` carried from the old alembic.ini (in STATE_DIR, 0600).
+URL_FILE = "database_url"
 T = TypeVar("T")
 
 
@@ -51,6 +54,8 @@ class Project:
     models: str | None = None
     notes: tuple[str, ...] = ()
     problems: tuple[ConfigError, ...] = ()  # only with discover(strict=False)
+    #: ``[tool.alembic_repair] ignore_tables``: tables kept out of autogenerate and doctor
+    ignore_tables: tuple[str, ...] = ()
 
     @property
     def masked_url(self) -> str:
@@ -58,8 +63,14 @@ class Project:
 
     def rel(self, path: str | os.PathLike[str]) -> str:
         """`path` relative to the project root when inside it (how every message names files)."""
+        given = Path(path)
+        try:  # a link is named as itself (not its target, which may not even exist)
+            resolved = (given.parent.resolve() / given.name if given.is_symlink()
+                        else given.resolve())
+        except (OSError, RuntimeError):  # a symlink loop above it
+            resolved = Path(os.path.abspath(given))
         try:
-            return str(Path(path).resolve().relative_to(self.root))
+            return str(resolved.relative_to(self.root))
         except ValueError:
             return str(path)
 
@@ -125,7 +136,7 @@ class Project:
                 problems.append(err)
                 return fallback()
 
-        ini = attempt(lambda: read_ini(ini_path) if ini_path.is_file() else None, lambda: None)
+        ini = attempt(lambda: read_ini(ini_path) if ini_path.exists() else None, lambda: None)
         script_location = attempt(lambda: _script_location(ini_path, ini),
                                   lambda: _script_location(ini_path, None))
         resolved_url, source, notes = attempt(
@@ -140,6 +151,7 @@ class Project:
             models=models or models_from_pyproject(base),
             notes=tuple(notes),
             problems=tuple(problems),
+            ignore_tables=attempt(lambda: ignore_tables_from_pyproject(base), lambda: ()),
         )
 
 
@@ -171,6 +183,10 @@ def read_ini(path: Path) -> configparser.ConfigParser:
         ) from None
     except UnicodeDecodeError as err:
         raise IniError(f"{path}: not a UTF-8 text file; restore alembic.ini") from err
+    except OSError as err:  # a folder named alembic.ini, a file we may not read
+        raise IniError(
+            f"{path}: cannot be read ({err.strerror}); make it a readable file, or move it "
+            "away and run `alembic-repair bootstrap` to write a fresh one") from None
     if not parser.has_section("alembic"):
         raise IniError(
             f"{path}: no [alembic] section; add one with script_location, or move the file "
@@ -274,7 +290,32 @@ def resolve_url(
     ini_url = _ini_url(ini_path, ini)
     if ini_url:
         return _check_url(ini_url, str(ini_path)), ini_path.name, notes
+    stored = root / STATE_DIR / URL_FILE
+    if stored.is_file():
+        source = f"{STATE_DIR}/{URL_FILE}"
+        try:
+            value = stored.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise UrlError(f"{stored}: cannot be read ({type(err).__name__}); fix its "
+                           "permissions or set DATABASE_URL") from None
+        if value:
+            return _check_url(value, source), source, notes
     return f"sqlite:///{root / DEFAULT_DB_FILE}", "default (SQLite in the project folder)", notes
+
+
+def store_url(root: Path, url: str) -> Path:
+    """Write `url` (it holds a password) to ``.alembic_repair/database_url``, 0600 in the 0700
+    folder, atomically: the URL source `resolve_url` reads after alembic.ini."""
+    from .private import private_dir
+
+    folder = private_dir(root / STATE_DIR)
+    path = folder / URL_FILE
+    temporary = folder / f".{URL_FILE}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(url + "\n")
+    os.replace(temporary, path)
+    return path
 
 
 def models_from_pyproject(root: Path) -> str | None:
@@ -288,3 +329,20 @@ def models_from_pyproject(root: Path) -> str | None:
         raise ConfigError(f"{path}: not valid TOML ({err}); fix the file") from err
     value = data.get("tool", {}).get("alembic_repair", {}).get("models")
     return str(value) if value else None
+
+
+def ignore_tables_from_pyproject(root: Path) -> tuple[str, ...]:
+    """``[tool.alembic_repair] ignore_tables = ["legacy", ...]``: tables nobody's models or
+    revisions own, kept out of autogenerate (env_filter) and of doctor's comparisons."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return ()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}); fix the file") from err
+    value = data.get("tool", {}).get("alembic_repair", {}).get("ignore_tables", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: [tool.alembic_repair] ignore_tables must be a list of table "
+                          'names, e.g. ignore_tables = ["legacy_audit"]')
+    return tuple(dict.fromkeys(value))

@@ -43,7 +43,11 @@ def _files(project: Project) -> list[tuple[str, int, int]]:
         dirs[:] = sorted(d for d in dirs if d not in _SKIP and not d.startswith("."))
         for name in sorted(names):
             if name.endswith((".py", ".ini", ".toml", ".mako", ".yml", ".yaml", ".env")):
-                stat = os.stat(os.path.join(folder, name))
+                try:
+                    stat = os.stat(os.path.join(folder, name))
+                except OSError:  # a dangling link or a symlink loop: doctor reports it
+                    found.append((os.path.join(folder, name), -1, -1))
+                    continue
                 found.append((os.path.join(folder, name), stat.st_size, stat.st_mtime_ns))
     if not project.script_location.is_relative_to(project.root):
         for path in sorted(project.script_location.rglob("*.py")):

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from .database import driver_message
+from .database import driver_message, engine_for
 from .masking import redact
 from .project import Project
 from .state.catalogue import table_signatures
@@ -142,19 +142,24 @@ def scratch_database(project: Project, live: Engine | None) -> Iterator[Connecti
         return
     if live is None:
         raise ValueError("a scratch database on a server needs a connection to that server")
-    name = f"_ar_replay_{uuid.uuid4().hex[:12]}"
-    with live.connect() as admin:
-        admin.execute(text(f"CREATE DATABASE `{name}`"))
-        admin.commit()
-    engine = create_engine(url.set(database=name))
-    try:
-        with engine.connect() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-        with live.connect() as admin:
-            admin.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-            admin.commit()
+    from . import scratch
+
+    name = scratch.new_name("replay")
+    # `holder` holds the schema's lock while it exists (scratch.py): a run killed meanwhile
+    # leaves a schema that the next run's sweep can prove stale and drop.
+    with live.connect() as holder:
+        scratch.sweep(holder)
+        with scratch.claim(holder, name):
+            holder.execute(text(f"CREATE DATABASE `{name}`"))
+            holder.commit()
+            engine = engine_for(url.set(database=name))  # our connect args (password bytes)
+            try:
+                with engine.connect() as conn:
+                    yield conn
+            finally:
+                engine.dispose()
+                holder.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+                holder.commit()
 
 
 def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True,

@@ -44,6 +44,14 @@ def stable_revision_id(parents: Iterable[str], upgrade_ops: ops.UpgradeOps) -> s
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:12]
 
 
+def next_revision_id(heads: Iterable[str], upgrade_ops: ops.UpgradeOps,
+                     existing: Iterable[str]) -> str:
+    """The id `write_revision` gives `upgrade_ops` on `heads`: content-addressed, random on a
+    collision with an existing revision."""
+    rev_id = stable_revision_id(heads, upgrade_ops)
+    return rev_id if rev_id not in set(existing) else uuid.uuid4().hex[:12]
+
+
 def _implicit_fk_index(table: Table, index: Any) -> bool:
     """MySQL creates an index named after each FK; CREATE TABLE makes it again on replay."""
     cols = [c.name for c in index.columns]
@@ -134,10 +142,12 @@ class _Holdback:
 
 
 def write_revision(
-    project: Project, connection: Connection, message: str, upgrade_ops: ops.UpgradeOps
+    project: Project, connection: Connection, message: str, upgrade_ops: ops.UpgradeOps,
+    *, rev_id: str | None = None,
 ) -> Written:
     """Write `upgrade_ops` as one revision (downgrade: their reverse), rendered by Alembic
-    through the project's env.py (its render options apply); nothing when they are empty."""
+    through the project's env.py (its render options apply); nothing when they are empty.
+    `rev_id`: an id chosen (and recorded) by the caller beforehand, see `next_revision_id`."""
     if upgrade_ops.is_empty():
         return Written(None, None)
     existing = revisions(project)
@@ -147,8 +157,7 @@ def write_revision(
         script = directives[0]
         script.upgrade_ops = upgrade_ops
         script.downgrade_ops = upgrade_ops.reverse()
-        rev_id = stable_revision_id(heads, upgrade_ops)
-        script.rev_id = rev_id if rev_id not in existing else uuid.uuid4().hex[:12]
+        script.rev_id = rev_id or next_revision_id(heads, upgrade_ops, existing)
 
     config = alembic_config(project, connection)
     config.set_main_option("revision_environment", "true")

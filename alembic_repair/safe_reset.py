@@ -9,8 +9,9 @@ connection that holds the migration lock:
    the trash.
 3. ``scaffold``: move the old ``alembic.ini``, ``env.py``, ``script.py.mako`` and revision files
    into the backup folder (``project-files/``, never deleted), then write ours. A
-   ``sqlalchemy.url`` line of the old alembic.ini is carried over when the database URL came
-   from it, so the project keeps talking to the same database.
+   ``sqlalchemy.url`` line of the old alembic.ini is carried over, so the project keeps
+   talking to the same database: into the new alembic.ini when it holds no password, else
+   into ``.alembic_repair/database_url`` (0600; a URL source after alembic.ini).
 4. ``baseline``: one revision that creates every table of the models.
 5. ``upgrade``: apply it to the emptied database.
 6. ``restore``: put the backup's rows into the tables and columns that still exist
@@ -36,12 +37,13 @@ from pathlib import Path
 from sqlalchemy import MetaData, func, inspect, select, table
 from sqlalchemy.engine import Connection
 
-from . import backups, guards, migrations, revisions, scaffold
+from . import backups, guards, migrations, private, revisions, scaffold
 from .database import connect
 from .errors import ConfigError, NeedsRepair
 from .journal import Journal, crash_point
 from .locking import migration_lock
-from .project import PLACEHOLDER_URLS, Project
+from .masking import password_of
+from .project import PLACEHOLDER_URLS, Project, store_url
 from .state.schema import VERSION_TABLE, is_user_table
 from .target import discover_models, load_target_metadata, project_on_path
 
@@ -327,8 +329,7 @@ class _Run:
             source, dest = project.root / rel, target / rel
             if dest.exists() or not source.is_file() or _sha256(source) != expected[rel]:
                 continue  # moved by the interrupted run (and maybe replaced by ours since)
-            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            shutil.move(str(source), str(dest))
+            private.move_private(source, dest)  # 0600 in a 0700 folder, like the backup
             moved += 1
         scaffold.write_alembic_ini(project)
         # The old alembic.ini is in the backup folder now (or still in place, after a crash
@@ -336,7 +337,11 @@ class _Run:
         kept_ini = target / project.rel(project.ini_path)
         old_url = _ini_url_line(kept_ini if kept_ini.exists() else project.ini_path)
         if old_url is not None:
-            _carry_url(project.ini_path, old_url)
+            kept_in = _carry_url(project, old_url)
+            if kept_in is not None:
+                self.say("url", f"the old alembic.ini's URL holds a password: kept in "
+                         f"{project.rel(kept_in)} (0600), which the new env.py and "
+                         "alembic-repair read; alembic.ini has no URL (DATABASE_URL overrides)")
         scaffold.write_script_template(project)
         scaffold.write_env_py(project, self.plan.models)
         scaffold.ensure_versions_dir(project)
@@ -344,13 +349,20 @@ class _Run:
                  f"{project.rel(target)}; wrote alembic.ini, env.py and script.py.mako")
 
     def baseline(self) -> None:
+        from .steps import _own_files
+
         operations = revisions.create_ops(self.metadata)
         expected = revisions.stable_revision_id([], operations)
-        if expected in migrations.revisions(self.project):
+        intact, partial = _own_files(self.project, expected)
+        for path in partial:  # a kill while Alembic wrote it: written again below
+            dest = self.backup_dir / FILES_DIR / f"{self.project.rel(path)}.partial"
+            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.move(str(path), str(dest))
+        if intact:
             return
         with project_on_path(self.project.root):
             written = revisions.write_revision(self.project, self.conn, BASELINE_MESSAGE,
-                                               operations)
+                                               operations, rev_id=expected)
         self.conn.commit()
         self.say("baseline", f"wrote revision {written.revision} "
                  f"({self.project.rel(written.path or self.project.versions_dir)})")
@@ -429,7 +441,25 @@ def _ini_url_line(path: Path) -> str | None:
     return value if value and value not in PLACEHOLDER_URLS else None
 
 
-def _carry_url(path: Path, raw: str) -> None:
+def _carry_url(project: Project, raw: str) -> Path | None:
+    """Keep the project on the old alembic.ini's database. A URL without a password goes back
+    into alembic.ini as it was; one with a password never lands outside ``.alembic_repair/``:
+    it is written to ``.alembic_repair/database_url`` (0600), a URL source that
+    `project.resolve_url` and the generated env.py read after alembic.ini. Returns that file,
+    or None when alembic.ini got the line."""
+    parser = configparser.ConfigParser(defaults={"here": str(project.root)})
+    try:
+        parser.read_string(f"[alembic]\nsqlalchemy.url = {raw}\n")
+        value = parser.get("alembic", "sqlalchemy.url")
+    except configparser.Error:
+        value = raw  # the old line did not read either; it had no usable URL
+    if password_of(value):
+        return store_url(project.root, value)
+    _ini_line(project.ini_path, raw)
+    return None
+
+
+def _ini_line(path: Path, raw: str) -> None:
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(path, encoding="utf-8")
     if ini.get("alembic", "sqlalchemy.url", fallback=None) == raw:

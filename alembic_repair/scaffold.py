@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -19,6 +20,7 @@ from string import Template
 from typing import Literal
 
 from .errors import ConfigError
+from .private import private_dir
 from .project import Project
 
 Status = Literal["created", "unchanged", "updated", "kept", "replaced"]
@@ -48,6 +50,12 @@ def _checksum(body: str) -> str:
 
 def _with_header(body: str, comment: str) -> str:
     return f"{comment} {CHECKSUM_KEY} {_checksum(body)} (edit freely: edits are kept)\n{body}"
+
+
+def restamp(header: str, body: str) -> str:
+    """`body` under a fresh checksum line in `header`'s comment style: a generated file we
+    edited ourselves (env_filter) stays ours, so bootstrap keeps refreshing it."""
+    return _with_header(body, header.split(CHECKSUM_KEY, 1)[0].strip() or "#")
 
 
 def _is_ours_untouched(text: str) -> bool:
@@ -82,7 +90,8 @@ def _backup(project: Project, path: Path) -> Path:
     except ValueError:
         rel = Path(path.name)
     dest = project.state_dir / "backups" / "scaffold" / stamp / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(project.state_dir)
+    private_dir(dest.parent)
     dest.write_bytes(path.read_bytes())
     dest.chmod(0o600)
     return dest
@@ -115,14 +124,18 @@ def render_alembic_ini(project: Project) -> str:
     return _with_header(body, "#")
 
 
-def render_env_py(models: str) -> str:
+def render_env_py(models: str, kept: Iterable[str] = ()) -> str:
+    """env.py for `models`, hiding the tool's tables and `kept` from autogenerate."""
+    from .env_filter import render_block
+
     module, _, attr = models.partition(":")
     parts = (attr or "metadata").split(".")
     if not module or not all(p.isidentifier() for p in [*module.split("."), *parts]):
         raise ConfigError(f"--models {models!r}: expected module:attribute, e.g. app.models:Base")
     rest = "".join(f".{p}" for p in parts[1:])
     body = Template(_template("env.py.tmpl")).substitute(
-        models_module=module, models_attr=parts[0], models_rest=rest
+        models_module=module, models_attr=parts[0], models_rest=rest,
+        filter_block=render_block(kept).rstrip("\n"),
     )
     return _with_header(body, "#")
 
@@ -136,7 +149,14 @@ def write_alembic_ini(project: Project, *, overwrite: bool = False) -> FileChang
 
 
 def write_env_py(project: Project, models: str, *, overwrite: bool = False) -> FileChange:
-    return write_file(project, project.env_py, render_env_py(models), overwrite=overwrite)
+    """The kept set is ``ignore_tables`` plus what the current env.py keeps (a table `fix`
+    kept out of autogenerate stays out when the file is refreshed)."""
+    from .env_filter import kept_in
+
+    kept = set(project.ignore_tables)
+    if project.env_py.is_file():
+        kept |= kept_in(project.env_py.read_text(encoding="utf-8", errors="replace"))
+    return write_file(project, project.env_py, render_env_py(models, kept), overwrite=overwrite)
 
 
 def write_script_template(project: Project, *, overwrite: bool = False) -> FileChange:

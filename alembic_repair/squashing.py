@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from . import guards, migrations, revisions
 from .database import connect
-from .errors import MigrationFailed, NeedsRepair
+from .errors import ConfigError, MigrationFailed, NeedsRepair
 from .history import Relink, invoke_ops, reflect_metadata, render_revision
 from .journal import Journal
 from .locking import migration_lock
@@ -171,7 +171,7 @@ def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPla
         except Exception:  # Alembic's own lookup errors: unknown, ambiguous
             target = None
         if target is None:
-            raise NeedsRepair(f"squash: no revision {to!r} in the history; pass --to with one "
+            raise ConfigError(f"squash: no revision {to!r} in the history; pass --to with one "
                               "of its revision ids")
         to = target.revision
         order = history_order(directory)

@@ -9,7 +9,11 @@ when it can, takes it back (`undo`). Three class flags tell `apply.py` how to tr
 * ``reversible``: `undo` exists.
 
 Every `apply` is safe to run again after a crash part-way through it: it looks before it
-acts (a file already moved, a revision already written, a stamp already there). Steps are
+acts (a file already moved, a revision already written, a stamp already there). What a step
+creates that it could not recognise afterwards from the state alone (the id of a revision it
+is about to write; that an upgrade started) is recorded in the journal first
+(`Context.remember`): a resumed run reuses that revision instead of writing a second one on
+top of it, and `undo` works from the record, never from state the failed step changed. Steps are
 serialised into the journal with `as_dict` and read back with `from_dict`, so a resumed run
 carries out exactly the plan that was printed. Files are never deleted: they move into the
 run's backup folder (``project-files/``), from where `undo` moves them back.
@@ -19,10 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,10 +37,12 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import migrations, revisions, scaffold
+from . import migrations, private, revisions, scaffold
 from .database import driver_message
-from .errors import MigrationFailed, NeedsRepair
+from .errors import MigrationFailed, NeedsRepair, RefusedUnsafe
+from .journal import Journal, crash_point
 from .masking import redact
+from .private import STATE_DIR
 from .project import Project
 from .state.schema import VERSION_TABLE, is_user_table
 from .target import project_on_path
@@ -56,6 +63,26 @@ class Context:
     folder: Path
     models: str | None = None
     say: Say = lambda kind, message: None
+    journal: Journal | None = None  # the run's journal: `remember` writes into it
+    _memo: dict[str, Any] = field(default_factory=dict)
+
+    def recall(self, step: Step) -> dict[str, Any]:
+        """What `step` recorded (with `remember`) before it acted, in this run or in the
+        interrupted run being finished or rolled back."""
+        memo = self.journal.context.get("memo", {}) if self.journal is not None else self._memo
+        return dict(memo.get(_memo_key(step), {}))
+
+    def remember(self, step: Step, **values: Any) -> None:
+        """Record, durably (in the journal) and before acting, what a resumed run or an undo
+        needs to know about `step`'s own partial result: they must never recompute it from
+        state the step itself may have changed half-way."""
+        key = _memo_key(step)
+        if self.journal is None:
+            self._memo[key] = {**self._memo.get(key, {}), **values}
+            return
+        memo = dict(self.journal.context.get("memo", {}))
+        memo[key] = {**memo.get(key, {}), **values}
+        self.journal = self.journal.note(memo=memo)
 
     @property
     def conn(self) -> Connection:
@@ -85,6 +112,11 @@ class Step:
     def undo(self, ctx: Context) -> None:
         raise NotImplementedError(f"{self.kind} cannot be undone")
 
+    def undo_refusal(self, ctx: Context) -> str | None:
+        """Why this (reversible) step cannot be undone in the state it left, or None. Asked
+        for every step before a rollback undoes any, so a rollback never stops half-way."""
+        return None
+
     def rewrites(self) -> tuple[tuple[str, str], ...]:
         """(table, column) pairs whose values this step changes on purpose: the row check
         after the run leaves them out (their old values are in the backup)."""
@@ -92,6 +124,10 @@ class Step:
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **json.loads(json.dumps(asdict(self)))}
+
+
+def _memo_key(step: Step) -> str:
+    return hashlib.sha256(json.dumps(step.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 STEP_KINDS: dict[str, type[Step]] = {}
@@ -172,10 +208,16 @@ class Stamp(Step):
 
 
 def _move(source: Path, dest: Path) -> bool:
+    """Move a file into the backup folder (made private: folders 0700, files 0600) or back
+    into the project (a new file's mode)."""
     if not source.exists() or dest.exists():
         return False
-    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    shutil.move(str(source), str(dest))
+    if STATE_DIR in dest.parts:
+        private.move_private(source, dest)
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), str(dest))
+        private.public_mode(dest)
     return True
 
 
@@ -266,6 +308,62 @@ def _revision_path(project: Project, revision: str) -> Path | None:
     return Path(script.path) if script is not None else None
 
 
+def _own_files(project: Project, revision: str) -> tuple[list[Path], list[Path]]:
+    """The files of versions/ that are revision `revision` as a step wrote it, read without
+    importing them: (intact, cut short). A file cut short by a crash while it was written
+    either does not parse or lacks upgrade()/downgrade(); it is recognised by its name."""
+    from .state.scripts import read_scripts
+
+    intact: list[Path] = []
+    partial: list[Path] = []
+    if not project.versions_dir.is_dir():
+        return intact, partial
+    for script in read_scripts(project.versions_dir):
+        whole = (script.error is None and script.upgrade != "missing"
+                 and script.downgrade != "missing")
+        if script.revision == revision and whole:
+            intact.append(script.path)
+        elif script.revision == revision or (script.revision is None
+                                             and revision in script.path.name):
+            partial.append(script.path)
+    return intact, partial
+
+
+def _keep_aside(ctx: Context, path: Path) -> None:
+    """Move a file a step wrote into the backup folder (a new name if one is there already)."""
+    dest, number = ctx.keep(path), 1
+    while dest.exists():
+        number += 1
+        dest = dest.with_name(f"{ctx.keep(path).name}.{number}")
+    _move(path, dest)
+
+
+def _reuse_own_revision(ctx: Context, step: Step) -> str | None:
+    """The revision `step` recorded (`remember`) and wrote before a crash, when its file is
+    whole; a file cut short is moved into the backup folder (the step writes it again)."""
+    revision = ctx.recall(step).get("revision")
+    if revision is None:
+        return None
+    intact, partial = _own_files(ctx.project, revision)
+    for path in partial:
+        _keep_aside(ctx, path)
+        ctx.say("move", f"moved {ctx.project.rel(path)} (cut short by the interrupted run) "
+                "into the backup folder")
+    return revision if intact else None
+
+
+def _take_own_revision_back(ctx: Context, step: Step) -> None:
+    """Undo of a step that wrote a revision file: move the file it recorded writing (never
+    one that was there before it ran) into the backup folder, whole or cut short."""
+    memo = ctx.recall(step)
+    revision = memo.get("revision")
+    if revision is None or memo.get("existed"):
+        return
+    intact, partial = _own_files(ctx.project, revision)
+    for path in intact + partial:
+        _keep_aside(ctx, path)
+
+
 @register
 @dataclass(frozen=True)
 class WriteMerge(Step):
@@ -279,7 +377,10 @@ class WriteMerge(Step):
         return f"write merge revision {self.revision} joining the heads {', '.join(self.heads)}"
 
     def apply(self, ctx: Context) -> None:
-        if self.revision in migrations.revisions(ctx.project):
+        intact, partial = _own_files(ctx.project, self.revision)
+        for path in partial:  # cut short by a kill: Alembic writes it in place
+            _keep_aside(ctx, path)
+        if intact:
             return
         config = migrations.alembic_config(ctx.project, ctx.conn)
         from alembic import command
@@ -291,9 +392,9 @@ class WriteMerge(Step):
         ctx.say("merge", f"wrote merge revision {self.revision}")
 
     def undo(self, ctx: Context) -> None:
-        path = _revision_path(ctx.project, self.revision)
-        if path is not None:
-            _move(path, ctx.keep(path))
+        intact, partial = _own_files(ctx.project, self.revision)  # read, never imported
+        for path in intact + partial:
+            _keep_aside(ctx, path)
 
     @staticmethod
     def revision_for(heads: tuple[str, ...]) -> str:
@@ -344,29 +445,30 @@ class AdoptSchema(Step):
                 f"{': ' + self.why if self.why else ''}")
 
     def apply(self, ctx: Context) -> None:
-        operations = adoption_ops(ctx.project, ctx.conn, self.parent)
-        parents = [self.parent] if self.parent else []
-        revision = revisions.stable_revision_id(parents, operations)
-        if revision not in migrations.revisions(ctx.project):
-            message = "bridge (adopted)" if self.parent else "baseline (adopted)"
-            with project_on_path(ctx.project.root):
-                written = revisions.write_revision(ctx.project, ctx.conn, message, operations)
-            ctx.conn.commit()
-            if written.revision != revision:
-                raise NeedsRepair(f"the adopted revision came out as {written.revision}, not "
-                                  f"{revision}: the heads changed; run `alembic-repair fix` again")
-            ctx.say("adopt", f"wrote revision {revision} "
-                    f"({ctx.project.rel(written.path or ctx.project.versions_dir)})")
+        revision = _reuse_own_revision(ctx, self)
+        if revision is None:
+            operations = adoption_ops(ctx.project, ctx.conn, self.parent)
+            parents = [self.parent] if self.parent else []
+            revision = revisions.stable_revision_id(parents, operations)
+            existed = bool(_own_files(ctx.project, revision)[0])
+            ctx.remember(self, revision=revision, existed=existed)
+            if not existed:
+                message = "bridge (adopted)" if self.parent else "baseline (adopted)"
+                with project_on_path(ctx.project.root):
+                    written = revisions.write_revision(ctx.project, ctx.conn, message,
+                                                       operations, rev_id=revision)
+                ctx.conn.commit()
+                ctx.say("adopt", f"wrote revision {revision} "
+                        f"({ctx.project.rel(written.path or ctx.project.versions_dir)})")
+                crash_point("adopt.written")
         write_version_rows(ctx.project, ctx.conn, (revision,))
         ctx.say("stamp", f"alembic_version now records {revision}")
 
     def undo(self, ctx: Context) -> None:
+        # From what apply recorded before it acted, never recomputed: the live schema and
+        # the history may be exactly what the failed run left half-changed.
         write_version_rows(ctx.project, ctx.conn, self.before)
-        operations = adoption_ops(ctx.project, ctx.conn, self.parent)
-        revision = revisions.stable_revision_id([self.parent] if self.parent else [], operations)
-        path = _revision_path(ctx.project, revision)
-        if path is not None:
-            _move(path, ctx.keep(path))
+        _take_own_revision_back(ctx, self)
 
 
 # -- schema changes ----------------------------------------------------------------------------
@@ -385,11 +487,37 @@ class Upgrade(Step):
         return f"upgrade the database to {self.target}"
 
     def apply(self, ctx: Context) -> None:
+        if ctx.recall(self).get("upgrading"):
+            # killed during the upgrade: on MySQL/MariaDB each DDL statement committed, so
+            # the revision it was in is half-applied; finish it (and the rest) skipping what
+            # already took effect, instead of failing on it forever
+            _finish_revisions(ctx)
+        else:
+            ctx.remember(self, upgrading=True)
+            crash_point("upgrade.started")
         with project_on_path(ctx.project.root):
             migrations.upgrade(ctx.project, ctx.conn, self.target)
         ctx.conn.commit()
         ctx.say("upgrade", f"upgraded to {', '.join(migrations.current_heads(ctx.conn))}")
         ctx.conn.rollback()
+
+
+def _finish_revisions(ctx: Context) -> None:
+    """Every revision the database has not applied, in order, through `CompleteRevision`."""
+    from .state.pending import pending_ids
+    from .state.scripts import read_scripts
+
+    pending = pending_ids(tuple(read_scripts(ctx.project.versions_dir)),
+                          version_rows(ctx.conn))
+    ctx.conn.rollback()
+    if not pending:
+        return
+    with project_on_path(ctx.project.root):
+        order = [s.revision for s in reversed(list(
+            migrations.scripts(ctx.project).walk_revisions("base", "heads")))]
+    for revision in order:
+        if revision in pending:
+            CompleteRevision(revision, ()).apply(ctx)
 
 
 @register
@@ -401,7 +529,6 @@ class Autogenerate(Step):
     kind: ClassVar[str] = "autogenerate"
     needs_backup: ClassVar[bool] = True
     destructive: ClassVar[bool] = True
-    reversible: ClassVar[bool] = False
     message: str = "models changed"
 
     def describe(self) -> str:
@@ -411,6 +538,16 @@ class Autogenerate(Step):
     def apply(self, ctx: Context) -> None:
         from .target import load_target_metadata
 
+        revision = _reuse_own_revision(ctx, self)
+        if revision is not None:
+            # An interrupted run wrote it: the models are compared with it, not written again
+            # on top of it. Its operations already in the live schema (MariaDB commits each
+            # DDL) are skipped.
+            if revision not in version_rows(ctx.conn):
+                CompleteRevision(revision, ()).apply(ctx)
+            ctx.say("autogenerate", f"finished revision {revision}, written by the "
+                    "interrupted run")
+            return
         with project_on_path(ctx.project.root):
             metadata = load_target_metadata(ctx.project, explicit=ctx.models)
             if metadata is None:
@@ -421,11 +558,35 @@ class Autogenerate(Step):
                 ctx.say("kept", reason)
             if pending.is_empty():
                 return
-            written = revisions.write_revision(ctx.project, ctx.conn, self.message, pending)
+            existing = migrations.revisions(ctx.project)
+            heads = [rev for rev, script in existing.items() if script.is_head]
+            revision = revisions.next_revision_id(heads, pending, existing)
+            ctx.remember(self, revision=revision)
+            written = revisions.write_revision(ctx.project, ctx.conn, self.message, pending,
+                                               rev_id=revision)
             ctx.conn.commit()
             ctx.say("autogenerate", f"wrote revision {written.revision}")
+            crash_point("autogenerate.written")
+            ctx.remember(self, upgrading=True)
             migrations.upgrade(ctx.project, ctx.conn, "heads")
         ctx.conn.commit()
+
+    def undo_refusal(self, ctx: Context) -> str | None:
+        memo = ctx.recall(self)
+        revision = memo.get("revision")
+        if revision is None:
+            return None
+        if revision in version_rows(ctx.conn):
+            return f"revision {revision} is applied already"
+        if memo.get("upgrading"):
+            return f"the upgrade to revision {revision} may have run part-way"
+        return None
+
+    def undo(self, ctx: Context) -> None:
+        if (why := self.undo_refusal(ctx)) is not None:
+            raise RefusedUnsafe(f"autogenerate cannot be undone: {why}; finish the run with "
+                                "`alembic-repair fix --yes`")
+        _take_own_revision_back(ctx, self)
 
 
 def _already(conn: Connection, operation: Any) -> bool:
@@ -521,15 +682,26 @@ def _keep_copy(ctx: Context, path: Path) -> None:
     """A copy of `path` in the backup folder (once: the first copy is the original)."""
     kept = ctx.keep(path)
     if not kept.exists():
-        kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private.private_dir(kept.parent)
         shutil.copy2(path, kept)
         kept.chmod(0o600)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A temporary file, then a rename (mode kept): a kill -9 never leaves half a file, which
+    the step run again could not parse."""
+    temporary = path.with_name(f".{path.name}.ar-tmp")
+    temporary.write_text(text, encoding="utf-8")
+    if path.exists():
+        shutil.copymode(path, temporary)
+    os.replace(temporary, path)
 
 
 def _restore_copy(ctx: Context, path: Path) -> None:
     kept = ctx.keep(path)
     if kept.exists():
         shutil.copy2(kept, path)
+        private.public_mode(path)  # the kept copy is 0600; the project's file is not
 
 
 def double_percent(value: str) -> str:
@@ -590,7 +762,7 @@ class EditIni(Step):
                 lines[number] = f"{key.rstrip()} = {new}\n"
                 changed = True
         if changed:
-            path.write_text("".join(lines), encoding="utf-8")
+            _write_atomic(path, "".join(lines))
             ctx.say("edit", f"alembic.ini: corrected {self.key}")
 
     def undo(self, ctx: Context) -> None:
@@ -620,7 +792,7 @@ class SetEnvOption(Step):
         rewritten = set_configure_keyword(source, self.option, self.value)
         if rewritten != source:
             _keep_copy(ctx, path)
-            path.write_text(rewritten, encoding="utf-8")
+            _write_atomic(path, rewritten)
             ctx.say("edit", f"env.py: context.configure(..., {self.option}={self.value})")
 
     def undo(self, ctx: Context) -> None:
@@ -671,7 +843,9 @@ class ClearJunk(Step):
         found = conn.exec_driver_sql(f"SELECT {keys}, CAST({quote(self.column)} AS TEXT) FROM "
                                      f"{quote(self.table)} WHERE {where}").all()
         log = ctx.folder / "cleared-values.jsonl"
-        with log.open("a", encoding="utf-8") as handle:
+        private.private_dir(ctx.folder)
+        with open(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a",
+                  encoding="utf-8") as handle:
             for row in found:
                 handle.write(json.dumps({"table": self.table, "column": self.column,
                                          "key": dict(zip(key, row[:-1], strict=True)),
@@ -726,6 +900,95 @@ class RewritePending(Step):
         ctx.conn.rollback()
         if done.changed:
             ctx.say("rewrite", f"rewrote {self.path} ({self.transform})")
+
+    def undo(self, ctx: Context) -> None:
+        _restore_copy(ctx, ctx.project.root / self.path)
+
+
+# -- what plain Alembic must not see (env_filter; AR113, AR406, AR511) ---------------------------
+
+
+@register
+@dataclass(frozen=True)
+class HideFromAutogenerate(Step):
+    """Install (or update) env.py's autogenerate filter: the tool's ``_ar_*`` tables, the
+    ``ignore_tables`` and `tables` become invisible to plain ``alembic revision
+    --autogenerate`` and ``alembic check``. `tables` (kept on purpose: nobody owns them) are
+    also added to ``[tool.alembic_repair] ignore_tables`` when the project has a
+    pyproject.toml, so a regenerated env.py keeps them out too. The originals are kept in the
+    backup folder. `required`: an env.py that cannot be edited safely refuses the step;
+    otherwise (a soft drop that needs no filter to be safe now) it is only reported."""
+
+    kind: ClassVar[str] = "hide-tables"
+    tables: tuple[str, ...] = ()
+    why: str = ""
+    required: bool = True
+
+    def describe(self) -> str:
+        what = "the tool's _ar_* tables" + (f" and {', '.join(self.tables)}" if self.tables
+                                             else "")
+        return (f"env.py: hide {what} from autogenerate (include_name/include_object, wrapping "
+                f"any filter of yours){': ' + self.why if self.why else ''}")
+
+    def apply(self, ctx: Context) -> None:
+        from .env_filter import UnsafeEnv, install_file, record_ignore_tables
+
+        project = ctx.project
+        pyproject = project.root / "pyproject.toml"
+        if self.tables and pyproject.is_file():
+            text = record_ignore_tables(pyproject, self.tables)
+            if text is not None:
+                _keep_copy(ctx, pyproject)
+                pyproject.write_text(text, encoding="utf-8")
+                ctx.say("edit", f"pyproject.toml: [tool.alembic_repair] ignore_tables now "
+                        f"lists {', '.join(self.tables)}")
+        if not project.env_py.is_file():
+            if self.required:
+                raise NeedsRepair(f"{project.rel(project.env_py)} is missing; run "
+                                  "`alembic-repair bootstrap` to write one")
+            return
+        try:
+            done = install_file(project.env_py, {*project.ignore_tables, *self.tables},
+                                keep_to=ctx.keep(project.env_py))
+        except UnsafeEnv as err:
+            if self.required:
+                raise NeedsRepair(f"{project.rel(project.env_py)}: {err}") from None
+            ctx.say("warning", f"{project.rel(project.env_py)}: {err}")
+            return
+        if done.changed:
+            ctx.say("edit", "env.py: autogenerate no longer sees the tool's _ar_* tables"
+                    + (f" nor {', '.join(sorted(done.kept))}" if done.kept else "")
+                    + f" (the original is kept in {project.rel(ctx.keep(project.env_py))})")
+
+    def undo(self, ctx: Context) -> None:
+        _restore_copy(ctx, ctx.project.env_py)
+        _restore_copy(ctx, ctx.project.root / "pyproject.toml")
+
+
+@register
+@dataclass(frozen=True)
+class RemoveHiddenDrops(Step):
+    """Take out of a pending revision the operations that drop tables the tool owns or keeps
+    (and, from its downgrade, those that would recreate them): what a plain autogenerate
+    wrote while env.py did not hide them. libcst; the original is kept in the backup folder."""
+
+    kind: ClassVar[str] = "remove-hidden-drops"
+    path: str  # relative to the project root
+    tables: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return (f"rewrite {self.path}: remove its drops of {', '.join(self.tables)} (tables the "
+                "tool owns or keeps; not turned into soft drops)")
+
+    def apply(self, ctx: Context) -> None:
+        from .rewrite.hidden import remove_table_ops
+
+        path = ctx.project.root / self.path
+        _keep_copy(ctx, path)
+        done = remove_table_ops(path, set(self.tables))
+        if done.changed:
+            ctx.say("rewrite", f"rewrote {self.path}: removed what it did to "
+                    f"{', '.join(self.tables)}")
 
     def undo(self, ctx: Context) -> None:
         _restore_copy(ctx, ctx.project.root / self.path)

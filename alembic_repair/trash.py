@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from alembic.operations import Operations
@@ -47,11 +47,13 @@ from sqlalchemy import (
     table,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from . import guards
 from .database import connect
-from .errors import ConfigError, NeedsRepair
+from .errors import ConfigError, NeedsRepair, RefusedUnsafe
 from .locking import migration_lock
+from .privileges import denied, missing_grant
 from .project import Project
 from .state.schema import TRASH_PREFIX, VERSION_TABLE
 
@@ -82,6 +84,7 @@ class TrashEntry:
     trash_name: str
     dropped_at: datetime
     rows: int | None
+    already: bool = False  # the command found it done (by an earlier, maybe killed, run)
 
     def as_dict(self) -> dict[str, object]:
         return {"table": self.table, "trash_name": self.trash_name,
@@ -122,10 +125,23 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
+def _foreign_index(conn: Connection, tables: set[str]) -> list[str] | None:
+    """The columns of a table named ``_ar_trash_index`` that is not our index (a user's own
+    table); None when there is no such table or it is ours."""
+    if INDEX_TABLE not in tables:
+        return None
+    names = [c["name"] for c in inspect(conn).get_columns(INDEX_TABLE)]
+    return None if {"trash_name", "original", "dropped_at"} <= set(names) else names
+
+
+def _has_index(conn: Connection, tables: set[str]) -> bool:
+    return INDEX_TABLE in tables and _foreign_index(conn, tables) is None
+
+
 def _entries(conn: Connection) -> tuple[TrashEntry, ...]:
     tables = _tables(conn)
     found: dict[str, TrashEntry] = {}
-    if INDEX_TABLE in tables:
+    if _has_index(conn, tables):
         for row in conn.execute(select(_index)):
             if row.trash_name in tables:
                 found[row.trash_name] = TrashEntry(row.original, row.trash_name,
@@ -184,9 +200,18 @@ def soft_drop(project: Project, table_name: str, *, yes: bool,
                           "your tables")
     with _locked(project) as conn:
         tables = _tables(conn)
+        done = _already_trashed(conn, table_name, tables, yes)
+        if done is not None:
+            return done
         if table_name not in tables:
             raise ConfigError(f"{action}: {project.masked_url} has no table {table_name!r}; "
                               "check the name (`alembic-repair doctor` lists the tables)")
+        foreign = _foreign_index(conn, tables)
+        if foreign is not None:
+            raise RefusedUnsafe(
+                f"{action}: table {INDEX_TABLE} exists but is not alembic-repair's trash index "
+                f"(its columns: {', '.join(foreign)}); nothing changed; rename that table, "
+                "then run the command again")
         at = _now()
         name = trash_name(table_name, at, tables)
         if not yes:  # only the plan says how many rows: the drop itself never reads them
@@ -194,13 +219,81 @@ def soft_drop(project: Project, table_name: str, *, yes: bool,
             conn.rollback()
             guards.require(yes, allow_remote, project,
                            f"{action}: would rename table {table_name} ({rows} rows) to {name}")
-        _ensure_index(conn)
+        # The rename first: it is what needs ALTER and DROP, and a refusal must leave nothing
+        # behind (not even the index table). A trash table missing from the index is listed
+        # from its name, so a run killed between the two steps loses nothing.
+        try:
+            _ops(conn).rename_table(table_name, name)
+        except DBAPIError as err:
+            if not denied(err):
+                raise
+            raise _grant(conn, action, err) from None
         conn.commit()
-        _ops(conn).rename_table(table_name, name)
-        conn.execute(insert(_index).values(trash_name=name, original=table_name,
-                                           dropped_at=at.replace(tzinfo=None)))
-        conn.commit()
+        try:
+            _ensure_index(conn)
+            conn.commit()
+            conn.execute(insert(_index).values(trash_name=name, original=table_name,
+                                               dropped_at=at.replace(tzinfo=None)))
+            conn.commit()
+        except DBAPIError as err:
+            if not denied(err):
+                raise
+            conn.rollback()
+            _ops(conn).rename_table(name, table_name)  # undo: nothing changed after all
+            conn.commit()
+            raise _grant(conn, action, err) from None
         return TrashEntry(table_name, name, at, None)
+
+
+def _already_trashed(conn: Connection, table_name: str, tables: set[str], yes: bool
+                     ) -> TrashEntry | None:
+    """The newest trash entry of `table_name` when that table is gone: the drop was done (a
+    run killed between the rename and the index row is completed). Running the same command
+    again must not fail."""
+    if table_name in tables:
+        return None
+    entries = [e for e in _entries(conn) if e.table == table_name]
+    if not entries:
+        return None
+    entry = entries[-1]
+    if yes and _foreign_index(conn, tables) is None:
+        _ensure_index(conn)
+        if conn.execute(select(_index.c.trash_name).where(
+                _index.c.trash_name == entry.trash_name)).first() is None:
+            conn.execute(insert(_index).values(trash_name=entry.trash_name,
+                                               original=table_name,
+                                               dropped_at=entry.dropped_at.replace(tzinfo=None)))
+    conn.commit()
+    return replace(entry, already=True)
+
+
+def _already_restored(conn: Connection, name: str, yes: bool) -> TrashEntry | None:
+    """`name` (original or trash name) was renamed back already: its original table exists
+    and no trash table is left for it. A stale index row (a run killed between the rename
+    and the index update, on MySQL where DDL commits at once) is removed."""
+    tables = _tables(conn)
+    rows = [r for r in conn.execute(select(_index)) if name in (r.trash_name, r.original)
+            and r.trash_name not in tables and r.original in tables
+            ] if _has_index(conn, tables) else []
+    if not rows:
+        conn.rollback()
+        if name in tables and not name.startswith(TRASH_PREFIX):  # restored, or never dropped
+            return TrashEntry(name, "", _now(), None, already=True)
+        return None
+    for row in rows if yes else ():
+        conn.execute(delete(_index).where(_index.c.trash_name == row.trash_name))
+    conn.commit()
+    row = rows[-1]
+    return TrashEntry(row.original, row.trash_name, _utc(row.dropped_at), None, already=True)
+
+
+def _grant(conn: Connection, action: str, err: DBAPIError) -> Exception:
+    database = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
+    quoted = conn.dialect.identifier_preparer.quote(database)
+    return missing_grant(conn, action, err, "ALTER, DROP, CREATE, INSERT, SELECT, DELETE",
+                         f"{quoted}.*", "moving a table into the trash renames it (ALTER, DROP "
+                         "on the table; CREATE, INSERT under its new name) and records it in "
+                         f"{INDEX_TABLE}")
 
 
 def _pick(entries: tuple[TrashEntry, ...], name: str) -> TrashEntry | None:
@@ -221,6 +314,8 @@ def restore(project: Project, trash_name_or_table: str, *, yes: bool,
     with _locked(project) as conn:
         entries = _entries(conn)
         entry = _pick(entries, trash_name_or_table)
+        if entry is None and (done := _already_restored(conn, trash_name_or_table, yes)):
+            return done
         if entry is None:
             listing = ", ".join(e.trash_name for e in entries) or "the trash is empty"
             raise ConfigError(f"{action}: no such table in the trash ({listing}); see "
@@ -236,7 +331,7 @@ def restore(project: Project, trash_name_or_table: str, *, yes: bool,
                        f"{action}: would rename {entry.trash_name} ({entry.rows} rows) back to "
                        f"{entry.table}")
         _ops(conn).rename_table(entry.trash_name, entry.table)
-        if INDEX_TABLE in _tables(conn):
+        if _has_index(conn, _tables(conn)):
             conn.execute(delete(_index).where(_index.c.trash_name == entry.trash_name))
         conn.commit()
         return entry
@@ -258,7 +353,7 @@ def purge(project: Project, *, older_than: timedelta, yes: bool, allow_remote: b
         guards.require(yes, allow_remote, project,
                        f"{action}: would drop {len(doomed)} table(s) for good: {listing}")
         ops = _ops(conn)
-        indexed = INDEX_TABLE in _tables(conn)
+        indexed = _has_index(conn, _tables(conn))
         for entry in doomed:
             ops.drop_table(entry.trash_name)
             if indexed:

@@ -69,6 +69,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# The suite's own cache folder
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Replay caches and quick verdicts go to a temp folder, never the user's ~/.cache; the
+    CLI subprocesses inherit it. Tests that study the cache set their own per test."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
+# ---------------------------------------------------------------------------------------
 # MariaDB server
 # ---------------------------------------------------------------------------------------
 

@@ -61,8 +61,20 @@ def test_password_never_on_a_command_line(tmp_path: Path, mariadb_url: str,
 
     def spy(args: list[str], *rest: Any, **kwargs: Any) -> Any:
         option = next(a for a in args if a.startswith("--defaults-extra-file="))
-        file = Path(option.split("=", 1)[1])
-        seen.append((list(args), stat.S_IMODE(file.stat().st_mode), file.read_text()))
+        path = option.split("=", 1)[1]
+        assert path.startswith("/dev/fd/")  # an inherited pipe, never a file (private.py)
+        fd = int(path.rsplit("/", 1)[1])
+        assert fd in kwargs["pass_fds"] and stat.S_ISFIFO(os.fstat(fd).st_mode)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        content = b""
+        while chunk := os.read(fd, 65536):  # the write end is closed: this ends
+            content += chunk
+        again, write = os.pipe()  # put the settings back for the tool
+        os.write(write, content)
+        os.close(write)
+        os.dup2(again, fd)
+        os.close(again)
+        seen.append((list(args), mode, content.decode()))
         return real(args, *rest, **kwargs)
 
     monkeypatch.setattr(backups_module.subprocess, "Popen", spy)
@@ -78,8 +90,6 @@ def test_password_never_on_a_command_line(tmp_path: Path, mariadb_url: str,
         assert args.index(next(a for a in args if a.startswith("--defaults-extra-file"))) == 1
         assert not any(PASSWORD in a or SECRET in a for a in args)
         assert mode == 0o600 and "password=" in content
-        option = next(a for a in args if a.startswith("--defaults-extra-file="))
-        assert not Path(option.split("=", 1)[1]).exists()  # removed afterwards
     for file in manifest.path.iterdir():
         assert PASSWORD.encode() not in file.read_bytes()
         assert SECRET.encode() not in file.read_bytes()

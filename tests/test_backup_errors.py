@@ -212,7 +212,7 @@ def test_disk_full_during_backup(tmp_path: Path, backend,
     project = _setup(tmp_path, backend.url, rows=3000)
     before = table_digest(backend.url)
     if backend.name == "sqlite":
-        def copy(source: Any, target: Path) -> None:
+        def copy(source: Any, target: Path, source_path: Path) -> None:
             target.write_bytes(b"partial")
             raise __import__("sqlite3").OperationalError("database or disk is full")
         monkeypatch.setattr(backups_module, "_sqlite_copy", copy)

@@ -90,12 +90,13 @@ def test_env_py_hides_trash_tables_and_uses_batch_mode_on_sqlite(tmp_path: Path)
     source = project.env_py.read_text()
     compile(source, str(project.env_py), "exec")
     namespace: dict[str, object] = {}
-    start = source.index("TRASH_PREFIX =")
+    start = source.index("_AR_KEPT_TABLES =")
     end = source.index("def database_url")
-    exec(source[start:end], namespace)  # the include_name filter on its own
-    include_name = namespace["include_name"]
-    assert callable(include_name)
+    exec(source[start:end], namespace)  # the autogenerate filter on its own (env_filter)
+    include_name = namespace["_ar_include_name"]()  # type: ignore[operator]
     assert include_name("_ar_trash_20260101_post", "table", {}) is False
+    assert include_name("_ar_trash_index", "table", {}) is False
     assert include_name("post", "table", {}) is True
+    assert "include_object=_ar_include_object()" in source
     assert 'render_as_batch=connection.dialect.name == "sqlite"' in source
     assert "compare_type=True" in source

@@ -43,6 +43,7 @@ from sqlalchemy.schema import sort_tables
 
 from ..backups import Manifest
 from ..errors import ConfigError, RefusedUnsafe
+from ..journal import crash_point
 from ..migrations import alembic_config, revisions, run_alembic
 from ..project import Project
 from ..revisions import reflect_user_tables, stable_revision_id
@@ -66,8 +67,8 @@ from .engine import (
 )
 from .ops import CopyColumnOp, RestoreColumnOp
 
-__all__ = ["Drop", "DropStep", "NewRevision", "plan_drops", "rewrite_upgrade_drops",
-           "write_drop_revision"]
+__all__ = ["Drop", "DropStep", "NewRevision", "pending_drops", "plan_drops",
+           "rewrite_upgrade_drops", "write_drop_revision"]
 
 
 @dataclass(frozen=True)
@@ -453,6 +454,68 @@ def _message(steps: Sequence[DropStep], hard: bool) -> str:
     return f"{'drop' if hard else 'soft drop'} {names}"[:MAX_IDENTIFIER * 2]
 
 
+def pending_drops(project: Project, connection: Connection) -> dict[str, tuple[str, Path]]:
+    """What the revisions this database has not applied yet already drop: ``table`` or
+    ``table.column`` -> (revision, file). A table renamed into the trash counts as dropped.
+    Read offline (`state.pending.read_operations`): nothing runs. `drop` run twice must not
+    chain a second drop of the same table (the history could no longer build a database)."""
+    from ..migrations import current_heads
+    from ..state.pending import pending_ids, read_operations
+    from ..state.scripts import read_scripts
+
+    ids = pending_ids(tuple(read_scripts(project.versions_dir)), current_heads(connection))
+    connection.rollback()
+    if not ids:
+        return {}
+    found: dict[str, tuple[str, Path]] = {}
+    for rev, script in revisions(project).items():
+        if rev not in ids:
+            continue
+        try:
+            operations = read_operations(script.module, script.path, connection.dialect)
+        except Exception:  # the revision's own code: it cannot be read offline
+            continue
+        for pending in operations:
+            operation = pending.operation
+            name = None
+            trashed = isinstance(operation, ops.RenameTableOp) and \
+                operation.new_table_name.startswith(TRASH_PREFIX)
+            if isinstance(operation, ops.DropTableOp) or trashed:
+                name = operation.table_name
+            elif isinstance(operation, ops.DropColumnOp):
+                name = f"{operation.table_name}.{operation.column_name}"
+            if name is not None:
+                found.setdefault(name, (rev, Path(script.path)))
+    return found
+
+
+def _shell(project: Project, connection: Connection, message: str) -> tuple[str, Path] | None:
+    """A pending head revision with an empty upgrade() and downgrade() and `message`: the file
+    `alembic revision` wrote for a drop killed before its body was filled in. It is filled in
+    instead of a second revision being written on top of it."""
+    import ast
+
+    from ..migrations import current_heads
+    from ..state.scripts import read_scripts
+
+    files = read_scripts(project.versions_dir)
+    recorded = set(current_heads(connection))
+    connection.rollback()
+    children = {parent for f in files for parent in f.down_revisions}
+    for script in files:
+        if (script.revision is None or script.revision in children
+                or script.revision in recorded or script.upgrade != "empty"
+                or script.downgrade != "empty"):
+            continue
+        try:
+            doc = ast.get_docstring(ast.parse(script.path.read_bytes())) or ""
+        except (SyntaxError, ValueError, OSError):
+            continue
+        if doc.splitlines()[:1] == [message]:
+            return script.revision, script.path
+    return None
+
+
 def write_drop_revision(project: Project, connection: Connection, drops: Sequence[str | Drop],
                         *, hard: bool = False, backup: Manifest | None = None,
                         message: str | None = None, dry_run: bool = False) -> NewRevision:
@@ -469,17 +532,25 @@ def write_drop_revision(project: Project, connection: Connection, drops: Sequenc
     rev_id = stable_revision_id(heads, ops.UpgradeOps([o for s in steps for o in s.upgrade]))
     if rev_id in existing:
         rev_id = uuid.uuid4().hex[:12]
-    config = alembic_config(project, connection)
-    written: list[Any] = []
-    run_alembic(project, "writing the drop revision", lambda: written.append(command.revision(
-        config, message=message or _message(steps, hard), rev_id=rev_id)))
-    script = written[0][0] if isinstance(written[0], list) else written[0]
-    path = Path(script.path)
+    text = message or _message(steps, hard)
+    shell = None if dry_run else _shell(project, connection, text)
+    if shell is not None:
+        rev_id, path = shell
+    else:
+        config = alembic_config(project, connection)
+        written: list[Any] = []
+        run_alembic(project, "writing the drop revision", lambda: written.append(
+            command.revision(config, message=text, rev_id=rev_id)))
+        script = written[0][0] if isinstance(written[0], list) else written[0]
+        path = Path(script.path)
+        if not dry_run:
+            crash_point("drop.revision")  # the file is there, its body not yet filled in
     try:
         rewrite = transform(path, lambda source: apply_steps(source, steps, connection.dialect),
                             dry_run=False)
     except BaseException:
-        path.unlink(missing_ok=True)
+        if shell is None:
+            path.unlink(missing_ok=True)
         raise
     if dry_run:
         path.unlink()

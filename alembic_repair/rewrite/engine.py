@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from io import StringIO
@@ -313,7 +314,10 @@ class RevisionSource:
             self.text.splitlines(keepends=True), new.splitlines(keepends=True),
             fromfile=f"a/{self.path.name}", tofile=f"b/{self.path.name}")) if changed else ""
         if changed and not dry_run:
-            self.path.write_text(new, encoding="utf-8")
+            # a temporary file, then a rename: a kill -9 never leaves half a revision
+            temporary = self.path.with_name(f".{self.path.name}.tmp")
+            temporary.write_text(new, encoding="utf-8")
+            os.replace(temporary, self.path)
         return Rewrite(self.path, changed, diff, new, tuple(notes))
 
 

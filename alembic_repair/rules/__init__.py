@@ -20,4 +20,4 @@ def rule(fn: Rule) -> Rule:
     return fn
 
 
-from . import graph, project, safety, schema, versions  # noqa: E402,F401  (registers the rules)
+from . import graph, hidden, project, safety, schema, versions  # noqa: E402,F401  (registers)

@@ -7,6 +7,7 @@ import configparser
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..env_filter import EnvFilter, read_filter
 from ..project import Project
 
 
@@ -20,6 +21,7 @@ class ConfigState:
     versions_dir_exists: bool
     render_as_batch: bool  # env.py passes render_as_batch somewhere
     compare_type_off: bool  # env.py passes compare_type=False
+    env_filter: EnvFilter | None = None  # what env.py hides from autogenerate (None: no env.py)
 
 
 def _env_flags(env_py: Path) -> tuple[bool, bool]:
@@ -57,4 +59,12 @@ def read_config(project: Project) -> ConfigState:
         versions_dir_exists=project.versions_dir.is_dir(),
         render_as_batch=batch,
         compare_type_off=off,
+        env_filter=_env_filter(project.env_py),
     )
+
+
+def _env_filter(env_py: Path) -> EnvFilter | None:
+    try:
+        return read_filter(env_py.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -15,7 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, inspect
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..database import connect_readonly, driver_message
@@ -28,7 +29,7 @@ from ..target import capture_from_env_py, load_target_metadata, project_on_path
 from .config import ConfigState, read_config
 from .junk import Junk, find_junk
 from .pending import Pending, project_module_files, read_pending
-from .schema import SchemaSnapshot, from_metadata
+from .schema import SchemaSnapshot, from_metadata, is_user_table
 from .scripts import ScriptFile, cycle, dangling, duplicates, heads, read_scripts
 from .versions import VersionTable, read_versions
 
@@ -50,8 +51,15 @@ class State:
     junk: tuple[Junk, ...] = ()
     pending: Pending | None = None  # revisions not applied yet, as operations (AR5xx)
     database_missing: bool = False  # an SQLite file that does not exist (yet)
+    hidden_tables: tuple[str, ...] = ()  # live tables autogenerate must not see (_ar_*, kept)
     db_error: DatabaseUnreachable | None = None
     metadata: MetaData | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def kept_tables(self) -> frozenset[str]:
+        """``[tool.alembic_repair] ignore_tables`` and the names env.py's filter keeps."""
+        env = self.config.env_filter
+        return frozenset(self.project.ignore_tables) | (env.kept if env else frozenset())
 
     @property
     def graph_ok(self) -> bool:
@@ -82,6 +90,23 @@ def _load_directory(project: Project) -> tuple[ScriptDirectory | None, tuple[str
                 place = f"{project.rel(path)}:{line}"
         return None, (place, f"{type(err).__name__}: {err}".splitlines()[0])
     return directory, None
+
+
+def _hide_kept(state: dict[str, object], conn: Connection, project: Project,
+               config: ConfigState) -> None:
+    """Note the live tables autogenerate must not see (the tool's ``_ar_*`` tables, the kept
+    ones), and take the kept ones out of the comparisons: they are nobody's (AR113)."""
+    from ..env_filter import OWN_PREFIX
+
+    kept = frozenset(project.ignore_tables) | (
+        config.env_filter.kept if config.env_filter else frozenset())
+    names = inspect(conn).get_table_names()
+    state["hidden_tables"] = tuple(sorted(t for t in names
+                                          if t.startswith(OWN_PREFIX) or t in kept))
+    for key in ("live", "models"):
+        snapshot = state.get(key)
+        if kept and isinstance(snapshot, SchemaSnapshot):
+            state[key] = snapshot.only(t for t in snapshot.tables if is_user_table(t, kept))
 
 
 def read_state(project: Project, *, models: str | None = None, replay: bool = True,
@@ -127,6 +152,7 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
                     state["junk"] = find_junk(conn)
                     if metadata is not None:
                         state["models"] = from_metadata(metadata, conn.dialect)
+                    _hide_kept(state, conn, project, config)
                     if directory is not None:
                         state["pending"] = read_pending(
                             project, directory, scripts, versions.heads, conn,

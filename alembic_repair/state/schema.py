@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,9 +34,12 @@ TRASH_PREFIX = "_ar_trash_"
 Fact = tuple[Any, ...]
 
 
-def is_user_table(name: str) -> bool:
-    """Tables that belong to the application (not Alembic's, not our trash)."""
-    return name != VERSION_TABLE and not name.startswith(TRASH_PREFIX)
+def is_user_table(name: str, kept: Collection[str] = ()) -> bool:
+    """Tables that belong to the application (not Alembic's, not our trash). Doctor also
+    passes the `kept` tables (``ignore_tables`` and env.py's kept set): nobody's models or
+    revisions own them, so they are compared with nothing (backups and row checks still
+    count them: they hold rows)."""
+    return name != VERSION_TABLE and not name.startswith(TRASH_PREFIX) and name not in kept
 
 
 # -- normalisation -----------------------------------------------------------------------------

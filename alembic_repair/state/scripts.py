@@ -66,7 +66,9 @@ def read_script(path: Path) -> ScriptFile:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as err:
         return ScriptFile(path, None, error=f"SyntaxError: {err.msg}", error_line=err.lineno)
-    except (OSError, ValueError) as err:
+    except OSError as err:  # a symlink loop, a dangling link, a folder named *.py
+        return ScriptFile(path, None, error=f"{type(err).__name__}: {err.strerror or err}")
+    except ValueError as err:
         return ScriptFile(path, None, error=f"{type(err).__name__}: {err}")
     values: dict[str, object] = {}
     for node in tree.body:

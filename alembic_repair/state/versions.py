@@ -26,7 +26,9 @@ def read_versions(conn: Connection) -> VersionTable:
     insp = inspect(conn)
     if not insp.has_table(VERSION_TABLE):
         return VersionTable(exists=False)
-    rows = tuple(r[0] for r in conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+    # str(): an INT version_num (made by hand) must become a finding, not a TypeError later.
+    rows = tuple(str(r[0]) for r in conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+                 if r[0] is not None)
     length = None
     for column in insp.get_columns(VERSION_TABLE):
         if column["name"] == "version_num":
