@@ -66,6 +66,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     seconds = terminalreporter.config.stash.get(_STARTUP_SECONDS, None)
     if seconds is not None:
         terminalreporter.write_line(f"MariaDB test server: started in {seconds:.2f}s")
+    # tests/test_kill_loop.py: each backend's loop records its kills (also from xdist workers)
+    for report in terminalreporter.stats.get("passed", []):
+        found = dict(getattr(report, "user_properties", ()))
+        if "kill_loop_kills" in found:
+            terminalreporter.write_line(
+                f"kill loop {report.nodeid.rsplit('[', 1)[-1].rstrip(']')}: "
+                f"{found['kill_loop_kills']} kills in {found['kill_loop_cases']} cases, all "
+                f"converged, {found['kill_loop_seconds']:.0f}s "
+                f"(KILL_LOOP_SEED={found['kill_loop_seed']})")
 
 
 # ---------------------------------------------------------------------------------------
