@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import migrations, replay, revisions, scaffold, trash
 from .database import connect
-from .errors import ConfigError, NeedsRepair
+from .errors import ConfigError, NeedsRepair, RefusedUnsafe
 from .journal import crash_point
 from .locking import migration_lock
 from .project import Project
@@ -295,14 +295,6 @@ def _check_script_location(project: Project, conn: Connection) -> None:
 def _protect(project: Project, say: _Recorder) -> None:
     """Trash or kept tables exist: make sure plain autogenerate cannot see them (env_filter:
     reads env.py with ast; libcst is loaded only when env.py must change)."""
-    from .env_filter import read_filter
-
-    try:
-        status = read_filter(project.env_py.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return
-    if status is not None and status.hides(project.ignore_tables):
-        return
     from .env_filter import protect
 
     done = protect(project)
@@ -451,8 +443,10 @@ def trash_drop(project: ProjectLike, table: str, *, yes: bool = False,
     """Soft-drop `table`: rename it into the trash (O(1)); needs `yes` (and `allow_remote` for a
     database that is not local), else `RefusedUnsafe` and nothing changes. env.py then gets
     the autogenerate filter (env_filter), reported through `on_action`, so the user's plain
-    ``alembic revision --autogenerate`` does not drop the trash."""
+    ``alembic revision --autogenerate`` does not drop the trash; an env.py the filter cannot
+    go into refuses first (`RefusedUnsafe`, what to write by hand), nothing renamed."""
     project = as_project(project)
+    _env_filter_or_refuse(project, f"trash drop {table}")
     entry = trash.soft_drop(project, table, yes=yes, allow_remote=allow_remote)
     from .env_filter import protect
 
@@ -460,6 +454,18 @@ def trash_drop(project: ProjectLike, table: str, *, yes: bool = False,
     if done is not None and on_action is not None:
         on_action(Action(done[0], done[1], project.rel(project.env_py)))
     return entry
+
+
+def _env_filter_or_refuse(project: Project, command: str) -> None:
+    """A soft drop is only safe when env.py can hide the trash from plain autogenerate:
+    otherwise `RefusedUnsafe` before anything changes, saying what to write by hand."""
+    from .env_filter import UnsafeEnv, check
+
+    try:
+        check(project)
+    except UnsafeEnv as err:
+        raise RefusedUnsafe(f"{command}: {project.rel(project.env_py)}: {err}; nothing "
+                            "changed") from None
 
 
 def trash_list(project: ProjectLike = None) -> tuple[trash.TrashEntry, ...]:
@@ -609,6 +615,8 @@ def drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: bool
     """`_drop` (below); a soft drop written installs env.py's autogenerate filter, so the
     user's plain autogenerate never drops the trash the revision fills (env_filter)."""
     project = as_project(project)
+    if yes and not hard:
+        _env_filter_or_refuse(project, f"drop {' '.join(specs)}")
     result = _drop(project, specs, hard=hard, into=into, message=message, yes=yes,
                    allow_remote=allow_remote)
     if result.written and not hard:

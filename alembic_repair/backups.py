@@ -359,32 +359,84 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _new_dir(project: Project, dest: Path | None) -> Path:
+#: A backup being written: ``<final name>.partial-<pid>`` beside where it will be renamed.
+_PARTIAL = re.compile(r"^.+\.partial-(\d+)$")
+
+
+def _new_dir(project: Project, dest: Path | None) -> tuple[Path, Path]:
+    """(the backup's final folder, not yet there; the folder to write it in, created 0700).
+    The final name appears only once the manifest is sealed (`_place`), so a killed backup
+    leaves only a ``.partial-<pid>`` folder, which the next backup removes."""
     try:
-        return _make_new_dir(project, dest)
+        final = _final_dir(project, dest)
+        _remove_stale_partials(final.parent)
+        work = final.with_name(f"{final.name}.partial-{os.getpid()}")
+        _discard(work)  # an earlier failed attempt of this very process
+        _mkdir_private(work)
+        return final, work
     except OSError as err:  # before anything is written: a bad destination is a usage error
         where = err.filename or dest or project.state_dir
         raise ConfigError(f"backup: cannot create the backup folder {where} "
                           f"({err.strerror}); name a folder you may write to") from None
 
 
-def _make_new_dir(project: Project, dest: Path | None) -> Path:
+def _final_dir(project: Project, dest: Path | None) -> Path:
     if dest is not None:
         dest = Path(dest)
         if dest.exists() and any(dest.iterdir()):
             raise ConfigError(f"backup: {dest} is not empty; name a new folder")
-        _mkdir_private(dest)
+        _mkdir_private(dest.parent)
         return dest
     root = project.state_dir / "backups"
     _mkdir_private(project.state_dir)
     _mkdir_private(root)
+    return _free_name(root)
+
+
+def _free_name(root: Path) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path, counter = root / stamp, 1
     while path.exists():
         counter += 1
         path = root / f"{stamp}-{counter}"
-    _mkdir_private(path)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process, alive
+        return True
+    return True
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    """Remove what killed backups left in `folder`: ``*.partial-<pid>`` folders whose process
+    is gone (a live pid, even a reused one, keeps its folder)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        found = _PARTIAL.match(entry.name)
+        if found and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1))) \
+                and entry.is_dir() and not entry.is_symlink():
+            _discard(entry)
+
+
+def _place(work: Path, final: Path, named: bool) -> Path:
+    """Rename the sealed backup into place; an automatic name taken meanwhile by another
+    backup moves on to the next free one (a named, empty destination is replaced)."""
+    while True:
+        try:
+            os.rename(work, final)
+            return final
+        except OSError as err:
+            if named or err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            final = _free_name(final.parent)
 
 
 def _wanted(name: str) -> bool:
@@ -445,7 +497,7 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
     method = _method(project, method)
     if conn.in_transaction():
         conn.rollback()
-    path = _new_dir(project, dest)
+    final, path = _new_dir(project, dest)
     try:
         try:
             if dialect == "sqlite":
@@ -470,6 +522,7 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
         doc["seal"] = _seal(doc)
         with _open_private(path / MANIFEST) as handle:
             handle.write(json.dumps(doc, indent=2).encode("utf-8") + b"\n")
+        path = _place(path, final, named=dest is not None)
         # the dump was verified as it was written (rows per table against the server's
         # counts, completion trailer, sha256 of the bytes written): not read back again
         return _verify(path, deep=method != "dump")
@@ -477,7 +530,7 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
         _discard(path)
         if _disk_full(err):
             raise AlembicRepairError(
-                f"backup: disk full while writing {path}; the partial backup was removed and "
+                f"backup: disk full while writing {final}; the partial backup was removed and "
                 "the database is unchanged; free some space (or write the backup elsewhere) "
                 "and run it again") from None
         raise

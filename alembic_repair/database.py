@@ -3,12 +3,15 @@
 Only this module and `locking` open connections. `target` says where the driver will really
 connect, computed from the keyword arguments SQLAlchemy's dialect hands the driver (a
 ``?host=`` in the query overrides the URL's host for PyMySQL), so the ``--allow-remote`` guard
-and the driver can never disagree. Errors name the host and port (or the SQLite file) and say
-what to do; the password never appears, whatever the driver put in its message.
+and the driver can never disagree. Other drivers are not modelled: local only for
+``localhost`` or a loopback literal with no query key that could move them. Errors name the
+host and port (or the SQLite file) and say what to do; the password never appears, whatever
+the driver put in its message.
 """
 
 from __future__ import annotations
 
+import configparser
 import ipaddress
 import os
 import re
@@ -44,7 +47,8 @@ _CANNOT_CONNECT = {2002, 2003, 2005, 2006, 2013}
 BUSY_TIMEOUT_ENV = "ALEMBIC_REPAIR_SQLITE_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT = 5.0
 
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+#: The only name taken as this machine without asking DNS (resolvers may send others out).
+_LOCAL_NAMES = {"localhost"}
 _DEFAULT_PORTS = {"mysql": 3306, "mariadb": 3306, "postgresql": 5432}
 
 
@@ -105,8 +109,6 @@ def is_loopback(host: str) -> bool:
     name = host.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    if name.endswith(".") and not name.endswith(".."):
-        name = name[:-1]
     if not name:
         return False
     if name in _LOCAL_NAMES:
@@ -138,27 +140,47 @@ def _tcp(url: URL, host: str, port: object, why: str = "") -> Target:
     return Target(url.get_backend_name(), _hostport(host, port), is_loopback(host), why=why)
 
 
+#: PyMySQL's option file when ``read_default_group`` is given without ``read_default_file``.
+_PYMYSQL_DEFAULT_FILE = "/etc/my.cnf"
+#: Query keys another driver may be given and still be judged from the URL's host alone: none
+#: of them can name another host (an option file, a service, a DSN or ``host=`` could).
+_INERT_QUERY = frozenset({"charset", "use_unicode", "connect_timeout", "sslmode"})
+
+
+def _one_line(err: BaseException, url: URL) -> str:
+    """An exception's first line, without the URL's password (a driver may quote its options)."""
+    text = (str(err).strip().splitlines() or [""])[0] or type(err).__name__
+    return redact(text, url.render_as_string(hide_password=False))
+
+
 def _pymysql_target(url: URL, cparams: dict[str, Any]) -> Target:
     """PyMySQL's own `Connection.__init__` (with ``defer_connect``: no socket) decides: it
     applies ``?host=``/``?unix_socket=``/``?port=`` and reads ``read_default_file`` exactly as
-    the real connection will."""
+    the real connection will, and rejects bad options (a str timeout) here rather than at
+    connect. TLS options are left out: they name files read only when connecting."""
     try:
         from pymysql.connections import Connection
     except ImportError:
         return _unproven(url, "PyMySQL is not installed")
-    keys = ("host", "port", "unix_socket", "read_default_file", "read_default_group")
-    given = {key: cparams[key] for key in keys if key in cparams}
-    for key, value in given.items():
-        if isinstance(value, (tuple, list)):
-            return _unproven(url, f"the URL gives {key}= more than once")
+    given = {key: value for key, value in cparams.items()  # the password moves nothing, and
+             if key not in ("ssl", "password", "passwd")  # PyMySQL encodes it as latin-1
+             and not key.startswith("ssl_")}
+    given.setdefault("charset", "utf8mb4")
     try:
-        conn = Connection(**given, defer_connect=True, ssl_disabled=True, charset="utf8mb4")
+        conn = Connection(**given, defer_connect=True, ssl_disabled=True)
     except Exception as err:  # noqa: BLE001  (whatever PyMySQL raises, it raises it at connect)
-        return Target(url.get_backend_name(), _hostport(url.host or "localhost", url.port),
-                      False, error=f"PyMySQL rejects the URL's options ({err})")
+        place = _hostport(url.host or "localhost", url.port or 3306)
+        option_file = given.get("read_default_file") or (
+            _PYMYSQL_DEFAULT_FILE if given.get("read_default_group") else None)
+        if option_file and isinstance(err, (configparser.Error, OSError, UnicodeError)):
+            # never str(err): configparser quotes the offending line (a password=, /etc/passwd)
+            return Target(url.get_backend_name(), place, False,
+                          error=f"cannot read option file {option_file} ({type(err).__name__})")
+        return Target(url.get_backend_name(), place, False,
+                      error=f"PyMySQL rejects the URL's options ({_one_line(err, url)})")
     files = [f"option file {given[k]}" for k in ("read_default_file",) if given.get(k)]
     if given.get("read_default_group") and not files:
-        files = ["option file /etc/my.cnf"]
+        files = [f"option file {_PYMYSQL_DEFAULT_FILE}"]
     if conn.unix_socket:
         via = f" ({', '.join(files)})" if files else ""
         return Target(url.get_backend_name(), f"Unix socket {conn.unix_socket}{via}", True,
@@ -172,45 +194,17 @@ def _pymysql_target(url: URL, cparams: dict[str, Any]) -> Target:
     return replace(_tcp(url, host, port, why), host=host, port=port)
 
 
-def _mysqldb_target(url: URL, cparams: dict[str, Any]) -> Target:
-    """mysqlclient (libmysqlclient): ``localhost`` or no host means the Unix socket; any other
-    host is TCP and ``unix_socket`` is then ignored; no host falls back to ``$MYSQL_HOST``."""
-    if "read_default_file" in cparams or "read_default_group" in cparams:
-        return _unproven(url, "the driver reads a MySQL option file that may name another host")
-    host = cparams.get("host")
-    if host is not None and not isinstance(host, str):
-        return _unproven(url, "the URL gives host= more than once")
-    host = host or os.environ.get("MYSQL_HOST") or "localhost"
-    if host == "localhost":
-        return Target(url.get_backend_name(), "localhost (Unix socket)", True)
-    return _tcp(url, host, cparams.get("port") or 3306)
-
-
-def _libpq_target(url: URL, cargs: list[Any], cparams: dict[str, Any]) -> Target:
-    """libpq: ``hostaddr`` (no DNS) wins over ``host``; a host starting with ``/`` or ``@`` is
-    a Unix socket; comma lists are tried in turn, so every entry must be local."""
-    if any(cargs) or "dsn" in cparams:
-        return _unproven(url, "a libpq connection string may name another host")
-    if "service" in cparams or os.environ.get("PGSERVICE"):
-        return _unproven(url, "a pg_service.conf service may name another host")
-    host = cparams.get("host") or os.environ.get("PGHOST") or ""
-    hostaddr = cparams.get("hostaddr") or os.environ.get("PGHOSTADDR") or ""
-    if not isinstance(host, str) or not isinstance(hostaddr, str):
-        return _unproven(url, "the URL gives host= or hostaddr= more than once")
-    hosts, addrs = host.split(","), hostaddr.split(",") if hostaddr else []
-    count = max(len(hosts), len(addrs))
-    hosts += [""] * (count - len(hosts))
-    addrs += [""] * (count - len(addrs))
-    port = str(cparams.get("port") or os.environ.get("PGPORT") or 5432).split(",")
-    for index, (name, addr) in enumerate(zip(hosts, addrs, strict=True)):
-        at = port[index] if index < len(port) and port[index] else port[0] or 5432
-        if addr:
-            if not is_loopback(addr):
-                return _tcp(url, addr, at, "hostaddr=")
-        elif name and not name.startswith(("/", "@")) and not is_loopback(name):
-            return _tcp(url, name, at)
-    shown = ",".join(a or h or "default socket" for h, a in zip(hosts, addrs, strict=True))
-    return Target(url.get_backend_name(), f"{shown} (loopback or Unix socket)", True)
+def _other_driver_target(url: URL, driver: str) -> Target:
+    """A driver the project does not support (mysqlclient, libpq, ...): its defaults, option
+    files, environment and query keys are not modelled, so it is local only when the URL names
+    ``localhost`` or a loopback literal and nothing in the query could move it."""
+    name = driver or url.get_backend_name()
+    moving = sorted(set(url.query) - _INERT_QUERY)
+    if moving:
+        return _unproven(url, f"the {name} driver may read {moving[0]}= in the URL's options")
+    if not url.host:
+        return _unproven(url, f"no host, and the {name} driver's default is unknown")
+    return _tcp(url, url.host, url.port)
 
 
 def target(url: str | URL) -> Target:
@@ -223,28 +217,28 @@ def target(url: str | URL) -> Target:
         place = f"SQLite file {database}" if database and database != ":memory:" else (
             "in-memory SQLite")
         return Target(backend, place, True)
+    place = _hostport(parsed.host or "localhost",
+                      parsed.port or _DEFAULT_PORTS.get(backend))
+    repeated = sorted(key for key, value in parsed.query.items()
+                      if isinstance(value, (tuple, list)))
+    if repeated:
+        return Target(backend, place, False,
+                      error=f"the URL gives {repeated[0]}= more than once")
     if {"plugin", "plugins"} & set(parsed.query):
         return _unproven(parsed, "an engine plugin in the URL may change where it connects")
     try:
         dialect_cls = parsed.get_dialect()
-        cargs, cparams = dialect_cls().create_connect_args(parsed)
-    except Exception as err:  # noqa: BLE001  (an unknown driver or options it cannot parse)
-        return _unproven(parsed, f"SQLAlchemy cannot read the URL's options: {err}")
-    cparams = {**cparams, **connect_args(parsed)}
+    except Exception:  # noqa: BLE001  (an unknown dialect or driver: make_engine says which)
+        return _unproven(parsed, f"SQLAlchemy has no dialect for {parsed.drivername!r}")
     driver = getattr(dialect_cls, "driver", "")
-    if driver == "pymysql":
-        return _pymysql_target(parsed, cparams)
-    if driver == "mysqldb":
-        return _mysqldb_target(parsed, cparams)
-    if driver in ("psycopg2", "psycopg", "psycopg2cffi"):
-        return _libpq_target(parsed, list(cargs), cparams)
-    if parsed.query:
-        return _unproven(parsed, f"the {driver or backend} driver may read the URL's options")
-    if parsed.host and is_loopback(parsed.host):
-        return Target(backend, _hostport(parsed.host, parsed.port), True)
-    if parsed.host:
-        return _tcp(parsed, parsed.host, parsed.port)
-    return _unproven(parsed, f"no host, and the {driver or backend} driver's default is unknown")
+    if driver != "pymysql":
+        return _other_driver_target(parsed, driver)
+    try:
+        _cargs, cparams = dialect_cls().create_connect_args(parsed)
+    except Exception as err:  # noqa: BLE001  (options the dialect cannot read: a bad number)
+        return Target(backend, place, False,
+                      error=f"SQLAlchemy cannot read the URL's options ({_one_line(err, parsed)})")
+    return _pymysql_target(parsed, {**cparams, **connect_args(parsed)})
 
 
 def where(url: URL) -> str:
@@ -576,7 +570,30 @@ def connect(project: Project) -> Engine:
     except SQLAlchemyError as err:
         engine.dispose()
         raise translate(err, project.url, project.url_source) from None
+    except OSError as err:  # e.g. ?ssl_ca= names a missing file: PyMySQL opens it to connect
+        engine.dispose()
+        raise file_error(err, project) from None
     return engine
+
+
+def file_error(err: OSError, project: Project) -> AlembicRepairError:
+    """A file the driver opens while connecting (a CA or key named in the URL) it cannot read,
+    as one line: the file and the exception's type, never its text."""
+    url = make_url(project.url)
+    name = getattr(err, "filename", None)
+    if name is None:  # ssl's load_verify_locations does not say which file: find it
+        named = [f"{value} ({key}=)" for key, value in sorted(url.query.items())
+                 if key.startswith("ssl_") and isinstance(value, str) and "/" in value
+                 and not os.access(os.path.expanduser(value), os.R_OK)]
+        name = named[0] if named else None
+    if name is not None:
+        return ConfigError(
+            f"{project.url_source}: cannot read file {redact(str(name), project.url)} named in "
+            f"the URL's options ({type(err).__name__}), connecting to {where(url)}; fix "
+            "the path or the file's permissions")
+    return DatabaseUnreachable(
+        f"cannot reach the database at {where(url)} ({type(err).__name__}; URL from "
+        f"{project.url_source})")
 
 
 def connect_readonly(project: Project) -> Engine | None:
@@ -598,5 +615,8 @@ def connect_readonly(project: Project) -> Engine | None:
         except SQLAlchemyError as err:
             engine.dispose()
             raise translate(err, project.url, project.url_source) from None
+        except OSError as err:
+            engine.dispose()
+            raise file_error(err, project) from None
         return engine
     return connect(project)

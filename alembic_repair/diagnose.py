@@ -12,7 +12,8 @@ from .rules.schema import equal_revisions
 from .state.read import State
 
 #: Findings that mean the configuration itself is broken (doctor exits 2 on them).
-CONFIG_CODES = frozenset({"AR101", "AR102", "AR103", "AR104", "AR105", "AR106", "AR107"})
+CONFIG_CODES = frozenset({"AR101", "AR102", "AR103", "AR104", "AR105", "AR106", "AR107",
+                          "AR114"})
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ in that env.py, as plain Python that needs no alembic-repair at run time:
 Installing is idempotent (a second run writes the same bytes; a new kept set changes only the
 set's line) and keeps every comment and the formatting (libcst). A call passing ``**kwargs``
 without both keywords is not edited: whether the dictionary holds a filter cannot be told, so
-the install refuses (`EnvFilter.unsafe`) with what to write by hand.
+the install refuses (`EnvFilter.unsafe`) with what to write by hand. The same for a
+``configure`` reached in a way we cannot follow (another object's ``.configure(...)``,
+``cfg = context.configure``): aliases of alembic's ``context`` (``import ... as``,
+``alembic.context``) are resolved and wired, anything else would leave a call unfiltered while
+the file looked protected. env.py is read as bytes and decoded the way Python does (coding
+cookie), and written back in its own encoding. `ensure` is the one way in (bootstrap, trash
+drop, drop, fix); `check` lets a soft drop refuse before it changes anything.
 """
 
 from __future__ import annotations
@@ -44,9 +50,9 @@ else:  # pragma: no cover
 if TYPE_CHECKING:
     from .project import Project
 
-__all__ = ["EnvFilter", "Installed", "OWN_PREFIX", "UnsafeEnv", "install", "install_file",
-           "kept_in", "protect", "read_filter", "record_ignore_tables", "render_block",
-           "unsafe_text"]
+__all__ = ["EnvFilter", "Installed", "OWN_PREFIX", "UnsafeEnv", "check", "ensure", "install",
+           "install_file", "kept_in", "protect", "read_filter", "read_source",
+           "record_ignore_tables", "render_block", "status", "unsafe_text"]
 
 #: Every table whose name starts with this belongs to alembic-repair (trash, trash index).
 OWN_PREFIX = "_ar_"
@@ -120,10 +126,58 @@ def _defines(node: ast.stmt) -> str | None:
     return None
 
 
-def _is_configure(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "configure" and isinstance(node.func.value, ast.Name)
-            and node.func.value.id == "context")
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of names and attributes, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner is not None else None
+    return None
+
+
+def context_names(tree: ast.Module) -> frozenset[str]:
+    """The dotted names that mean alembic's ``context`` module in `tree`: ``context`` (from
+    ``from alembic import context``), its ``as`` aliases, and ``alembic.context`` (after
+    ``import alembic`` / ``import alembic.context``, or under an ``as`` name)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "alembic" and not node.level:
+            names |= {a.asname or a.name for a in node.names if a.name == "context"}
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "alembic.context":
+                    names.add(a.asname or "alembic.context")
+                elif a.name == "alembic":
+                    names.add(f"{a.asname or 'alembic'}.context")
+    return frozenset(names)
+
+
+def _configure_uses(tree: ast.Module) -> tuple[list[ast.Call], list[tuple[int, str]]]:
+    """(the ``<context>.configure(...)`` calls we can wire, (line, why) of every other use of
+    a ``configure`` we cannot follow: another object's ``.configure(...)``, ``context.configure``
+    taken as a value (``cfg = context.configure``), ``from alembic.context import configure``)."""
+    aliases = context_names(tree)
+    calls: list[ast.Call] = []
+    odd: list[tuple[int, str]] = []
+    funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("context") and any(
+                a.name == "configure" for a in node.names):
+            odd.append((node.lineno, "imports configure by itself"))
+        if not (isinstance(node, ast.Attribute) and node.attr == "configure"):
+            continue
+        receiver = _dotted(node.value)
+        if id(node) in funcs and receiver in aliases:
+            continue  # the call itself is collected below
+        what = f"{receiver or '(expression)'}.configure"
+        odd.append((node.lineno, f"{what} is " + ("called" if id(node) in funcs else "used")
+                    + " in a way alembic-repair cannot follow"))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "configure" and _dotted(node.func.value) in aliases):
+            calls.append(node)
+    return sorted(calls, key=lambda n: n.lineno), sorted(set(odd))
 
 
 def kept_in(source: str) -> frozenset[str]:
@@ -153,36 +207,43 @@ class EnvFilter:
 
     `current`: the block is there and is the one we render for its kept set;
     `unwired`: lines of ``context.configure(...)`` calls not passing both wrapped filters;
-    `unsafe`: lines of calls we cannot edit (``**kwargs`` without both keywords), or ``0``
-    when env.py has no ``context.configure(...)`` call at all."""
+    `unsafe`: lines of calls we cannot edit (``**kwargs`` without both keywords, a configure
+    reached in a way we cannot follow), or ``0`` when env.py has no ``context.configure(...)``
+    call at all; `notes`: why, one per line of `unsafe`."""
 
     current: bool
     kept: frozenset[str]
     unwired: tuple[int, ...]
     unsafe: tuple[int, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
-        return self.current and not self.unwired
+        return self.current and not self.unwired and not self.unsafe
 
     def hides(self, kept: Iterable[str]) -> bool:
         """True when env.py hides the tool's tables and every name of `kept`."""
         return self.complete and set(kept) <= self.kept
 
+    @property
+    def why(self) -> str:
+        """The one-line text of what to do by hand (empty when nothing is unsafe)."""
+        return unsafe_text(self.unsafe, self.notes) if self.unsafe else ""
 
-def read_filter(source: str) -> EnvFilter | None:
-    """The filter status of env.py's `source`; None when it does not parse."""
+
+def read_filter(source: str | bytes) -> EnvFilter | None:
+    """The filter status of env.py's `source` (bytes are decoded the way Python does, coding
+    cookie included); None when it does not parse."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, UnicodeDecodeError, LookupError):
         return None
     kept = _kept(tree)
     block = [ast.dump(n) for n in tree.body if _defines(n) in BLOCK_NAMES]
     current = block == [ast.dump(n) for n in ast.parse(render_block(kept)).body]
     unwired: list[int] = []
-    unsafe: list[int] = []
-    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_configure(n)),
-                   key=lambda n: n.lineno)
+    unsafe: dict[int, str] = {}
+    calls, odd = _configure_uses(tree)
     for call in calls:
         keywords = {k.arg: k.value for k in call.keywords if k.arg is not None}
         if all(k in keywords and _wrapped(keywords[k], k) for k in WRAPPERS):
@@ -190,10 +251,13 @@ def read_filter(source: str) -> EnvFilter | None:
         unwired.append(call.lineno)
         if any(k.arg is None for k in call.keywords) and not all(k in keywords
                                                                   for k in WRAPPERS):
-            unsafe.append(call.lineno)
+            unsafe.setdefault(call.lineno, KWARGS)
+    for line, why in odd:
+        unsafe.setdefault(line, why)
     if not calls:
-        unsafe.append(0)
-    return EnvFilter(current, kept, tuple(unwired), tuple(unsafe))
+        unsafe.setdefault(0, "")
+    lines = tuple(sorted(unsafe))
+    return EnvFilter(current, kept, tuple(unwired), lines, tuple(unsafe[n] for n in lines))
 
 
 def _wrapped(value: ast.expr, keyword: str) -> bool:
@@ -209,6 +273,7 @@ def install(source: str, kept: Iterable[str] = ()) -> str:
     ``context.configure(...)`` call wired to it. Raises `UnsafeEnv` when a call cannot be
     edited safely (the text says what to write by hand)."""
     import libcst as cst
+    from libcst.helpers import get_full_name_for_node
 
     from .env_options import append_keyword
 
@@ -216,7 +281,8 @@ def install(source: str, kept: Iterable[str] = ()) -> str:
     if status is None:
         raise UnsafeEnv("env.py does not parse; fix it first")
     if status.unsafe:
-        raise UnsafeEnv(unsafe_text(status.unsafe))
+        raise UnsafeEnv(status.why)
+    aliases = context_names(ast.parse(source))
 
     def defines(node: cst.CSTNode) -> str | None:
         if isinstance(node, cst.FunctionDef):
@@ -230,7 +296,7 @@ def install(source: str, kept: Iterable[str] = ()) -> str:
     def is_configure(call: cst.Call) -> bool:
         func = call.func
         return (isinstance(func, cst.Attribute) and func.attr.value == "configure"
-                and isinstance(func.value, cst.Name) and func.value.value == "context")
+                and get_full_name_for_node(func.value) in aliases)
 
     class Wire(cst.CSTTransformer):
         """Pass both wrapped filters to every ``context.configure(...)`` call (the user's own
@@ -293,15 +359,20 @@ class UnsafeEnv(ValueError):
     """env.py cannot be edited safely; the message says what to do by hand."""
 
 
-def unsafe_text(lines: tuple[int, ...]) -> str:
+KWARGS = "passes **kwargs, so whether they hold include_name/include_object cannot be told"
+HAND = ("add include_name=_ar_include_name(), include_object=_ar_include_object() to "
+        "context.configure(...) yourself (wrap your own filter: _ar_include_object(your_filter))")
+
+
+def unsafe_text(lines: tuple[int, ...], notes: tuple[str, ...] = ()) -> str:
+    """One line: where env.py cannot be edited safely, why, and what to write by hand."""
     if lines == (0,):
         return ("env.py has no context.configure(...) call that alembic-repair can find; pass "
                 "include_name=_ar_include_name(), include_object=_ar_include_object() to yours")
-    where = ", ".join(f"line {n}" for n in lines)
-    return (f"env.py {where}: context.configure(...) passes **kwargs, so whether they hold "
-            "include_name/include_object cannot be told; add include_name=_ar_include_name(), "
-            "include_object=_ar_include_object() to that call yourself (wrap your own filter: "
-            "_ar_include_object(your_filter))")
+    notes = notes or (KWARGS,) * len(lines)
+    parts = [f"line {n}: " + ("context.configure(...) " if why == KWARGS else "") + why
+             for n, why in zip(lines, notes, strict=False) if n]
+    return f"env.py {'; '.join(parts)}; {HAND}"
 
 
 # -- the project's files -------------------------------------------------------------------------
@@ -317,17 +388,38 @@ class Installed:
     kept_copy: Path | None = None
 
 
+def read_source(env_py: Path) -> tuple[str, str]:
+    """env.py's text and encoding, decoded the way Python does (coding cookie, BOM, else
+    UTF-8). Raises `UnsafeEnv` when it cannot be read or decoded: then nothing may be
+    written, and the user has to look at the file."""
+    import io
+    import tokenize
+
+    try:
+        raw = env_py.read_bytes()
+        encoding = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
+        return raw.decode(encoding), encoding
+    except OSError as err:
+        raise UnsafeEnv(f"env.py cannot be read ({err.strerror or err}); fix that first"
+                        ) from None
+    except (SyntaxError, LookupError, UnicodeDecodeError):
+        raise UnsafeEnv("env.py is not valid text in its declared encoding (UTF-8 unless a "
+                        "`# -*- coding: ... -*-` line says otherwise), so Python cannot run it "
+                        "either; fix its encoding first") from None
+
+
 def install_file(env_py: Path, kept: Iterable[str] = (), *, keep_to: Path | None = None
                  ) -> Installed:
     """Install (or update) the filter in `env_py` with the union of `kept` and the names the
-    file already keeps. The original goes to `keep_to` first (once: the first copy is the
-    original; mode 0600). A file generated by us keeps its checksum line valid, so bootstrap
-    still refreshes it. Raises `UnsafeEnv` (nothing written)."""
+    file already keeps, written back in the file's own encoding. The original goes to
+    `keep_to` first (once: the first copy is the original; mode 0600). A file generated by us
+    keeps its checksum line valid, so bootstrap still refreshes it. Raises `UnsafeEnv`
+    (nothing written)."""
     from . import scaffold
 
-    source = env_py.read_text(encoding="utf-8")
+    source, encoding = read_source(env_py)
     names = frozenset(kept) | kept_in(source)
-    generated = scaffold.is_generated(env_py)
+    generated = encoding in ("utf-8", "utf-8-sig") and scaffold.is_generated(env_py)
     if generated:
         header, _, body = source.partition("\n")
         new = scaffold.restamp(header, install(body, names))
@@ -335,6 +427,11 @@ def install_file(env_py: Path, kept: Iterable[str] = (), *, keep_to: Path | None
         new = install(source, names)
     if new == source:
         return Installed(env_py, False, names)
+    try:
+        data = new.encode(encoding)
+    except UnicodeEncodeError:
+        raise UnsafeEnv(f"env.py is written in {encoding}, which cannot hold the kept table "
+                        "names; save it as UTF-8 first") from None
     copy = None
     if keep_to is not None:
         copy = keep_to
@@ -344,7 +441,7 @@ def install_file(env_py: Path, kept: Iterable[str] = (), *, keep_to: Path | None
             private_dir(copy.parent)
             shutil.copy2(env_py, copy)
             copy.chmod(0o600)
-    env_py.write_text(new, encoding="utf-8")
+    env_py.write_bytes(data)
     return Installed(env_py, True, names, copy)
 
 
@@ -442,22 +539,53 @@ def _append_items(lines: list[str], key: int, end: int, new: list[str]) -> list[
     return []
 
 
-def protect(project: Project) -> tuple[str, str] | None:
-    """Install the filter into the project's env.py (a command that just created trash, or
-    bootstrap finding some): ``(kind, message)`` for the printed actions, or None when
-    nothing changed. The original env.py goes into a backup folder of its own."""
+def status(project: Project) -> EnvFilter:
+    """env.py's filter status; raises `UnsafeEnv` (one line: what to do by hand) when the
+    filter cannot be installed: env.py unreadable, undecodable, not parsing, or with a
+    configure call that cannot be edited safely."""
+    source, _ = read_source(project.env_py)
+    found = read_filter(source)
+    if found is None:
+        raise UnsafeEnv("env.py does not parse; fix it first")
+    if found.unsafe:
+        raise UnsafeEnv(found.why)
+    return found
+
+
+def check(project: Project) -> None:
+    """Refuse (`UnsafeEnv`) before a command creates trash that env.py could not hide; a
+    project without env.py has nothing to protect (plain Alembic cannot run there)."""
+    if project.env_py.is_file():
+        status(project)
+
+
+def ensure(project: Project, tables: Iterable[str] = (), *, keep_to: Path | None = None
+           ) -> tuple[str, str] | None:
+    """The one way the filter gets installed (bootstrap, trash drop, drop, fix): env.py hides
+    the tool's ``_ar_*`` tables, ``ignore_tables`` and `tables`. Returns ``("edit", message)``
+    for the printed actions, or None when env.py already did (or there is no env.py). The
+    original goes to `keep_to` (default: a backup folder of its own). Raises `UnsafeEnv`,
+    nothing written."""
     env = project.env_py
     if not env.is_file():
         return None
+    wanted = {*project.ignore_tables, *tables}
+    if status(project).hides(wanted):
+        return None
     rel = project.rel(env)
-    try:
-        done = install_file(env, project.ignore_tables,
-                            keep_to=backup_path(project.state_dir, rel))
-    except UnsafeEnv as err:
-        return "warning", f"{rel}: {err}"
+    done = install_file(env, wanted, keep_to=keep_to or backup_path(project.state_dir, rel))
     if not done.changed:
         return None
     names = f" nor {', '.join(sorted(done.kept))}" if done.kept else ""
     where = f"; the original is kept in {project.rel(done.kept_copy)}" if done.kept_copy else ""
     return "edit", (f"{rel}: plain `alembic revision --autogenerate` no longer sees the tool's "
                     f"_ar_* tables{names}{where}")
+
+
+def protect(project: Project) -> tuple[str, str] | None:
+    """`ensure`, with a refusal turned into a ``("warning", text)`` action (bootstrap: the
+    trash is already there; refusing would only block the rest of the setup)."""
+    try:
+        return ensure(project)
+    except UnsafeEnv as err:
+        return "warning", f"{project.rel(project.env_py)}: {err}"

@@ -16,6 +16,7 @@ __all__ = [
     "AlembicRepairError",
     "ConfigError",
     "IniError",
+    "PyprojectError",
     "UrlError",
     "DatabaseUnreachable",
     "LoginRefused",
@@ -59,6 +60,10 @@ class IniError(ConfigError):
 
 class UrlError(ConfigError):
     """The database URL cannot be used as written (placeholder, bad '%', not a URL)."""
+
+
+class PyprojectError(ConfigError):
+    """pyproject.toml's ``[tool.alembic_repair]`` cannot be read or holds a bad value."""
 
 
 class DatabaseUnreachable(AlembicRepairError):

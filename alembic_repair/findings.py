@@ -118,6 +118,11 @@ AR113 = _code("AR113", "warning", "trash or kept tables are visible to autogener
               "upgrade` then destroys their rows, and `alembic check` fails meanwhile.",
               "`alembic-repair fix --yes` installs a filter into env.py (include_name / "
               "include_object, wrapping your own), or add it by hand as the detail says.")
+AR114 = _code("AR114", "error", "[tool.alembic_repair] in pyproject.toml is invalid",
+              "A setting of alembic-repair's section in pyproject.toml has the wrong type (e.g. "
+              "ignore_tables = \"legacy\" instead of a list): every command but doctor stops "
+              "on it, and doctor cannot know which tables to keep out of its comparisons.",
+              "Fix the setting the detail names, e.g. `ignore_tables = [\"legacy\"]`.")
 
 # -- AR2xx: the revision graph ------------------------------------------------------------------
 AR201 = _code("AR201", "error", "revision file does not parse",

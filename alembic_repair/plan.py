@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from alembic.operations.ops import DropColumnOp, DropTableOp
 
 from .diagnose import Diagnosis
-from .env_filter import unsafe_text
 from .findings import Finding
 from .history import plan_baseline, plan_missing_revision
 from .rules.hidden import hidden, hidden_drops
@@ -143,7 +142,9 @@ def _config(state: State, findings: list[Finding], models: str | None, draft: _D
         elif finding.code == "AR112":
             draft.add(finding.code, EnsureVersionsDir())
         elif finding.code == "AR113":
-            if spec and project.env_py.is_file() and is_generated(project.env_py):
+            if finding.detail.startswith("kept table"):  # a kept table got a model: by hand
+                draft.refuse(finding, finding.fix)
+            elif spec and project.env_py.is_file() and is_generated(project.env_py):
                 # our own env.py from an older template: refreshing it is the whole repair
                 draft.add(finding.code, WriteSetupFile(project.rel(project.env_py), models=spec,
                                                        why="the template hides those tables"))
@@ -280,8 +281,15 @@ def _pending(state: State, findings: list[Finding], draft: _Draft) -> None:
                 if isinstance(op.operation, DropColumnOp) else op.operation.table_name
                 for op in revision.ops if isinstance(op.operation, (DropColumnOp, DropTableOp))
                 and not hidden(state, op.operation.table_name)))  # those are AR511's
+            env = state.config.env_filter
+            if state.config.env_py_exists and (env is None or env.unsafe):
+                # the trash the soft drop fills would be dropped by the next plain autogenerate
+                draft.refuse(finding, "the soft drop needs env.py's autogenerate filter: "
+                             + (env.why if env is not None else "env.py cannot be read or "
+                                "does not parse; fix it first"))
+                continue
             draft.add(finding.code, HideFromAutogenerate(
-                why="the soft drop puts tables into the trash", required=False),
+                why="the soft drop puts tables into the trash"),
                 RewritePending(path, "soft-drops", drops))
         elif finding.code in ("AR502", "AR503") and "add" in finding.detail:
             draft.add(finding.code, RewritePending(path, "unique-columns"))
@@ -368,9 +376,10 @@ def _hide(state: State, finding: Finding, draft: _Draft, tables: tuple[str, ...]
     """Plan env.py's autogenerate filter, or refuse when env.py cannot be edited safely."""
     env = state.config.env_filter
     if not state.config.env_py_exists or env is None:
-        draft.refuse(finding, "env.py is missing or does not parse: repair it first")
+        draft.refuse(finding, "env.py is missing, cannot be decoded or does not parse: "
+                     "repair it first")
     elif env.unsafe:
-        draft.refuse(finding, unsafe_text(env.unsafe))
+        draft.refuse(finding, env.why)
     else:
         draft.add(finding.code, HideFromAutogenerate(tables, why=why))
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .database import driver_message
 from .errors import PrivilegeMissing
+from .masking import redact
 
 __all__ = ["denied", "missing_grant"]
 
@@ -37,7 +38,7 @@ def _account(conn: Connection) -> str:
 def missing_grant(conn: Connection, action: str, err: DBAPIError, privileges: str,
                   on: str, why: str) -> PrivilegeMissing:
     """The error to raise instead of `err`; `on` is the GRANT's object (e.g. `` `db`.* ``)."""
-    detail = driver_message(err)
+    detail = redact(driver_message(err), conn.engine.url.render_as_string(hide_password=False))
     return PrivilegeMissing(
         f"{action}: the server refused it ({detail}); nothing changed; {why}; an "
         f"administrator can allow it with: GRANT {privileges} ON {on} TO {_account(conn)}")

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .compose import database_from_compose, find_compose_file
-from .errors import ConfigError, IniError, UrlError
+from .errors import ConfigError, IniError, PyprojectError, UrlError
 from .masking import mask_url
 from .private import STATE_DIR
 
@@ -142,16 +142,20 @@ class Project:
         resolved_url, source, notes = attempt(
             lambda: resolve_url(base, ini_path, ini, url, environ),
             lambda: resolve_url(base, ini_path, None, url, environ))
+        # a pyproject.toml that cannot be read stops every command (doctor too); a bad
+        # ignore_tables value is a problem doctor reports (read before `problems` is frozen)
+        models = models or models_from_pyproject(base)
+        ignore_tables = attempt(lambda: ignore_tables_from_pyproject(base), lambda: ())
         return cls(
             root=base,
             ini_path=ini_path,
             script_location=script_location,
             url=resolved_url,
             url_source=source,
-            models=models or models_from_pyproject(base),
+            models=models,
             notes=tuple(notes),
             problems=tuple(problems),
-            ignore_tables=attempt(lambda: ignore_tables_from_pyproject(base), lambda: ()),
+            ignore_tables=ignore_tables,
         )
 
 
@@ -318,31 +322,42 @@ def store_url(root: Path, url: str) -> Path:
     return path
 
 
-def models_from_pyproject(root: Path) -> str | None:
-    """``[tool.alembic_repair] models = "pkg.module:Base"`` from the project's pyproject.toml."""
+def _tool_section(root: Path) -> tuple[Path, dict[str, object]]:
+    """``[tool.alembic_repair]`` of the project's pyproject.toml (empty when there is none),
+    or a PyprojectError naming the file: the one reader `models` and `ignore_tables` share."""
     path = root / "pyproject.toml"
     if not path.is_file():
-        return None
+        return path, {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise PyprojectError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8"
+                             ) from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err}); fix the file") from err
-    value = data.get("tool", {}).get("alembic_repair", {}).get("models")
+        reason = (str(err).splitlines() or ["?"])[0]
+        raise PyprojectError(f"{path}: not valid TOML ({reason}); fix the file") from None
+    except OSError as err:
+        raise PyprojectError(f"{path}: cannot read it ({type(err).__name__}); fix its "
+                             "permissions") from None
+    tool = data.get("tool", {})
+    section = tool.get("alembic_repair", {}) if isinstance(tool, dict) else {}
+    if not isinstance(section, dict):
+        raise PyprojectError(f"{path}: [tool.alembic_repair] must be a table; fix the file")
+    return path, section
+
+
+def models_from_pyproject(root: Path) -> str | None:
+    """``[tool.alembic_repair] models = "pkg.module:Base"`` from the project's pyproject.toml."""
+    value = _tool_section(root)[1].get("models")
     return str(value) if value else None
 
 
 def ignore_tables_from_pyproject(root: Path) -> tuple[str, ...]:
     """``[tool.alembic_repair] ignore_tables = ["legacy", ...]``: tables nobody's models or
     revisions own, kept out of autogenerate (env_filter) and of doctor's comparisons."""
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return ()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err}); fix the file") from err
-    value = data.get("tool", {}).get("alembic_repair", {}).get("ignore_tables", [])
+    path, section = _tool_section(root)
+    value = section.get("ignore_tables", [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{path}: [tool.alembic_repair] ignore_tables must be a list of table "
-                          'names, e.g. ignore_tables = ["legacy_audit"]')
+        raise PyprojectError(f"{path}: [tool.alembic_repair] ignore_tables must be a list of "
+                             'table names, e.g. ignore_tables = ["legacy_audit"]')
     return tuple(dict.fromkeys(value))

@@ -356,8 +356,7 @@ class _Run:
         intact, partial = _own_files(self.project, expected)
         for path in partial:  # a kill while Alembic wrote it: written again below
             dest = self.backup_dir / FILES_DIR / f"{self.project.rel(path)}.partial"
-            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            shutil.move(str(path), str(dest))
+            private.move_private(path, dest)  # 0600 inside the 0700 backup, like every file
         if intact:
             return
         with project_on_path(self.project.root):

@@ -931,7 +931,7 @@ class HideFromAutogenerate(Step):
                 f"any filter of yours){': ' + self.why if self.why else ''}")
 
     def apply(self, ctx: Context) -> None:
-        from .env_filter import UnsafeEnv, install_file, record_ignore_tables
+        from .env_filter import UnsafeEnv, ensure, record_ignore_tables
 
         project = ctx.project
         pyproject = project.root / "pyproject.toml"
@@ -948,17 +948,14 @@ class HideFromAutogenerate(Step):
                                   "`alembic-repair bootstrap` to write one")
             return
         try:
-            done = install_file(project.env_py, {*project.ignore_tables, *self.tables},
-                                keep_to=ctx.keep(project.env_py))
+            done = ensure(project, self.tables, keep_to=ctx.keep(project.env_py))
         except UnsafeEnv as err:
             if self.required:
                 raise NeedsRepair(f"{project.rel(project.env_py)}: {err}") from None
             ctx.say("warning", f"{project.rel(project.env_py)}: {err}")
             return
-        if done.changed:
-            ctx.say("edit", "env.py: autogenerate no longer sees the tool's _ar_* tables"
-                    + (f" nor {', '.join(sorted(done.kept))}" if done.kept else "")
-                    + f" (the original is kept in {project.rel(ctx.keep(project.env_py))})")
+        if done is not None:
+            ctx.say(*done)
 
     def undo(self, ctx: Context) -> None:
         _restore_copy(ctx, ctx.project.env_py)

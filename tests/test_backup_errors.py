@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +230,61 @@ def test_disk_full_during_backup(tmp_path: Path, backend,
     assert "disk full" in message and str(dest) in message
     assert not dest.exists()
     assert table_digest(backend.url) == before
+
+
+KILLED_BACKUP = """
+import os, signal, sys
+from alembic_repair import Project
+from alembic_repair.backups import backup
+
+def progress(table, done, total):
+    os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 would, once data is being written
+
+backup(Project.discover(sys.argv[1], url=sys.argv[2]), method=sys.argv[3], progress=progress)
+"""
+
+
+def test_a_killed_backup_leaves_no_backup_and_the_next_one_cleans_up(tmp_path: Path,
+                                                                     backend) -> None:
+    """The final folder appears only once its manifest is sealed; a kill -9 leaves a
+    ``.partial-<pid>`` folder that the next backup removes (one of a live process stays)."""
+    project = _setup(tmp_path, backend.url)
+    killed = subprocess.run([sys.executable, "-c", KILLED_BACKUP, str(project.root), backend.url,
+                             backend.method], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    root = project.state_dir / "backups"
+    (left,) = root.iterdir()
+    assert ".partial-" in left.name and _pid_of(left) > 0
+    assert not (left / backups_module.MANIFEST).exists()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        alive = root / f"20990101T000000Z.partial-{sleeper.pid}"
+        alive.mkdir()
+        manifest = backup(project)
+        assert not left.exists() and alive.exists()
+        assert sorted(p.name for p in root.iterdir()) == sorted([manifest.path.name, alive.name])
+        assert ".partial" not in manifest.path.name
+        assert (manifest.path / backups_module.MANIFEST).is_file()
+        assert manifest.path.stat().st_mode & 0o777 == 0o700
+        assert verify(manifest.path).tables == manifest.tables
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _pid_of(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[1])
+
+
+def test_a_named_destination_appears_only_when_sealed(tmp_path: Path, sqlite_url: str) -> None:
+    project = _setup(tmp_path, sqlite_url)
+    dest = tmp_path / "out" / "b1"
+    seen: list[list[str]] = []
+
+    def progress(_table: str, _done: int, _total: int | None) -> None:
+        seen.append(sorted(p.name for p in dest.parent.iterdir()))
+
+    manifest = backups_module.backup(project, dest, method="python", progress=progress)
+    assert manifest.path == dest and (dest / backups_module.MANIFEST).is_file()
+    assert seen and all(names == [f"b1.partial-{os.getpid()}"] for names in seen), seen
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["b1"]

@@ -17,10 +17,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import MODELS_V1, Run, cli, write_project
+from helpers import MODELS_V1, Run, cli, table_digest, tree_digest, write_project
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, inspect, text
 
 from alembic_repair import Project
 from alembic_repair.env_filter import (
@@ -31,6 +31,7 @@ from alembic_repair.env_filter import (
     record_ignore_tables,
     render_block,
 )
+from alembic_repair.state.schema import is_user_table
 
 MODELS_AUTHOR_ONLY = MODELS_V1[:MODELS_V1.index("class Post(Base):")]
 
@@ -334,7 +335,8 @@ def test_ignore_tables_is_added_without_losing_the_layout(tmp_path: Path) -> Non
 NAMES = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
 
 
-@given(kept=st.sets(NAMES, max_size=6), others=st.sets(NAMES, max_size=6))
+@given(kept=st.sets(NAMES, max_size=6),
+       others=st.sets(NAMES | NAMES.map(lambda n: "_ar_" + n), max_size=6))
 def test_filter_block_hides_exactly_the_kept_names(kept: set[str], others: set[str]) -> None:
     source = install(ENV_PY.format(extra="", online_extra=""), kept)
     compile(source, "env.py", "exec")
@@ -343,11 +345,68 @@ def test_filter_block_hides_exactly_the_kept_names(kept: set[str], others: set[s
     exec(render_block(kept), namespace)
     hidden = namespace["_ar_hidden_table"]
     include_object = namespace["_ar_include_object"]()  # type: ignore[operator]
-    for name in kept:
-        assert hidden(name) is True  # type: ignore[operator]
-        assert include_object(None, name, "table", True, None) is False  # type: ignore[operator]
-    for name in others - kept:
-        assert hidden(name) is name.startswith("_ar_")  # type: ignore[operator]
+    include_name = namespace["_ar_include_name"]()  # type: ignore[operator]
+    for name in kept | others:
+        hide = name in kept or name.startswith("_ar_")
+        assert hidden(name) is hide  # type: ignore[operator]
+        assert hide is not is_user_table(name, kept) or name == "alembic_version"
+        table = Table(name, MetaData(), Column("c", Integer))
+        index = Index("ix_c", table.c.c)
+        assert include_object(table, name, "table", True, None) is not hide  # type: ignore
+        assert include_object(table.c.c, "c", "column", True, None) is not hide  # type: ignore
+        assert include_object(index, "ix_c", "index", True, None) is not hide  # type: ignore
+        assert include_name(name, "table", {}) is not hide  # type: ignore[operator]
+        for type_ in ("index", "column", "unique_constraint"):
+            assert include_name("x", type_, {"table_name": name}) is not hide  # type: ignore
+
+
+@pytest.mark.parametrize("name", ["_ar_trash_20260101000000_post", "_ar_trash_index",
+                                  "_ar_scratch", "_ar_"])
+def test_the_tool_owns_every_ar_table_in_doctor_and_in_the_filter(name: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(render_block(), namespace)
+    assert namespace["_ar_hidden_table"](name) is True  # type: ignore[operator]
+    assert is_user_table(name) is False
+    assert is_user_table("ar_table") is True
+
+
+ALIASED = [
+    ("import alembic\n", "alembic.context"),
+    ("from alembic import context as ctx\n", "ctx"),
+    ("import alembic.context as actx\n", "actx"),
+]
+
+
+@pytest.mark.parametrize(("imports", "receiver"), ALIASED)
+def test_aliased_configure_calls_are_wired_too(imports: str, receiver: str) -> None:
+    source = ("from alembic import context\n" + imports + "\n\ndef offline():\n"
+              "    context.configure(url='x')\n\n\ndef online(c):\n"
+              f"    {receiver}.configure(connection=c)\n")
+    before = read_filter(source)
+    assert before is not None and not before.unsafe and len(before.unwired) == 2
+    after = install(source)
+    assert f"{receiver}.configure(connection=c, include_name=_ar_include_name(), " \
+        "include_object=_ar_include_object())" in after
+    status = read_filter(after)
+    assert status is not None and status.complete and status.hides(())
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    ("cfg = context.configure\ncfg(connection=1)\n", "line 4: context.configure is used"),
+    ("from alembic import context as ctx2\nctx = ctx2\nctx.configure(connection=1)\n",
+     "line 6: ctx.configure is called in a way alembic-repair cannot follow"),
+    ("from alembic.context import configure\nconfigure(connection=1)\n",
+     "line 4: imports configure by itself"),
+])
+def test_a_configure_that_cannot_be_followed_is_unsafe(extra: str, why: str) -> None:
+    source = "from alembic import context\n\ncontext.configure(url='x')\n" + extra
+    status = read_filter(source)
+    assert status is not None and status.unsafe and why in status.why
+    wired = install(source.replace(extra, "")) + extra  # the ordinary call wired: not enough
+    status = read_filter(wired)
+    assert status is not None and not status.complete and not status.hides(())
+    with pytest.raises(ValueError, match=why.split(":")[0]):
+        install(source)
 
 
 REVISION = '''"""oops
@@ -447,3 +506,91 @@ def test_doctor_reports_visible_trash_and_fix_refuses_a_kwargs_env(
     (why,) = [w for c, _, w in result.unrepairable if c == "AR113"]
     assert "passes **kwargs" in why  # (and AR405: `trash drop` runs outside the history)
     assert env_py.read_text() == unsafe  # nothing guessed
+
+
+# -- env.py the filter cannot go into; env.py in another encoding; a kept table with a model ---
+
+
+def test_latin1_env_py_gets_the_filter_in_its_own_encoding(tmp_path: Path,
+                                                           sqlite_url: str) -> None:
+    root = _user_project(tmp_path / "proj")
+    _started(root, sqlite_url, posts=7)
+    (root / "app" / "models.py").write_text(textwrap.dedent(MODELS_AUTHOR_ONLY))
+    env_py = root / "alembic" / "env.py"
+    env_py.write_bytes(b"# -*- coding: latin-1 -*-\n# caf\xe9 au lait\n" + env_py.read_bytes())
+
+    dropped = cli("trash", "drop", "post", "--yes", cwd=root, url=sqlite_url)
+    assert dropped.code == 0, dropped.output
+    data = env_py.read_bytes()
+    assert data.startswith(b"# -*- coding: latin-1 -*-\n# caf\xe9 au lait\n")
+    assert "_ar_include_object()" in data.decode("latin-1")
+    _plain_autogenerate_is_empty(root, sqlite_url)  # Python still reads it (the cookie)
+    assert _count(sqlite_url, _trash_table(sqlite_url, "post")) == 7
+
+
+def test_undecodable_env_py_refuses_trash_drop_and_doctor_cannot_tell(
+        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alembic_repair import bootstrap, doctor
+
+    root = _user_project(tmp_path / "proj")
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    bootstrap(root)
+    _sql(sqlite_url, "INSERT INTO author (id, name) VALUES (1, 'ann')",
+         "INSERT INTO post (id, title, author_id) VALUES (1, 't', 1)")
+    env_py = root / "alembic" / "env.py"
+    env_py.write_bytes(b"# caf\xe9\n" + env_py.read_bytes())  # no coding line: not UTF-8
+    before = tree_digest(root), table_digest(sqlite_url)
+
+    refused = cli("trash", "drop", "post", "--yes", cwd=root, url=sqlite_url)
+    assert refused.code == 4 and refused.stderr.count("\n") == 1, refused.output
+    assert "alembic/env.py: env.py is not valid text in its declared encoding" in refused.stderr
+    assert (tree_digest(root), table_digest(sqlite_url)) == before
+
+    _sql(sqlite_url, "CREATE TABLE _ar_trash_20260101000000_old (id INTEGER PRIMARY KEY)")
+    (finding,) = [f for f in doctor(root).findings if f.code == "AR113"]
+    assert finding.detail.startswith("cannot tell whether plain `alembic revision "
+                                     "--autogenerate` would drop _ar_trash_20260101000000_old")
+
+
+def _kwargs_only(env_py: Path) -> str:
+    """The generated env.py's configure(**kwargs) without its own filter keywords."""
+    text = env_py.read_text()
+    wired = ("        include_name=_ar_include_name(),\n"
+             "        include_object=_ar_include_object(),\n")
+    assert wired in text
+    env_py.write_text(text.replace(wired, ""))
+    return env_py.read_text()
+
+
+def test_fix_does_not_plan_a_soft_drop_env_py_cannot_hide(tmp_path: Path,
+                                                          sqlite_url: str) -> None:
+    from alembic_repair import fix
+    from alembic_repair.testing.scenarios import build
+
+    root = tmp_path / "proj"
+    build("fm24_pending_drop_table", root, sqlite_url)
+    _kwargs_only(root / "alembic" / "env.py")
+    before = tree_digest(root), table_digest(sqlite_url)
+    result = fix(Project.discover(root, url=sqlite_url), yes=True)
+    (why,) = [w for c, _, w in result.unrepairable if c == "AR501"]
+    assert why.startswith("the soft drop needs env.py's autogenerate filter: env.py line ")
+    assert "passes **kwargs" in why and "_ar_include_object()" in why
+    assert not any(s.kind in ("hide-tables", "rewrite-pending") for p in result.plans
+                   for s in p.steps)
+    assert (tree_digest(root), table_digest(sqlite_url)) == before
+
+
+def test_a_kept_table_that_gets_a_model_is_reported(tmp_path: Path, sqlite_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from alembic_repair import bootstrap, doctor
+
+    root = _user_project(tmp_path / "proj")
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    bootstrap(root)
+    with (root / "pyproject.toml").open("a") as out:
+        out.write('ignore_tables = ["post"]\n')  # its [tool.alembic_repair] is the last
+    found = [f for f in doctor(root).findings if f.code == "AR113"]
+    assert [f.detail for f in found if f.detail.startswith("kept table")] == [
+        "kept table post now has a model, yet doctor and autogenerate skip kept tables: "
+        "changes to it go unseen"]
+    assert "remove post from [tool.alembic_repair] ignore_tables" in found[0].fix

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import URL, make_url
 
 from alembic_repair import ConfigError, Project, mask_url
+from alembic_repair.errors import PyprojectError
 from alembic_repair.masking import redact
 
 COMPOSE = """
@@ -94,6 +95,35 @@ def test_models_spec_from_pyproject(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.alembic_repair]\nmodels = "a.b:Base"\n')
     assert Project.discover(tmp_path, environ={}).models == "a.b:Base"
     assert Project.discover(tmp_path, models="c:M", environ={}).models == "c:M"
+
+
+def test_a_bad_ignore_tables_is_a_problem_doctor_keeps(tmp_path: Path) -> None:
+    """Strict discovery (every command but doctor) raises; doctor's keeps it in `problems`."""
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.alembic_repair]\nignore_tables = "legacy"\n')
+    with pytest.raises(PyprojectError, match="ignore_tables must be a list of table names"):
+        Project.discover(tmp_path, environ={})
+    project = Project.discover(tmp_path, environ={}, strict=False)
+    assert project.ignore_tables == ()
+    assert [type(p) for p in project.problems] == [PyprojectError]
+    assert str(project.problems[0]).startswith(f"{path}: [tool.alembic_repair] ignore_tables")
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b'[tool.alembic_repair]\nmodels = "caf\xe9:Base"\n', "not UTF-8 text (byte 35)"),
+    (b"[tool.alembic_repair\nmodels = 1\n", "not valid TOML ("),
+    (b'[tool]\nalembic_repair = "x"\n', "[tool.alembic_repair] must be a table"),
+])
+def test_an_unreadable_pyproject_is_one_config_error(tmp_path: Path, body: bytes,
+                                                     says: str) -> None:
+    """models and ignore_tables share one reader: each failure names the file, in one line."""
+    path = tmp_path / "pyproject.toml"
+    path.write_bytes(body)
+    for strict in (True, False):
+        with pytest.raises(ConfigError) as bad:
+            Project.discover(tmp_path, environ={}, strict=strict)
+        assert str(bad.value).startswith(f"{path}: {says}")
+        assert "\n" not in str(bad.value) and bad.value.exit_code == 2
 
 
 passwords = st.text(

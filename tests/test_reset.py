@@ -270,3 +270,27 @@ def test_the_old_ini_url_is_carried_after_a_crash_and_never_written_to_the_journ
     assert rerun.code == 0, rerun.output
     assert f"sqlalchemy.url = {sqlite_url}" in ini.read_text()
     assert _user_rows(sqlite_url) == before
+
+
+def test_a_revision_cut_short_is_kept_private_in_the_backup(tmp_path: Path,
+                                                           sqlite_url: str) -> None:
+    """A baseline revision a crash cut short goes into the backup as 0600 (it was 0644)."""
+    root = _broken_project(tmp_path, sqlite_url)
+    crashed = cli("reset", "--yes", cwd=root, url=sqlite_url, env={CRASH_ENV: "baseline"})
+    assert crashed.code == -signal.SIGKILL, crashed.output
+    (written,) = (root / "alembic" / "versions").glob("*.py")
+    text = written.read_text()
+    written.write_text(text[: len(text) // 2])  # as if killed while Alembic wrote it
+    written.chmod(0o644)
+    journal = root / ".alembic_repair" / JOURNAL
+    data = json.loads(journal.read_text())
+    for step in data["steps"]:
+        if step["name"] == "baseline":
+            step["state"] = "started"
+    journal.write_text(json.dumps(data))
+    rerun = cli("reset", "--yes", cwd=root, url=sqlite_url)
+    assert rerun.code == 0, rerun.output
+    (kept,) = (root / ".alembic_repair").rglob(f"{written.name}.partial")
+    assert kept.read_text() == text[: len(text) // 2]
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert kept.parent.stat().st_mode & 0o777 == 0o700

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from alembic.operations import ops
 
-from ..env_filter import OWN_PREFIX, unsafe_text
+from ..env_filter import OWN_PREFIX
 from ..findings import AR113, AR511, Finding
 from ..state.pending import PendingOp, PendingRevision
 from ..state.read import State
@@ -42,10 +42,28 @@ def hidden_drops(state: State) -> list[tuple[PendingRevision, list[PendingOp], l
 @rule
 def visible_to_autogenerate(state: State) -> Iterator[Finding]:
     env, project = state.config.env_filter, state.project
-    if not state.config.env_py_exists or env is None:
-        return  # no env.py, or one that does not parse: AR104 / AR105 speak for it
+    if state.kept_models:
+        names = ", ".join(state.kept_models)
+        yield AR113.finding(
+            f"kept table{'s' if len(state.kept_models) > 1 else ''} {names} now "
+            f"{'have models' if len(state.kept_models) > 1 else 'has a model'}, yet doctor "
+            "and autogenerate skip kept tables: changes to it go unseen",
+            location=project.rel(project.env_py),
+            fix=f"remove {names} from [tool.alembic_repair] ignore_tables and from env.py's "
+                "_AR_KEPT_TABLES")
+    if not state.config.env_py_exists:
+        return  # no env.py: AR104 speaks for it
     wanted = set(project.ignore_tables)
     if not state.hidden_tables and not wanted:
+        return
+    if env is None:
+        yield AR113.finding(
+            "cannot tell whether plain `alembic revision --autogenerate` would drop "
+            f"{', '.join(state.hidden_tables) or ', '.join(sorted(wanted))}: env.py cannot be "
+            "read, decoded or parsed",
+            location=project.rel(project.env_py),
+            fix="fix env.py (its encoding: UTF-8 unless a coding line says otherwise), then run "
+                "doctor again")
         return
     if env.complete and wanted <= env.kept:
         return
@@ -66,7 +84,7 @@ def visible_to_autogenerate(state: State) -> Iterator[Finding]:
                                    f"{', '.join(sorted(dropped))} (AR511)" if dropped else ""),
         location=project.rel(project.env_py),
         severity="error" if dropped else None,
-        fix=unsafe_text(env.unsafe) if env.unsafe else None)
+        fix=env.why or None)
 
 
 @rule

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..errors import IniError, UrlError
+from ..errors import IniError, PyprojectError, UrlError
 from ..findings import (
     AR101,
     AR102,
@@ -18,6 +18,7 @@ from ..findings import (
     AR110,
     AR111,
     AR112,
+    AR114,
     Finding,
 )
 from ..state.read import State
@@ -34,8 +35,8 @@ def _location(message: str, state: State) -> str | None:
 def config_files(state: State) -> Iterator[Finding]:
     project, config = state.project, state.config
     for problem in project.problems:
-        code = AR107 if isinstance(problem, UrlError) else AR102 if isinstance(
-            problem, IniError) else AR102
+        code = AR107 if isinstance(problem, UrlError) else AR114 if isinstance(
+            problem, PyprojectError) else AR102
         message = str(problem).replace(f"{project.root}/", "")
         yield code.finding(message, location=_location(str(problem), state))
     if not config.ini_exists:

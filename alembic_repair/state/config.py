@@ -7,7 +7,7 @@ import configparser
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..env_filter import EnvFilter, read_filter
+from ..env_filter import EnvFilter, UnsafeEnv, read_filter, read_source
 from ..project import Project
 
 
@@ -65,6 +65,6 @@ def read_config(project: Project) -> ConfigState:
 
 def _env_filter(env_py: Path) -> EnvFilter | None:
     try:
-        return read_filter(env_py.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
+        return read_filter(read_source(env_py)[0])
+    except UnsafeEnv:
         return None

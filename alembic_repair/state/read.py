@@ -52,6 +52,7 @@ class State:
     pending: Pending | None = None  # revisions not applied yet, as operations (AR5xx)
     database_missing: bool = False  # an SQLite file that does not exist (yet)
     hidden_tables: tuple[str, ...] = ()  # live tables autogenerate must not see (_ar_*, kept)
+    kept_models: tuple[str, ...] = ()  # kept tables the models define after all (AR113)
     db_error: DatabaseUnreachable | None = None
     metadata: MetaData | None = field(default=None, compare=False, repr=False)
 
@@ -98,11 +99,13 @@ def _hide_kept(state: dict[str, object], conn: Connection, project: Project,
     ones), and take the kept ones out of the comparisons: they are nobody's (AR113)."""
     from ..env_filter import OWN_PREFIX
 
-    kept = frozenset(project.ignore_tables) | (
-        config.env_filter.kept if config.env_filter else frozenset())
+    kept = State(project, config, (), ()).kept_tables
     names = inspect(conn).get_table_names()
     state["hidden_tables"] = tuple(sorted(t for t in names
                                           if t.startswith(OWN_PREFIX) or t in kept))
+    models = state.get("models")
+    if isinstance(models, SchemaSnapshot):  # a model for a kept table: it would go unseen
+        state["kept_models"] = tuple(sorted(t for t in models.tables if t in kept))
     for key in ("live", "models"):
         snapshot = state.get(key)
         if kept and isinstance(snapshot, SchemaSnapshot):

@@ -28,18 +28,21 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
+from ..env_filter import OWN_PREFIX
+
 VERSION_TABLE = "alembic_version"
-TRASH_PREFIX = "_ar_trash_"
+TRASH_PREFIX = f"{OWN_PREFIX}trash_"
 
 Fact = tuple[Any, ...]
 
 
 def is_user_table(name: str, kept: Collection[str] = ()) -> bool:
-    """Tables that belong to the application (not Alembic's, not our trash). Doctor also
+    """Tables that belong to the application (not Alembic's, not the tool's ``_ar_*``
+    tables: the same rule as env.py's autogenerate filter). Doctor also
     passes the `kept` tables (``ignore_tables`` and env.py's kept set): nobody's models or
     revisions own them, so they are compared with nothing (backups and row checks still
     count them: they hold rows)."""
-    return name != VERSION_TABLE and not name.startswith(TRASH_PREFIX) and name not in kept
+    return name != VERSION_TABLE and not name.startswith(OWN_PREFIX) and name not in kept
 
 
 # -- normalisation -----------------------------------------------------------------------------

@@ -4,7 +4,10 @@ and the project's files and database are byte-identical afterwards.
 SQLite: a file another writer keeps locked (bounded wait, then who holds it), a file that is no
 database, a folder that is missing, a file, or not writable. MariaDB: a user without grants on
 the database (1044), a database that does not exist (1049), a password outside latin-1, a
-loopback port where nothing listens. Only loopback is ever contacted.
+loopback port where nothing listens. URL options that fail before any socket (an option file
+without a header, a repeated key, a bad number, a missing CA file) and an unreadable or invalid
+pyproject.toml: exit 2, never exit 70, never a line of the file read. Only loopback is ever
+contacted.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import pymysql
 import pytest
 from helpers import Run, cli, table_digest
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from alembic_repair import backups
 from alembic_repair.database import BUSY_TIMEOUT_ENV
 from alembic_repair.errors import LockTimeout
+from alembic_repair.privileges import missing_grant
 
 from .conftest import Fault
 
@@ -325,3 +332,110 @@ def test_mariadb_nothing_listens_on_the_port(fault: Fault, command: str) -> None
     one_error_line(run, 3, f"cannot reach the database at 127.0.0.1:{port} (connection refused; "
                    "URL from DATABASE_URL): start the server", secrets=spellings(url))
     assert (state(fault.root), table_digest(fault.admin_url)) == before
+
+
+# -- URL options that fail before any socket: exit 2, one line, nothing read shown ---------------
+
+SECRET_IN_FILE = "S3cretXYZ"
+#: Only localhost on port 1 is named: every case fails before a socket is opened.
+URL_BASE = "mysql+pymysql://app:Url-Pw-9q@localhost:1/db"
+
+
+@pytest.fixture
+def nohead(tmp_path: Path) -> Path:
+    """A MySQL option file without a [client] header: configparser's message quotes line 1."""
+    path = tmp_path / "opts" / "my.cnf"
+    path.parent.mkdir()
+    path.write_text(f"password={SECRET_IN_FILE}\nuser=app\n")
+    return path
+
+
+@SQLITE
+@pytest.mark.parametrize("command", ["doctor", "backup", "trash drop post --yes"])
+def test_option_file_without_header_never_shows_its_lines(fault: Fault, nohead: Path,
+                                                          command: str) -> None:
+    url = f"{URL_BASE}?read_default_file={nohead}"
+    files = state(fault.root)
+    run = cli(*command.split(), cwd=fault.root, url=url, timeout=60)
+    one_error_line(run, 2, f"cannot read option file {nohead} (MissingSectionHeaderError)",
+                   secrets={SECRET_IN_FILE, "password=", *spellings(url)})
+    assert state(fault.root) == files
+
+
+@SQLITE
+def test_option_file_that_is_not_one_never_shows_its_lines(fault: Fault) -> None:
+    url = f"{URL_BASE}?read_default_file=/etc/passwd"
+    first = Path("/etc/passwd").read_text().splitlines()[0]
+    files = state(fault.root)
+    run = cli("doctor", cwd=fault.root, url=url, timeout=60)
+    one_error_line(run, 2, "cannot read option file /etc/passwd (MissingSectionHeaderError)",
+                   secrets={first, "root:", *spellings(url)})
+    assert state(fault.root) == files
+
+
+URL_MISTAKES = [
+    ("host=127.0.0.1&host=10.0.0.1", "the URL gives host= more than once"),
+    ("connect_timeout=abc", "SQLAlchemy cannot read the URL's options (invalid literal"),
+    ("ssl_ca=/nonexistent/ca.pem", "cannot read file /nonexistent/ca.pem (ssl_ca=) named in "
+     "the URL's options (FileNotFoundError), connecting to localhost:1"),
+]
+
+
+@SQLITE
+@pytest.mark.parametrize(("query", "says"), URL_MISTAKES, ids=[q for q, _ in URL_MISTAKES])
+@pytest.mark.parametrize("command", ["doctor", "fix --yes"])
+def test_url_mistakes_are_exit_2_not_70(fault: Fault, query: str, says: str,
+                                        command: str) -> None:
+    url = f"{URL_BASE}?{query}"
+    files = state(fault.root)
+    run = cli(*command.split(), cwd=fault.root, url=url, timeout=60)
+    one_error_line(run, 2, says, secrets=spellings(url))
+    assert "internal error" not in run.output
+    assert state(fault.root) == files
+
+
+# -- pyproject.toml: one reader, one line ------------------------------------------------------
+
+
+@SQLITE
+@pytest.mark.parametrize("command", ["doctor", "trash drop post --yes", "trash list"])
+def test_pyproject_not_utf8(fault: Fault, command: str) -> None:
+    path = fault.root / "pyproject.toml"
+    path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
+    files, rows = state(fault.root), table_digest(fault.url)
+    run = cli(*command.split(), cwd=fault.root, url=fault.url, timeout=60)
+    one_error_line(run, 2, f"{path}: not UTF-8 text (byte ", "); save it as UTF-8")
+    assert state(fault.root) == files
+    assert table_digest(fault.url) == rows
+
+
+@SQLITE
+def test_invalid_ignore_tables_is_a_doctor_finding(fault: Fault) -> None:
+    """doctor reported healthy (exit 0) while every other command stopped on it."""
+    path = fault.root / "pyproject.toml"
+    path.write_text(path.read_text() + 'ignore_tables = "legacy"\n')
+    files, rows = state(fault.root), table_digest(fault.url)
+    run = cli("doctor", cwd=fault.root, url=fault.url, timeout=60)
+    doctor_line(run, 2, "AR114", "ignore_tables must be a list of table names")
+    other = cli("trash", "list", cwd=fault.root, url=fault.url, timeout=60)
+    one_error_line(other, 2, "pyproject.toml: [tool.alembic_repair] ignore_tables must be a list")
+    assert state(fault.root) == files
+    assert table_digest(fault.url) == rows
+
+
+@MARIADB
+def test_privilege_message_never_repeats_the_password(fault: Fault) -> None:
+    """A driver text that quotes the password (as some do with their options) is redacted in
+    the GRANT line, like every message built from a driver's exception."""
+    password = make_url(fault.url).password
+    assert password
+    orig = pymysql.err.OperationalError(1142, f"DROP command denied (auth {password})\nmore")
+    err = DBAPIError.instance("DROP TABLE post", {}, orig, pymysql.err.Error)
+    engine = create_engine(fault.url)
+    try:
+        with engine.connect() as conn:
+            message = str(missing_grant(conn, "trash drop post", err, "DROP", "`db`.*", "why"))
+    finally:
+        engine.dispose()
+    assert password not in message and "\n" not in message
+    assert "GRANT DROP ON `db`.* TO 'app'@" in message

@@ -277,6 +277,71 @@ def _(f: Fault) -> tuple[str, ...]:
     return ("bootstrap",)
 
 
+def env_py(f: Fault) -> Path:
+    return f.root / "alembic" / "env.py"
+
+
+def env_not_utf8(f: Fault) -> None:
+    """A latin-1 byte without a coding line: Python cannot decode the file either."""
+    env_py(f).write_bytes(b"# caf\xe9\n" + env_py(f).read_bytes())
+
+
+def env_kwargs_only(f: Fault) -> None:
+    """The template's configure(**kwargs) without its own filter keywords."""
+    text = env_py(f).read_text()
+    wired = ("        include_name=_ar_include_name(),\n"
+             "        include_object=_ar_include_object(),\n")
+    assert wired in text
+    env_py(f).write_text(text.replace(wired, ""))
+
+
+def kwargs_line(f: Fault) -> str:
+    return (f"env.py line {line_of(env_py(f).read_text(), '    context.configure(')}: "
+            "context.configure(...) passes **kwargs")
+
+
+NOT_UTF8 = "env.py is not valid text in its declared encoding"
+
+
+@case("env-not-utf8-trash-drop", EXIT_REFUSED, ("trash drop post: alembic/env.py: " + NOT_UTF8,
+                                                "nothing changed"))
+def _(f: Fault) -> tuple[str, ...]:
+    env_not_utf8(f)
+    return ("trash", "drop", "post", "--yes")
+
+
+@case("env-not-utf8-fix", EXIT_PROBLEMS, "AR113 alembic/env.py: env.py is missing, cannot be "
+      "decoded or does not parse", finding=True)
+def _(f: Fault) -> tuple[str, ...]:
+    env_not_utf8(f)
+    f.sql("CREATE TABLE _ar_trash_20260101000000_legacy (id INTEGER PRIMARY KEY)",
+          "INSERT INTO _ar_trash_20260101000000_legacy (id) VALUES (1)")
+    return ("fix", "--yes")
+
+
+@case("env-kwargs-trash-drop", EXIT_REFUSED, lambda f: kwargs_line(f), backends=BOTH)
+def _(f: Fault) -> tuple[str, ...]:
+    env_kwargs_only(f)
+    return ("trash", "drop", "post", "--yes")
+
+
+@case("env-kwargs-drop", EXIT_REFUSED, lambda f: kwargs_line(f))
+def _(f: Fault) -> tuple[str, ...]:
+    env_kwargs_only(f)
+    return ("drop", "post", "--yes")
+
+
+@case("env-configure-alias", EXIT_REFUSED, lambda f: (
+      f"env.py line {line_of(env_py(f).read_text(), 'late_configure = ')}: context.configure "
+      "is used in a way alembic-repair cannot follow; add include_name=_ar_include_name()"))
+def _(f: Fault) -> tuple[str, ...]:
+    text = env_py(f).read_text()
+    env_py(f).write_text(text.replace("def configure(**kwargs):",
+                                      "late_configure = context.configure\n\n\n"
+                                      "def configure(**kwargs):"))
+    return ("trash", "drop", "post", "--yes")
+
+
 @case("pyproject-not-toml", EXIT_CONFIG, "pyproject.toml: not valid TOML")
 def _(f: Fault) -> tuple[str, ...]:
     (f.root / "pyproject.toml").write_text("[tool.alembic_repair\nmodels = 1\n")
