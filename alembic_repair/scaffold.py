@@ -135,7 +135,7 @@ def render_env_py(models: str, kept: Iterable[str] = ()) -> str:
     rest = "".join(f".{p}" for p in parts[1:])
     body = Template(_template("env.py.tmpl")).substitute(
         models_module=module, models_attr=parts[0], models_rest=rest,
-        filter_block=render_block(kept).rstrip("\n"),
+        filter_block=render_block(kept).strip("\n"),
     )
     return _with_header(body, "#")
 

@@ -1,9 +1,9 @@
-# alembic-repair-checksum: 00327d38b58317e3 (edit freely: edits are kept)
+# alembic-repair-checksum: 9ae48cec89ec2d62 (edit freely: edits are kept)
 """Alembic environment, written by alembic-repair.
 
 The URL is read at run time (never from alembic.ini, so a '%' or '@' in the password is safe);
-tables soft-dropped by alembic-repair (``_ar_trash_*``) are invisible to autogenerate; SQLite gets
-batch mode so ALTERs it cannot do natively still work.
+tables soft-dropped by alembic-repair (``_ar_*``) and the ones in _AR_KEPT_TABLES are invisible to
+autogenerate; SQLite gets batch mode so ALTERs it cannot do natively still work.
 """
 
 import os
@@ -23,11 +23,41 @@ target_metadata = _models
 if not isinstance(target_metadata, MetaData):
     target_metadata = target_metadata.metadata
 
-TRASH_PREFIX = "_ar_trash_"
+
+# alembic-repair: autogenerate filter (written by alembic-repair; plain Python: `alembic` runs it
+# without alembic-repair). Tables named _ar_* (the trash) and the ones in _AR_KEPT_TABLES
+# are invisible to autogenerate and `alembic check`; add names to the set to keep more out.
+_AR_KEPT_TABLES = frozenset()
 
 
-def include_name(name, type_, parent_names):
-    return not (type_ == "table" and name and name.startswith(TRASH_PREFIX))
+def _ar_hidden_table(name):
+    """True for a table autogenerate must neither create nor drop."""
+    return bool(name) and (name.startswith("_ar_") or name in _AR_KEPT_TABLES)
+
+
+def _ar_include_name(user_filter=None):
+    """include_name for context.configure: hidden tables (with their columns, indexes and
+    constraints) are never reflected; anything else is up to `user_filter`, if given."""
+
+    def include_name(name, type_, parent_names):
+        table = name if type_ == "table" else parent_names.get("table_name")
+        if type_ != "schema" and _ar_hidden_table(table):
+            return False
+        return user_filter(name, type_, parent_names) if user_filter else True
+
+    return include_name
+
+
+def _ar_include_object(user_filter=None):
+    """include_object for context.configure: the same, for the models' objects too."""
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        if _ar_hidden_table(table):
+            return False
+        return user_filter(obj, name, type_, reflected, compare_to) if user_filter else True
+
+    return include_object
 
 
 def database_url():
@@ -38,6 +68,10 @@ def database_url():
     try:
         from alembic_repair import Project
     except ImportError:
+        # a URL with a password that `alembic-repair reset` kept out of alembic.ini
+        stored = here / ".alembic_repair" / "database_url"
+        if stored.is_file():
+            return stored.read_text(encoding="utf-8").strip()
         return f"sqlite:///{here / 'app.db'}"
     return Project.discover(here).url
 
@@ -46,7 +80,8 @@ def configure(**kwargs):
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,
-        include_name=include_name,
+        include_name=_ar_include_name(),
+        include_object=_ar_include_object(),
         **kwargs,
     )
 
