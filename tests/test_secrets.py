@@ -359,6 +359,13 @@ def test_every_file_in_a_backup_is_0600_and_every_folder_0700(
     assert list(state.glob("backups/*-reset/project-files/alembic.ini"))
     assert _modes(state / "backups") == {}
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    # the folder ignores itself: a `git add -A` of the project stages nothing of it
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    staged = subprocess.run(["git", "-C", str(root), "diff", "--cached", "--name-only"],
+                            check=True, capture_output=True, text=True).stdout.split()
+    assert "alembic.ini" in staged
+    assert not [name for name in staged if name.startswith(".alembic_repair")]
 
 
 # -- reset keeps the password out of alembic.ini ---------------------------------------------------
