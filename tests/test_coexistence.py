@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import MODELS_V1, Run, cli, table_digest, tree_digest, write_project
+from helpers import MODELS_V1, Run, cli, execute, table_digest, tree_digest, write_project
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, inspect, text
@@ -119,16 +119,6 @@ def _ok(run: Run) -> Run:
     return run
 
 
-def _sql(url: str, *statements: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 def _count(url: str, table: str) -> int:
     engine = create_engine(url)
     try:
@@ -152,7 +142,7 @@ def _started(root: Path, url: str, posts: int) -> None:
     """The user's first revision, applied, with rows."""
     _ok(alembic("revision", "--autogenerate", "-m", "init", cwd=root, url=url))
     _ok(alembic("upgrade", "head", cwd=root, url=url))
-    _sql(url, "INSERT INTO author (id, name) VALUES (1, 'ann')",
+    execute(url, "INSERT INTO author (id, name) VALUES (1, 'ann')",
          *(f"INSERT INTO post (id, title, author_id) VALUES ({i}, 't{i}', 1)"
            for i in range(1, posts + 1)))
 
@@ -227,7 +217,7 @@ def test_unowned_table_is_kept_out_of_autogenerate_by_fix(tmp_path: Path, backen
     root = _user_project(tmp_path / "proj")
     _started(root, backend.url, posts=3)
     # a teammate's revision that never reached this folder created it
-    _sql(backend.url, "CREATE TABLE legacy_audit (id INTEGER PRIMARY KEY, note VARCHAR(40))",
+    execute(backend.url, "CREATE TABLE legacy_audit (id INTEGER PRIMARY KEY, note VARCHAR(40))",
          *(f"INSERT INTO legacy_audit (id, note) VALUES ({i}, 'n{i}')" for i in range(1, 26)))
     doctor = cli("doctor", "--format", "json", cwd=root, url=backend.url)
     assert '"AR406"' in doctor.stdout, doctor.output
@@ -246,7 +236,7 @@ def test_unowned_table_is_kept_out_of_autogenerate_by_fix(tmp_path: Path, backen
 def test_user_filter_keeps_working_after_the_install(tmp_path: Path, backend) -> None:
     root = _user_project(tmp_path / "proj", user_filter=True)
     _started(root, backend.url, posts=5)
-    _sql(backend.url, "CREATE TABLE scratch_notes (id INTEGER PRIMARY KEY)",
+    execute(backend.url, "CREATE TABLE scratch_notes (id INTEGER PRIMARY KEY)",
          "INSERT INTO scratch_notes (id) VALUES (1)")
     (root / "app" / "models.py").write_text(textwrap.dedent(MODELS_AUTHOR_ONLY))
 
@@ -535,7 +525,7 @@ def test_undecodable_env_py_refuses_trash_drop_and_doctor_cannot_tell(
     root = _user_project(tmp_path / "proj")
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     bootstrap(root)
-    _sql(sqlite_url, "INSERT INTO author (id, name) VALUES (1, 'ann')",
+    execute(sqlite_url, "INSERT INTO author (id, name) VALUES (1, 'ann')",
          "INSERT INTO post (id, title, author_id) VALUES (1, 't', 1)")
     env_py = root / "alembic" / "env.py"
     env_py.write_bytes(b"# caf\xe9\n" + env_py.read_bytes())  # no coding line: not UTF-8
@@ -546,7 +536,7 @@ def test_undecodable_env_py_refuses_trash_drop_and_doctor_cannot_tell(
     assert "alembic/env.py: env.py is not valid text in its declared encoding" in refused.stderr
     assert (tree_digest(root), table_digest(sqlite_url)) == before
 
-    _sql(sqlite_url, "CREATE TABLE _ar_trash_20260101000000_old (id INTEGER PRIMARY KEY)")
+    execute(sqlite_url, "CREATE TABLE _ar_trash_20260101000000_old (id INTEGER PRIMARY KEY)")
     (finding,) = [f for f in doctor(root).findings if f.code == "AR113"]
     assert finding.detail.startswith("cannot tell whether plain `alembic revision "
                                      "--autogenerate` would drop _ar_trash_20260101000000_old")

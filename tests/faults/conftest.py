@@ -21,7 +21,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from helpers import Run, cli, table_digest, tree_digest, write_project
+from helpers import Run, cli, execute, table_digest, tree_digest, write_project
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
@@ -64,13 +64,7 @@ class Fault:
 
     def sql(self, *statements: str) -> None:
         """Run statements as the administrator (root on MariaDB)."""
-        engine = create_engine(self.admin_url)
-        try:
-            with engine.begin() as conn:
-                for statement in statements:
-                    conn.execute(text(statement))
-        finally:
-            engine.dispose()
+        execute(self.admin_url, *statements)
 
     def scalar(self, query: str) -> Any:
         engine = create_engine(self.admin_url)
