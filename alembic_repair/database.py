@@ -546,6 +546,13 @@ def make_engine(project: Project) -> Engine:
             "the driver (e.g. PyMySQL for mysql+pymysql) or fix the URL"
         ) from err
     except ModuleNotFoundError as err:
+        if url.get_backend_name() in ("mysql", "mariadb"):
+            # PyMySQL comes with alembic-repair; mysqlclient (MySQLdb) needs a C build
+            raise ConfigError(
+                f"{project.url_source}: the driver for {url.drivername!r} is not installed "
+                f"({err.name}); write the URL as {url.get_backend_name()}+pymysql://... "
+                "(PyMySQL is installed with alembic-repair)"
+            ) from err
         raise ConfigError(
             f"{project.url_source}: the driver for {url.drivername!r} is not installed "
             f"({err.name}); pip install it"

@@ -394,6 +394,19 @@ def test_url_mistakes_are_exit_2_not_70(fault: Fault, query: str, says: str,
     assert state(fault.root) == files
 
 
+@SQLITE
+@pytest.mark.parametrize("backend_name", ["mysql", "mariadb"])
+def test_a_url_without_a_driver_points_at_pymysql(fault: Fault, backend_name: str) -> None:
+    """`mysql://` means mysqlclient (a C build, not installed): the line says what to write."""
+    url = f"{backend_name}://app:S3cret@127.0.0.1:1/app"
+    files = state(fault.root)
+    run = cli("doctor", cwd=fault.root, url=url, timeout=60)
+    one_error_line(run, 2, f"DATABASE_URL: the driver for '{backend_name}' is not installed "
+                   f"(MySQLdb); write the URL as {backend_name}+pymysql://... (PyMySQL is "
+                   "installed with alembic-repair)", secrets=spellings(url))
+    assert state(fault.root) == files
+
+
 # -- pyproject.toml: one reader, one line ------------------------------------------------------
 
 
