@@ -194,3 +194,24 @@ def reflect_user_tables(connection: Connection) -> MetaData:
     live = MetaData()
     live.reflect(connection, only=lambda name, _: is_user_table(name))
     return live
+
+
+def own_files(project: Project, revision: str) -> tuple[list[Path], list[Path]]:
+    """The files of versions/ that are revision `revision` as a step or reset wrote it, read without
+    importing them: (intact, cut short). A file cut short by a crash while it was written
+    either does not parse or lacks upgrade()/downgrade(); it is recognised by its name."""
+    from .state.scripts import read_scripts
+
+    intact: list[Path] = []
+    partial: list[Path] = []
+    if not project.versions_dir.is_dir():
+        return intact, partial
+    for script in read_scripts(project.versions_dir):
+        whole = (script.error is None and script.upgrade != "missing"
+                 and script.downgrade != "missing")
+        if script.revision == revision and whole:
+            intact.append(script.path)
+        elif script.revision == revision or (script.revision is None
+                                             and revision in script.path.name):
+            partial.append(script.path)
+    return intact, partial

@@ -349,11 +349,9 @@ class _Run:
                  f"{project.rel(target)}; wrote alembic.ini, env.py and script.py.mako")
 
     def baseline(self) -> None:
-        from .steps import _own_files
-
         operations = revisions.create_ops(self.metadata)
         expected = revisions.stable_revision_id([], operations)
-        intact, partial = _own_files(self.project, expected)
+        intact, partial = revisions.own_files(self.project, expected)
         for path in partial:  # a kill while Alembic wrote it: written again below
             dest = self.backup_dir / FILES_DIR / f"{self.project.rel(path)}.partial"
             private.move_private(path, dest)  # 0600 inside the 0700 backup, like every file

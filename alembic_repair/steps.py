@@ -308,27 +308,6 @@ def _revision_path(project: Project, revision: str) -> Path | None:
     return Path(script.path) if script is not None else None
 
 
-def _own_files(project: Project, revision: str) -> tuple[list[Path], list[Path]]:
-    """The files of versions/ that are revision `revision` as a step wrote it, read without
-    importing them: (intact, cut short). A file cut short by a crash while it was written
-    either does not parse or lacks upgrade()/downgrade(); it is recognised by its name."""
-    from .state.scripts import read_scripts
-
-    intact: list[Path] = []
-    partial: list[Path] = []
-    if not project.versions_dir.is_dir():
-        return intact, partial
-    for script in read_scripts(project.versions_dir):
-        whole = (script.error is None and script.upgrade != "missing"
-                 and script.downgrade != "missing")
-        if script.revision == revision and whole:
-            intact.append(script.path)
-        elif script.revision == revision or (script.revision is None
-                                             and revision in script.path.name):
-            partial.append(script.path)
-    return intact, partial
-
-
 def _keep_aside(ctx: Context, path: Path) -> None:
     """Move a file a step wrote into the backup folder (a new name if one is there already)."""
     dest, number = ctx.keep(path), 1
@@ -344,7 +323,7 @@ def _reuse_own_revision(ctx: Context, step: Step) -> str | None:
     revision = ctx.recall(step).get("revision")
     if revision is None:
         return None
-    intact, partial = _own_files(ctx.project, revision)
+    intact, partial = revisions.own_files(ctx.project, revision)
     for path in partial:
         _keep_aside(ctx, path)
         ctx.say("move", f"moved {ctx.project.rel(path)} (cut short by the interrupted run) "
@@ -359,7 +338,7 @@ def _take_own_revision_back(ctx: Context, step: Step) -> None:
     revision = memo.get("revision")
     if revision is None or memo.get("existed"):
         return
-    intact, partial = _own_files(ctx.project, revision)
+    intact, partial = revisions.own_files(ctx.project, revision)
     for path in intact + partial:
         _keep_aside(ctx, path)
 
@@ -377,7 +356,7 @@ class WriteMerge(Step):
         return f"write merge revision {self.revision} joining the heads {', '.join(self.heads)}"
 
     def apply(self, ctx: Context) -> None:
-        intact, partial = _own_files(ctx.project, self.revision)
+        intact, partial = revisions.own_files(ctx.project, self.revision)
         for path in partial:  # cut short by a kill: Alembic writes it in place
             _keep_aside(ctx, path)
         if intact:
@@ -392,7 +371,7 @@ class WriteMerge(Step):
         ctx.say("merge", f"wrote merge revision {self.revision}")
 
     def undo(self, ctx: Context) -> None:
-        intact, partial = _own_files(ctx.project, self.revision)  # read, never imported
+        intact, partial = revisions.own_files(ctx.project, self.revision)  # read, never imported
         for path in intact + partial:
             _keep_aside(ctx, path)
 
@@ -450,7 +429,7 @@ class AdoptSchema(Step):
             operations = adoption_ops(ctx.project, ctx.conn, self.parent)
             parents = [self.parent] if self.parent else []
             revision = revisions.stable_revision_id(parents, operations)
-            existed = bool(_own_files(ctx.project, revision)[0])
+            existed = bool(revisions.own_files(ctx.project, revision)[0])
             ctx.remember(self, revision=revision, existed=existed)
             if not existed:
                 message = "bridge (adopted)" if self.parent else "baseline (adopted)"

@@ -108,3 +108,13 @@ def columns(url: str, table: str) -> list[str]:
             return [c["name"] for c in inspect(conn).get_columns(table)]
     finally:
         engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    """The tables the database has now (trash and the tool's own included)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()

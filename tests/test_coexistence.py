@@ -17,10 +17,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import MODELS_V1, Run, cli, execute, table_digest, tree_digest, write_project
+from helpers import (
+    MODELS_V1,
+    Run,
+    cli,
+    execute,
+    table_digest,
+    table_names,
+    tree_digest,
+    write_project,
+)
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, inspect, text
+from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, text
 
 from alembic_repair import Project
 from alembic_repair.env_filter import (
@@ -129,15 +138,6 @@ def _count(url: str, table: str) -> int:
         engine.dispose()
 
 
-def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return set(inspect(conn).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def _started(root: Path, url: str, posts: int) -> None:
     """The user's first revision, applied, with rows."""
     _ok(alembic("revision", "--autogenerate", "-m", "init", cwd=root, url=url))
@@ -172,7 +172,7 @@ def _plain_autogenerate_is_empty(root: Path, url: str) -> None:
 
 
 def _trash_table(url: str, original: str) -> str:
-    (name,) = [t for t in _tables(url) if t.startswith("_ar_trash_2")
+    (name,) = [t for t in table_names(url) if t.startswith("_ar_trash_2")
                and t.endswith(f"_{original}")]
     return name
 

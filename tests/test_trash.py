@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from helpers import cli, execute, table_digest, write_project
+from helpers import cli, execute, table_digest, table_names, write_project
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -42,15 +42,6 @@ def _project(tmp_path: Path, url: str) -> Project:
 
 def _user_digest(url: str) -> dict[str, tuple[int, str]]:
     return {t: d for t, d in table_digest(url).items() if not t.startswith("_ar_trash_")}
-
-
-def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return set(inspect(conn).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def _fill(url: str, name: str, rows: int) -> None:
@@ -92,7 +83,7 @@ def test_drop_and_restore_keep_rows_and_foreign_keys(tmp_path: Path, backend) ->
     assert trash_list(project)[0].rows == 2
     assert entry.trash_name.startswith("_ar_trash_") and entry.trash_name.endswith("_author")
     assert len(entry.trash_name) == len("_ar_trash_20240101120000_author")
-    tables = _tables(backend.url)
+    tables = table_names(backend.url)
     assert "author" not in tables and entry.trash_name in tables
     assert table_digest(backend.url)[entry.trash_name] == before["author"]
     assert trash_list(project) == (dataclasses.replace(entry, rows=2),)
@@ -135,7 +126,7 @@ def test_trash_is_invisible_to_doctor_and_bootstrap(tmp_path: Path, backend) -> 
         [("AR406", "legacy_stats")]
 
     entry = trash_drop(project, "legacy_stats", yes=True)
-    assert {entry.trash_name, INDEX_TABLE} <= _tables(backend.url)
+    assert {entry.trash_name, INDEX_TABLE} <= table_names(backend.url)
     diagnosis = doctor(project, use_cache=False)
     assert diagnosis.findings == ()
     assert diagnosis.healthy
@@ -218,7 +209,7 @@ def test_drop_and_restore_need_yes(tmp_path: Path, backend) -> None:
 
     with pytest.raises(RefusedUnsafe):
         trash_restore(project, "item", yes=False)
-    assert "item" not in _tables(backend.url)
+    assert "item" not in table_names(backend.url)
     run = cli("trash", "restore", "item", "--yes", cwd=project.root, url=backend.url)
     assert run.code == 0, run.output
     assert _user_digest(backend.url) == before
@@ -248,7 +239,7 @@ def test_purge_respects_age_and_yes(tmp_path: Path, backend) -> None:
               url=backend.url)
     assert run.code == 0, run.output
     assert f"purged  {old.trash_name}: table old_one, 3 rows" in run.stdout
-    tables = _tables(backend.url)
+    tables = table_names(backend.url)
     assert old.trash_name not in tables and new.trash_name in tables
     assert [e.trash_name for e in trash_list(project)] == [new.trash_name]
 
