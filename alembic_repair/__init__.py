@@ -59,9 +59,12 @@ if TYPE_CHECKING:
         trash_restore,
         upgrade,
     )
-    from .apply import FixResult
-    from .backups import Manifest, RestoreReport, verify
-    from .diagnose import Diagnosis
+    from .data.backups import Manifest, RestoreReport, verify
+    from .data.trash import TrashEntry
+    from .diagnose.diagnosis import Diagnosis
+    from .diagnose.findings import Finding
+    from .engine.project import Project
+    from .engine.scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
     from .errors import (
         AlembicRepairError,
         BackupCorrupt,
@@ -73,34 +76,33 @@ if TYPE_CHECKING:
         NeedsRepair,
         RefusedUnsafe,
     )
-    from .findings import Finding
     from .masking import mask_url
-    from .plan import Plan
-    from .project import Project
-    from .safe_reset import ResetPlan, ResetResult
-    from .scaffold import FileChange, write_alembic_ini, write_env_py, write_script_template
-    from .squashing import SquashPlan, SquashResult
-    from .trash import TrashEntry
+    from .repair.fix import FixResult
+    from .repair.plan import Plan
+    from .repair.reset import ResetPlan, ResetResult
+    from .repair.squash import SquashPlan, SquashResult
 
 #: Where each public name lives. Imported on first use: the command line's quick path must not
 #: pay for Alembic when it does not need it.
 _HOMES = {
     "Action": "api", "BootstrapResult": "api", "autogenerate": "api", "bootstrap": "api",
-    "doctor": "api", "upgrade": "api", "Diagnosis": "diagnose", "Finding": "findings",
-    "mask_url": "masking", "Project": "project", "FileChange": "scaffold",
-    "write_alembic_ini": "scaffold", "write_env_py": "scaffold",
-    "write_script_template": "scaffold", "AlembicRepairError": "errors",
+    "doctor": "api", "upgrade": "api", "Diagnosis": "diagnose.diagnosis",
+    "Finding": "diagnose.findings",
+    "mask_url": "masking", "Project": "engine.project", "FileChange": "engine.scaffold",
+    "write_alembic_ini": "engine.scaffold", "write_env_py": "engine.scaffold",
+    "write_script_template": "engine.scaffold", "AlembicRepairError": "errors",
     "ConfigError": "errors", "DatabaseUnreachable": "errors", "LockTimeout": "errors",
     "LoginRefused": "errors", "MigrationFailed": "errors", "NeedsRepair": "errors",
     "RefusedUnsafe": "errors",
     "trash_drop": "api", "trash_list": "api", "trash_restore": "api", "trash_purge": "api",
-    "TrashEntry": "trash",
-    "backup": "api", "restore": "api", "Manifest": "backups", "RestoreReport": "backups",
-    "verify": "backups", "BackupCorrupt": "errors",
+    "TrashEntry": "data.trash",
+    "backup": "api", "restore": "api", "Manifest": "data.backups", "RestoreReport": "data.backups",
+    "verify": "data.backups", "BackupCorrupt": "errors",
     "drop": "api", "DropResult": "api",
-    "fix": "api", "plan_fix": "api", "FixResult": "apply", "Plan": "plan",
-    "reset": "api", "plan_reset": "api", "ResetPlan": "safe_reset", "ResetResult": "safe_reset",
-    "squash": "api", "plan_squash": "api", "SquashPlan": "squashing", "SquashResult": "squashing",
+    "fix": "api", "plan_fix": "api", "FixResult": "repair.fix", "Plan": "repair.plan",
+    "reset": "api", "plan_reset": "api", "ResetPlan": "repair.reset", "ResetResult": "repair.reset",
+    "squash": "api", "plan_squash": "api", "SquashPlan": "repair.squash",
+    "SquashResult": "repair.squash",
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m alembic_repair``: the same as the ``alembic-repair`` command."""
 
-from .entry import main
+from .cli.entry import main
 
 main()

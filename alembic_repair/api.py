@@ -21,24 +21,25 @@ from typing import TYPE_CHECKING
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
-from . import migrations, replay, revisions, scaffold, trash
-from .database import connect
+from .data import trash
+from .engine import migrations, replay, revisions, scaffold
+from .engine.database import connect
+from .engine.locking import migration_lock
+from .engine.models import discover_models, import_models, load_target_metadata, project_on_path
+from .engine.project import Project
+from .engine.state.schema import is_user_table
 from .errors import ConfigError, NeedsRepair, RefusedUnsafe
-from .journal import crash_point
-from .locking import migration_lock
-from .project import Project
-from .state.schema import is_user_table
-from .target import discover_models, import_models, load_target_metadata, project_on_path
+from .repair.journal import crash_point
 
 if TYPE_CHECKING:  # imported when used: bootstrap, run at every container start, needs none
     from alembic.operations.ops import UpgradeOps
 
-    from . import safe_reset as _reset
-    from .apply import FixResult
-    from .backups import Manifest, Progress, RestoreReport
-    from .diagnose import Diagnosis
-    from .plan import Plan
-    from .squashing import SquashPlan, SquashResult
+    from .data.backups import Manifest, Progress, RestoreReport
+    from .diagnose.diagnosis import Diagnosis
+    from .repair import reset as _reset
+    from .repair.fix import FixResult
+    from .repair.plan import Plan
+    from .repair.squash import SquashPlan, SquashResult
 
 OnAction = Callable[["Action"], None]
 
@@ -295,7 +296,7 @@ def _check_script_location(project: Project, conn: Connection) -> None:
 def _protect(project: Project, say: _Recorder) -> None:
     """Trash or kept tables exist: make sure plain autogenerate cannot see them (env_filter:
     reads env.py with ast; libcst is loaded only when env.py must change)."""
-    from .env_filter import protect
+    from .engine.env_filter import protect
 
     done = protect(project)
     if done is not None:
@@ -428,8 +429,8 @@ def doctor(project: ProjectLike = None, *, models: str | None = None, replay: bo
     files or database (the replay runs on a scratch database; its cache lives outside)."""
     if not isinstance(project, Project):
         project = Project.discover(project, models=models, strict=False)
-    from .diagnose import diagnose
-    from .state.read import read_state
+    from .diagnose.diagnosis import diagnose
+    from .engine.state.read import read_state
 
     return diagnose(read_state(project, models=models, replay=replay, use_cache=use_cache))
 
@@ -448,7 +449,7 @@ def trash_drop(project: ProjectLike, table: str, *, yes: bool = False,
     project = as_project(project)
     _env_filter_or_refuse(project, f"trash drop {table}")
     entry = trash.soft_drop(project, table, yes=yes, allow_remote=allow_remote)
-    from .env_filter import protect
+    from .engine.env_filter import protect
 
     done = protect(project)
     if done is not None and on_action is not None:
@@ -459,7 +460,7 @@ def trash_drop(project: ProjectLike, table: str, *, yes: bool = False,
 def _env_filter_or_refuse(project: Project, command: str) -> None:
     """A soft drop is only safe when env.py can hide the trash from plain autogenerate:
     otherwise `RefusedUnsafe` before anything changes, saying what to write by hand."""
-    from .env_filter import UnsafeEnv, check
+    from .engine.env_filter import UnsafeEnv, check
 
     try:
         check(project)
@@ -495,7 +496,7 @@ def backup(project: ProjectLike, dest: Path | None = None, *, method: str = "aut
     """Write a verified logical backup (default: ``.alembic_repair/backups/<UTC stamp>/``);
     returns its manifest. Read-only on the database. `method`: ``dump`` (mariadb-dump /
     mysqldump, MySQL-family only), ``python`` (streamed by us), ``auto`` (dump when there)."""
-    from .backups import backup as _backup
+    from .data.backups import backup as _backup
 
     return _backup(as_project(project), dest, method=method, compress=compress,
                    progress=progress)
@@ -508,7 +509,7 @@ def restore(project: ProjectLike, src: Path, *, yes: bool = False,
     tables in an empty database); what does not fit is reported and stays in the backup.
     Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed;
     a backup of another database also needs `other_database`."""
-    from .backups import restore as _restore
+    from .data.backups import restore as _restore
 
     return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote,
                     other_database=other_database, progress=progress)
@@ -520,7 +521,7 @@ def restore(project: ProjectLike, src: Path, *, yes: bool = False,
 def plan_reset(project: ProjectLike = None, *, models: str | None = None,
                discard_data: bool = False) -> _reset.ResetPlan:
     """What `reset` would do (or finish, after an interrupted run); changes nothing."""
-    from . import safe_reset as _reset
+    from .repair import reset as _reset
 
     return _reset.plan_reset(as_project(project, models=models), models=models,
                              discard_data=discard_data)
@@ -534,7 +535,7 @@ def reset(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool 
     call. Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`."""
     project = as_project(project, models=models)
     say = _Recorder(project, on_action)
-    from . import safe_reset as _reset
+    from .repair import reset as _reset
 
     return _reset.reset(project, yes=yes, allow_remote=allow_remote, discard_data=discard_data,
                         models=models, say=lambda kind, message: say(kind, message))
@@ -545,7 +546,7 @@ def reset(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool 
 
 def plan_fix(project: ProjectLike = None, *, only: tuple[str, ...] = (),
              models: str | None = None) -> Plan:
-    from . import apply as _apply
+    from .repair import fix as _apply
 
     """The first round of repairs `fix` would run, without running anything."""
     return _apply.plan_fix(as_project(project, models=models, strict=False), only=only,
@@ -559,7 +560,7 @@ def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = 
     (journalled: a killed run is finished, or with `rollback` undone, by the next call) and
     verifies every row is still there. Needs `yes`, else `RefusedUnsafe` and nothing changes.
     `result.healthy` says whether doctor is satisfied afterwards."""
-    from . import apply as _apply
+    from .repair import fix as _apply
 
     project = as_project(project, models=models, strict=False)
     say = _Recorder(project, on_action)
@@ -572,7 +573,7 @@ def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = 
 
 def plan_squash(project: ProjectLike = None, *, to: str | None = None) -> SquashPlan:
     """What `squash` would do (proved on scratch databases); changes nothing."""
-    from .squashing import plan_squash as _plan_squash
+    from .repair.squash import plan_squash as _plan_squash
 
     return _plan_squash(as_project(project), to=to)
 
@@ -587,7 +588,7 @@ def squash(project: ProjectLike = None, *, to: str | None = None, yes: bool = Fa
     `RefusedUnsafe` and nothing changes; a run killed part-way is finished by the next call."""
     project = as_project(project)
     say = _Recorder(project, on_action)
-    from .squashing import squash as _run_squash
+    from .repair.squash import squash as _run_squash
 
     return _run_squash(project, to=to, yes=yes, allow_remote=allow_remote,
                        say=lambda kind, message: say(kind, message))
@@ -622,7 +623,7 @@ def drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: bool
     if result.written and not hard:
         from dataclasses import replace
 
-        from .env_filter import protect
+        from .engine.env_filter import protect
 
         result = replace(result, env_filter=protect(project))
     return result
@@ -637,11 +638,11 @@ def _drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: boo
     `into`, a rewrite of that revision's upgrade()/downgrade() (only if this database has not
     applied it). Without `yes`: a dry run (the diff; nothing written, no backup); the
     revision itself runs at the next upgrade."""
-    from . import guards
+    from .data import guards
+    from .diagnose.rules.versions import ancestors
+    from .engine.state.scripts import read_scripts
     from .rewrite import rewrite_upgrade_drops, write_drop_revision
     from .rewrite.drops import Drop, pending_drops
-    from .rules.versions import ancestors
-    from .state.scripts import read_scripts
 
     project = as_project(project)
     guards.require_local(allow_remote, project, "drop")
@@ -691,6 +692,6 @@ def _drop(project: ProjectLike, specs: list[str] | tuple[str, ...], *, hard: boo
 
 
 def _backup_locked(project: Project, conn: Connection) -> Manifest:
-    from .backups import backup_locked
+    from .data.backups import backup_locked
 
     return backup_locked(project, conn)

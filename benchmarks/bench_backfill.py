@@ -49,8 +49,8 @@ from sqlalchemy.pool import NullPool
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from alembic_repair.rewrite.engine import render_statements  # noqa: E402
 from alembic_repair.rewrite.ops import BackfillOp  # noqa: E402
+from alembic_repair.rewrite.transform import render_statements  # noqa: E402
 
 
 class BenchError(Exception):

@@ -8,7 +8,7 @@ Requirements (docs/performance.md, "backup and restore"): on a MariaDB table of 
   mariadb-dump's output;
 - peak memory (max RSS) of the process running our backup under 200 MB, and not growing with
   the table (shown at --rows and at --rows / 10);
-- a soft drop (``alembic_repair.trash.soft_drop``) of the big table at most 2x that of a
+- a soft drop (``alembic_repair.data.trash.soft_drop``) of the big table at most 2x that of a
   1,000-row table.
 
 The pure-Python backup (``method="python"``) is measured beside them for comparison (no budget).
@@ -18,7 +18,7 @@ Usage::
     python benchmarks/bench_backup.py [--rows 1000000] [--runs 3]
 
 A throwaway MariaDB server (own data dir, free loopback port) is started in a temp dir. Every
-measured backup/restore is a fresh ``python -c`` process calling ``alembic_repair.backups`` (as
+measured backup/restore is a fresh ``python -c`` process calling ``alembic_repair.data.backups`` (as
 the CLI would), timed from outside; it prints its own max RSS. mariadb-dump runs as a user
 would: ``mariadb-dump --single-transaction DB > file.sql``; the client as ``mariadb DB <
 file.sql`` into an empty database. Throughput ratio = reference time / our time (same rows).
@@ -59,7 +59,7 @@ FILL = ("INSERT INTO item SELECT seq, CONCAT('item name ', seq), "
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from alembic_repair.project import Project
+from alembic_repair.engine.project import Project
 from alembic_repair import backups
 what, root, url, arg, method = sys.argv[1:6]
 project = Project.discover(Path(root), url=url)
@@ -127,8 +127,8 @@ def timed(argv: list[str], stdin: Path | None = None, stdout: Path | None = None
 
 
 def soft_drop_seconds(server: Server, root: Path, database: str, table: str) -> float:
-    from alembic_repair import trash
-    from alembic_repair.project import Project
+    from alembic_repair.data import trash
+    from alembic_repair.engine.project import Project
 
     proj = Project.discover(root, url=server.url(database))
     started = time.perf_counter()

@@ -13,9 +13,10 @@ Usage::
 Run it with the interpreter of the venv under test: ``alembic`` and ``alembic-repair`` are taken
 from the bin directory of ``sys.executable``. The script generates a project in a temp dir:
 ``app/models.py`` (the tables at the head of the history), ``[tool.alembic_repair] models`` in
-pyproject.toml, alembic.ini / env.py / script.py.mako from ``alembic_repair.scaffold``, and the
-revision files as literal Python text with fixed ids. The first ``--tables`` revisions create one
-table each (a few columns; more than half have a foreign key to an earlier table); the rest add
+pyproject.toml, alembic.ini / env.py / script.py.mako from
+``alembic_repair.engine.scaffold``, and the revision files as literal Python text with fixed
+ids. The first ``--tables`` revisions create one table each (a few columns; more than half
+have a foreign key to an earlier table); the rest add
 columns, create indexes and add unique constraints, spread over the tables (unique constraints in
 ``batch_alter_table``, which SQLite needs for them; add_column and create_index run plain).
 
@@ -335,7 +336,8 @@ def render_models(tables: Sequence[Table]) -> str:
 
 def write_project(root: Path, revisions: int, tables: int) -> tuple[str, int]:
     """The generated project under `root`; returns the head and the number of tables."""
-    from alembic_repair import Project, scaffold
+    from alembic_repair import Project
+    from alembic_repair.engine import scaffold
 
     history, schema = build_history(revisions, tables)
     (root / "app").mkdir(parents=True)
@@ -628,27 +630,28 @@ def print_table(all_figures: Sequence[Figures], revisions: int, tables: int) -> 
 # skipped.
 STEPS = [
     ("alembic_repair.api", "read_state", "read_state (everything read)"),
-    ("alembic_repair.state.read", "read_config", "read_config (alembic.ini, env.py flags)"),
-    ("alembic_repair.state.read", "read_scripts", "read_scripts (revision files, ast)"),
-    ("alembic_repair.state.read", "capture_from_env_py",
+    ("alembic_repair.engine.state.read", "read_config", "read_config (alembic.ini, env.py flags)"),
+    ("alembic_repair.engine.state.read", "read_scripts", "read_scripts (revision files, ast)"),
+    ("alembic_repair.engine.state.read", "capture_from_env_py",
      "capture_from_env_py (env.py offline, models import)"),
-    ("alembic_repair.state.read", "load_target_metadata", "load_target_metadata (models)"),
-    ("alembic_repair.state.read", "_load_directory",
+    ("alembic_repair.engine.state.read", "load_target_metadata", "load_target_metadata (models)"),
+    ("alembic_repair.engine.state.read", "_load_directory",
      "_load_directory (Alembic imports every revision file)"),
-    ("alembic_repair.state.read", "connect_readonly", "connect_readonly"),
-    ("alembic_repair.state.read", "read_versions", "read_versions (alembic_version)"),
-    ("alembic_repair.state.read", "reflect", "reflect (the live schema)"),
-    ("alembic_repair.state.read", "reflect_cached", "reflect_cached (the live schema)"),
-    ("alembic_repair.state.read", "find_junk", "find_junk (SQLite: a query per typed column)"),
-    ("alembic_repair.state.read", "from_metadata", "from_metadata (the models' snapshot)"),
-    ("alembic_repair.state.read", "run_replay", "run_replay"),
-    ("alembic_repair.replay", "history_order", "history_order"),
-    ("alembic_repair.replay", "cache_key", "cache_key (sha256 of every revision file)"),
-    ("alembic_repair.replay", "_load_cache", "_load_cache"),
-    ("alembic_repair.replay", "apply_revision", "apply_revision (the revisions' DDL)"),
-    ("alembic_repair.replay", "table_signatures", "table_signatures (catalogue query)"),
-    ("alembic_repair.replay", "reflect_tables", "reflect_tables (the tables that changed)"),
-    ("alembic_repair.replay", "_save_cache", "_save_cache"),
+    ("alembic_repair.engine.state.read", "connect_readonly", "connect_readonly"),
+    ("alembic_repair.engine.state.read", "read_versions", "read_versions (alembic_version)"),
+    ("alembic_repair.engine.state.read", "reflect", "reflect (the live schema)"),
+    ("alembic_repair.engine.state.read", "reflect_cached", "reflect_cached (the live schema)"),
+    ("alembic_repair.engine.state.read", "find_junk",
+     "find_junk (SQLite: a query per typed column)"),
+    ("alembic_repair.engine.state.read", "from_metadata", "from_metadata (the models' snapshot)"),
+    ("alembic_repair.engine.state.read", "run_replay", "run_replay"),
+    ("alembic_repair.engine.replay", "history_order", "history_order"),
+    ("alembic_repair.engine.replay", "cache_key", "cache_key (sha256 of every revision file)"),
+    ("alembic_repair.engine.replay", "_load_cache", "_load_cache"),
+    ("alembic_repair.engine.replay", "apply_revision", "apply_revision (the revisions' DDL)"),
+    ("alembic_repair.engine.replay", "table_signatures", "table_signatures (catalogue query)"),
+    ("alembic_repair.engine.replay", "reflect_tables", "reflect_tables (the tables that changed)"),
+    ("alembic_repair.engine.replay", "_save_cache", "_save_cache"),
     ("alembic_repair.api", "diagnose", "diagnose (the rules)"),
 ]
 Path_ = tuple[str, ...]  # the labels of the timed steps a call ran inside, its own last
@@ -770,8 +773,8 @@ def floors(project: Path, env: dict[str, str], tries: int = 3) -> None:
     print(f"\n  Fresh processes without the replay (median of {tries}; the database is at head):")
     commands: list[tuple[str, list[str | Path]]] = [
         ("python -c pass", [sys.executable, "-c", "pass"]),
-        ("python -c 'import alembic_repair.cli'",
-         [sys.executable, "-c", "import alembic_repair.cli"]),
+        ("python -c 'import alembic_repair.cli.app'",
+         [sys.executable, "-c", "import alembic_repair.cli.app"]),
         ("alembic-repair --help", [ALEMBIC_REPAIR, "--help"]),
         ("alembic current", [ALEMBIC, "current"]),
         ("alembic-repair doctor --no-replay --format json",

@@ -11,7 +11,8 @@ Usage::
 
 A throwaway MariaDB server (own data dir, free loopback port, 512 MB buffer pool) is started
 in a temp dir. Each run builds two identical databases, each from its own project folder
-(models, pyproject.toml, alembic.ini / env.py / script.py.mako from ``alembic_repair.scaffold``):
+(models, pyproject.toml, alembic.ini / env.py / script.py.mako from
+``alembic_repair.engine.scaffold``):
 
 - revision ``a1a1a1a1a1a1`` creates ``customer`` (id, name, email, created_at, balance,
   notes); ``alembic upgrade`` to it, then ``--rows`` rows are inserted (server-side, from the

@@ -12,9 +12,9 @@ from helpers import cli, execute, table_digest, write_project
 from sqlalchemy import create_engine, inspect, text
 
 from alembic_repair import BackupCorrupt, Project, RefusedUnsafe
-from alembic_repair.backups import backup, backup_locked, restore, restore_locked, verify
-from alembic_repair.database import connect
-from alembic_repair.locking import migration_lock
+from alembic_repair.data.backups import backup, backup_locked, restore, restore_locked, verify
+from alembic_repair.engine.database import connect
+from alembic_repair.engine.locking import migration_lock
 
 SCHEMA = {
     "sqlite": [

@@ -16,8 +16,8 @@ from helpers import execute, table_digest, write_project
 from sqlalchemy.engine import make_url
 
 from alembic_repair import BackupCorrupt, Project
-from alembic_repair import backups as backups_module
-from alembic_repair.backups import backup, dump_tools, restore, verify
+from alembic_repair.data import backups as backups_module
+from alembic_repair.data.backups import backup, dump_tools, restore, verify
 
 pytestmark = pytest.mark.skipif(dump_tools() is None, reason="mariadb-dump/mariadb not on PATH")
 

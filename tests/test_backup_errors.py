@@ -15,8 +15,8 @@ import pytest
 from helpers import cli, execute, table_digest, write_project
 
 from alembic_repair import AlembicRepairError, BackupCorrupt, Project, RefusedUnsafe
-from alembic_repair import backups as backups_module
-from alembic_repair.backups import restore, verify
+from alembic_repair.data import backups as backups_module
+from alembic_repair.data.backups import restore, verify
 
 SCHEMA = [
     "CREATE TABLE author (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL)",
@@ -235,7 +235,7 @@ def test_disk_full_during_backup(tmp_path: Path, backend,
 KILLED_BACKUP = """
 import os, signal, sys
 from alembic_repair import Project
-from alembic_repair.backups import backup
+from alembic_repair.data.backups import backup
 
 def progress(table, done, total):
     os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 would, once data is being written

@@ -389,7 +389,7 @@ def test_lock_timeout_is_one_line_and_the_lock_is_released_after_a_failure(
     import fcntl
     import os as os_
 
-    from alembic_repair.locking import lock_name
+    from alembic_repair.engine.locking import lock_name
 
     root = write_project(tmp_path / "proj")
     assert cli("bootstrap", cwd=root, url=backend.url).code == 0

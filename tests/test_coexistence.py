@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, text
 
 from alembic_repair import Project
-from alembic_repair.env_filter import (
+from alembic_repair.engine.env_filter import (
     install,
     kept_in,
     protect,
@@ -40,7 +40,7 @@ from alembic_repair.env_filter import (
     record_ignore_tables,
     render_block,
 )
-from alembic_repair.state.schema import is_user_table
+from alembic_repair.engine.state.schema import is_user_table
 
 MODELS_AUTHOR_ONLY = MODELS_V1[:MODELS_V1.index("class Post(Base):")]
 

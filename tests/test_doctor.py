@@ -10,7 +10,7 @@ import pytest
 from helpers import cli, table_digest, tree_digest
 
 from alembic_repair import Project, doctor
-from alembic_repair.findings import CATALOGUE
+from alembic_repair.diagnose.findings import CATALOGUE
 from alembic_repair.testing.scenarios import SCENARIOS, URL_FROM_INI, build
 
 CASES = [pytest.param(name, backend, id=f"{name}-{backend}",

@@ -12,7 +12,7 @@ import pytest
 from helpers import cli, execute, table_digest, tree_digest, write_project
 
 from alembic_repair import Project, bootstrap
-from alembic_repair.trash import list_trash
+from alembic_repair.data.trash import list_trash
 
 ROWS = [
     "INSERT INTO author (id, name) VALUES (1, 'Ann'), (2, 'Bo')",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic_repair.findings import CATALOGUE, page, write_docs
+from alembic_repair.diagnose.findings import CATALOGUE, page, write_docs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "findings"
 
@@ -18,7 +18,7 @@ def test_codes_are_unique_grouped_and_complete() -> None:
 
 def test_docs_pages_are_generated_from_the_catalogue(tmp_path: Path) -> None:
     """docs/findings is the catalogue's own text: regenerate with
-    `python -m alembic_repair.findings docs/findings` when this fails."""
+    `python -m alembic_repair.diagnose.findings docs/findings` when this fails."""
     fresh = {p.name: p.read_text() for p in write_docs(tmp_path)}
     committed = {p.name: p.read_text() for p in DOCS.glob("*.md")}
     assert committed == fresh

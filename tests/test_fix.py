@@ -23,7 +23,7 @@ from helpers import cli, table_digest, tree_digest
 from sqlalchemy import create_engine, inspect, text
 
 from alembic_repair import Project, doctor, plan_fix
-from alembic_repair.journal import CRASH_ENV, Journal
+from alembic_repair.repair.journal import CRASH_ENV, Journal
 from alembic_repair.testing.scenarios import SCENARIOS, URL_FROM_INI, build
 
 #: Scenarios fix must leave healthy (the others need a human decision; see NOT_REPAIRABLE).

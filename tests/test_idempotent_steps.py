@@ -19,7 +19,7 @@ from helpers import cli, table_digest
 from sqlalchemy import create_engine, inspect
 
 from alembic_repair import Project, doctor
-from alembic_repair.journal import CRASH_ENV, Journal
+from alembic_repair.repair.journal import CRASH_ENV, Journal
 from alembic_repair.testing.scenarios import build, execute
 
 

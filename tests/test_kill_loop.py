@@ -36,7 +36,7 @@ from helpers import cli
 from sqlalchemy import create_engine, inspect, text
 
 from alembic_repair import Project, doctor
-from alembic_repair.journal import CRASH_ENV, TRACE_ENV, Journal
+from alembic_repair.repair.journal import CRASH_ENV, TRACE_ENV, Journal
 from alembic_repair.testing.scenarios import build, edit, execute
 
 SEED = int(os.environ.get("KILL_LOOP_SEED") or random.SystemRandom().randrange(10**6))

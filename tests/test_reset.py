@@ -15,8 +15,8 @@ from helpers import MODELS_V1, cli, execute, table_digest, tree_digest, write_pr
 from sqlalchemy import create_engine, inspect, text
 
 from alembic_repair import Project, RefusedUnsafe, bootstrap, doctor, plan_reset, reset
-from alembic_repair.journal import CRASH_ENV, JOURNAL, Journal
-from alembic_repair.safe_reset import STEPS
+from alembic_repair.repair.journal import CRASH_ENV, JOURNAL, Journal
+from alembic_repair.repair.reset import STEPS
 
 ROWS = [
     "INSERT INTO author (id, name) VALUES (1, 'Ann'), (2, 'Bo\u00e9'), (3, 'Cy')",

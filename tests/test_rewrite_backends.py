@@ -11,16 +11,16 @@ from alembic import command
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-from alembic_repair.backups import backup, restore, table_checksum
-from alembic_repair.project import Project
-from alembic_repair.revisions import reflect_user_tables
+from alembic_repair.data.backups import backup, restore, table_checksum
+from alembic_repair.data.trash import list_trash
+from alembic_repair.engine.project import Project
+from alembic_repair.engine.revisions import reflect_user_tables
 from alembic_repair.rewrite import (
     rewrite_unique_columns,
     rewrite_upgrade_drops,
     write_drop_revision,
 )
 from alembic_repair.testing import scenarios
-from alembic_repair.trash import list_trash
 
 
 @pytest.fixture(autouse=True)

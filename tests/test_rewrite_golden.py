@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, create_engine, text
 
-from alembic_repair.backups import Manifest, TableInfo
+from alembic_repair.data.backups import Manifest, TableInfo
+from alembic_repair.engine.revisions import reflect_user_tables
 from alembic_repair.errors import ConfigError, RefusedUnsafe
-from alembic_repair.revisions import reflect_user_tables
 from alembic_repair.rewrite import (
     Rewrite,
     RewriteRefused,

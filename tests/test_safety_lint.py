@@ -19,11 +19,11 @@ import pytest
 from helpers import execute
 
 from alembic_repair import Project
-from alembic_repair.diagnose import diagnose
-from alembic_repair.findings import Finding
-from alembic_repair.state.pending import once_defaults, pending_ids
-from alembic_repair.state.read import State, read_state
-from alembic_repair.state.scripts import ScriptFile
+from alembic_repair.diagnose.diagnosis import diagnose
+from alembic_repair.diagnose.findings import Finding
+from alembic_repair.engine.state.pending import once_defaults, pending_ids
+from alembic_repair.engine.state.read import State, read_state
+from alembic_repair.engine.state.scripts import ScriptFile
 from alembic_repair.testing import scenarios
 
 _numbers = itertools.count(1)

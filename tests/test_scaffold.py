@@ -10,7 +10,7 @@ from helpers import write_project
 from sqlalchemy import create_engine, inspect
 
 from alembic_repair import Project, write_alembic_ini, write_env_py, write_script_template
-from alembic_repair.scaffold import is_generated
+from alembic_repair.engine.scaffold import is_generated
 
 
 def scaffold_all(project: Project) -> list[str]:

@@ -23,7 +23,7 @@ from helpers import Run
 from sqlalchemy import DateTime, Integer, column, create_engine, inspect, select, table, text
 from sqlalchemy.engine import make_url
 
-from alembic_repair.findings import CATALOGUE
+from alembic_repair.diagnose.findings import CATALOGUE
 from alembic_repair.testing import scenarios
 from alembic_repair.testing.scenarios import SCENARIOS, Scenario, build
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Engine
 
-from alembic_repair.state.schema import (
+from alembic_repair.engine.state.schema import (
     SchemaSnapshot,
     describe,
     from_metadata,
@@ -379,7 +379,7 @@ FINGERPRINT_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from sqlalchemy.dialects import mysql, sqlite
     from test_schema_snapshot import base_models
-    from alembic_repair.state.schema import from_metadata
+    from alembic_repair.engine.state.schema import from_metadata
     for dialect in (sqlite.dialect(), mysql.dialect()):
         print(from_metadata(base_models(), dialect).fingerprint)
 """)

@@ -29,11 +29,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from alembic_repair import ConfigError, Project, bootstrap
-from alembic_repair.backups import dump_tools
+from alembic_repair.data.backups import dump_tools
+from alembic_repair.engine.project import read_ini
+from alembic_repair.engine.replay import scratch_database
+from alembic_repair.engine.scratch import sweep
 from alembic_repair.private import option_fd, sweep_temp
-from alembic_repair.project import read_ini
-from alembic_repair.replay import scratch_database
-from alembic_repair.scratch import sweep
 
 ROWS = [
     "INSERT INTO author (id, name) VALUES (1, 'Ann'), (2, 'Bo\u00e9'), (3, 'Cy')",
@@ -279,8 +279,8 @@ def _killed_replay(root: Path, url: str) -> None:
     killed = subprocess.run([sys.executable, "-c", (
         "import os, sys\n"
         "from alembic_repair import Project\n"
-        "from alembic_repair.database import connect\n"
-        "from alembic_repair.replay import scratch_database\n"
+        "from alembic_repair.engine.database import connect\n"
+        "from alembic_repair.engine.replay import scratch_database\n"
         "project = Project.discover(sys.argv[1], url=os.environ['DATABASE_URL'])\n"
         "with scratch_database(project, connect(project)):\n"
         "    os.kill(os.getpid(), 9)\n"), str(root)],

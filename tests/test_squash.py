@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from alembic_repair import NeedsRepair, Project, squash
-from alembic_repair.state.schema import SchemaSnapshot, reflect
+from alembic_repair.engine.state.schema import SchemaSnapshot, reflect
 from alembic_repair.testing.scenarios import AAA, BBB, CCC, VERSIONS, build
 from tests.helpers import cli, table_digest, tree_digest
 from tests.test_history_repairs import alembic, down_revision, user_rows, version_rows

@@ -23,9 +23,9 @@ from alembic_repair import (
     trash_purge,
     trash_restore,
 )
-from alembic_repair import trash as trash_module
-from alembic_repair.guards import is_local
-from alembic_repair.trash import INDEX_TABLE, MAX_IDENTIFIER, trash_name
+from alembic_repair.data import trash as trash_module
+from alembic_repair.data.guards import is_local
+from alembic_repair.data.trash import INDEX_TABLE, MAX_IDENTIFIER, trash_name
 
 REMOTE = "mysql+pymysql://u:s3cret-pw@db.example.com/x"
 

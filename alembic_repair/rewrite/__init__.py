@@ -11,14 +11,14 @@
 from __future__ import annotations
 
 from .drops import (
-           Drop,
-           DropStep,
-           NewRevision,
-           plan_drops,
-           rewrite_upgrade_drops,
-           write_drop_revision,
+    Drop,
+    DropStep,
+    NewRevision,
+    plan_drops,
+    rewrite_upgrade_drops,
+    write_drop_revision,
 )
-from .engine import Rewrite, RewriteRefused
+from .transform import Rewrite, RewriteRefused
 from .unique_column import rewrite_unique_columns
 
 __all__ = ["Drop", "DropStep", "NewRevision", "Rewrite", "RewriteRefused", "plan_drops",

@@ -17,7 +17,7 @@ Hard (``hard=True``) drops for real; ``downgrade()`` recreates the table from it
 definition (columns, types, server defaults, indexes, unique constraints, foreign keys), or
 adds the column back (nullable, unless it has a server default), but *empty*: the rows come
 back only from a backup. So a hard drop requires the manifest of a verified backup
-(`alembic_repair.backups.backup`) that holds every table involved.
+(`alembic_repair.data.backups.backup`) that holds every table involved.
 
 Tables are dropped children first (foreign keys); a table that a table not being dropped
 references is refused, naming that table. Columns in the primary key, in a foreign key or an
@@ -41,15 +41,16 @@ from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import sort_tables
 
-from ..backups import Manifest
+from ..data.backups import Manifest
+from ..data.trash import MAX_IDENTIFIER, trash_name
+from ..engine.migrations import alembic_config, revisions, run_alembic
+from ..engine.project import Project
+from ..engine.revisions import reflect_user_tables, stable_revision_id
+from ..engine.state.schema import TRASH_PREFIX, is_user_table
 from ..errors import ConfigError, RefusedUnsafe
-from ..journal import crash_point
-from ..migrations import alembic_config, revisions, run_alembic
-from ..project import Project
-from ..revisions import reflect_user_tables, stable_revision_id
-from ..state.schema import TRASH_PREFIX, is_user_table
-from ..trash import MAX_IDENTIFIER, trash_name
-from .engine import (
+from ..repair.journal import crash_point
+from .ops import CopyColumnOp, RestoreColumnOp
+from .transform import (
     TABLE_ARGUMENT,
     RevisionSource,
     Rewrite,
@@ -65,7 +66,6 @@ from .engine import (
     transform,
     with_body,
 )
-from .ops import CopyColumnOp, RestoreColumnOp
 
 __all__ = ["Drop", "DropStep", "NewRevision", "pending_drops", "plan_drops",
            "rewrite_upgrade_drops", "write_drop_revision"]
@@ -429,7 +429,7 @@ def rewrite_upgrade_drops(path: Path, drops: Sequence[str | Drop], *, schema: Me
     ``upgrade()`` (``op.drop_table``, ``op.drop_column``, their indexes and constraints) are
     replaced in place, and what ``downgrade()`` recreated of them is replaced by the undo.
     Soft by default; ``hard=True`` drops for real and REQUIRES `backup`, the manifest of a
-    verified backup (`alembic_repair.backups.backup`) holding the tables: its downgrade
+    verified backup (`alembic_repair.data.backups.backup`) holding the tables: its downgrade
     recreates them empty, the rows come back only by restoring that backup. Running it again
     changes nothing; `dry_run` returns the diff without writing; a file that cannot be
     understood is left alone (`RewriteRefused`)."""
@@ -459,9 +459,9 @@ def pending_drops(project: Project, connection: Connection) -> dict[str, tuple[s
     ``table.column`` -> (revision, file). A table renamed into the trash counts as dropped.
     Read offline (`state.pending.read_operations`): nothing runs. `drop` run twice must not
     chain a second drop of the same table (the history could no longer build a database)."""
-    from ..migrations import current_heads
-    from ..state.pending import pending_ids, read_operations
-    from ..state.scripts import read_scripts
+    from ..engine.migrations import current_heads
+    from ..engine.state.pending import pending_ids, read_operations
+    from ..engine.state.scripts import read_scripts
 
     ids = pending_ids(tuple(read_scripts(project.versions_dir)), current_heads(connection))
     connection.rollback()
@@ -495,8 +495,8 @@ def _shell(project: Project, connection: Connection, message: str) -> tuple[str,
     instead of a second revision being written on top of it."""
     import ast
 
-    from ..migrations import current_heads
-    from ..state.scripts import read_scripts
+    from ..engine.migrations import current_heads
+    from ..engine.state.scripts import read_scripts
 
     files = read_scripts(project.versions_dir)
     recorded = set(current_heads(connection))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from .engine import (
+from .transform import (
     TABLE_ARGUMENT,
     RevisionSource,
     Rewrite,

@@ -33,8 +33,9 @@ from alembic.operations import ops
 from sqlalchemy import Column, Integer, MetaData, String, Uuid
 from sqlalchemy.engine import Dialect
 
-from ..trash import MAX_IDENTIFIER
-from .engine import (
+from ..data.trash import MAX_IDENTIFIER
+from .ops import BATCH_ROWS, BackfillOp
+from .transform import (
     RevisionSource,
     Rewrite,
     Statement,
@@ -47,7 +48,6 @@ from .engine import (
     transform,
     with_body,
 )
-from .ops import BATCH_ROWS, BackfillOp
 
 __all__ = ["rewrite_unique_columns", "unique_name"]
 

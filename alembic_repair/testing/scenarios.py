@@ -20,7 +20,7 @@ alembic.ini, so doctor must find it there: no ``--url``, no ``DATABASE_URL``).
 
 The base project: models ``author`` (id, name, email) and ``post`` (id, title, body, views,
 created_at, author_id -> author.id, indexed); alembic.ini, env.py and script.py.mako written by
-`alembic_repair.scaffold`; history ``aaa111`` (create author) -> ``bbb222`` (create post) ->
+`alembic_repair.engine.scaffold`; history ``aaa111`` (create author) -> ``bbb222`` (create post) ->
 ``ccc333`` (add author.email); upgraded to head; 2 authors and 3 posts. Its models equal head.
 """
 
@@ -57,8 +57,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from alembic_repair import scaffold
-from alembic_repair.project import Project
+from alembic_repair.engine import scaffold
+from alembic_repair.engine.project import Project
 
 MODELS_SPEC = "app.models:Base"
 VERSIONS = "alembic/versions"

@@ -29,10 +29,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from alembic_repair import backups
-from alembic_repair.database import BUSY_TIMEOUT_ENV
+from alembic_repair.data import backups
+from alembic_repair.engine.database import BUSY_TIMEOUT_ENV
+from alembic_repair.engine.privileges import missing_grant
 from alembic_repair.errors import LockTimeout
-from alembic_repair.privileges import missing_grant
 
 from .conftest import Fault
 

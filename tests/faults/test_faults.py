@@ -34,12 +34,7 @@ import pymysql
 import pytest
 from helpers import Run
 
-from alembic_repair.errors import (
-    EXIT_CONFIG,
-    EXIT_DATABASE,
-    EXIT_PROBLEMS,
-    EXIT_REFUSED,
-)
+from alembic_repair.errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_PROBLEMS, EXIT_REFUSED
 from alembic_repair.private import private_dir
 
 from .conftest import Fault
@@ -777,7 +772,7 @@ def held_lock(f: Fault) -> Iterator[None]:
         return
     from sqlalchemy import create_engine
 
-    from alembic_repair.locking import lock_name
+    from alembic_repair.engine.locking import lock_name
 
     assert f.server is not None
     name = lock_name(create_engine(f.url))

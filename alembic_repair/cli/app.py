@@ -1,0 +1,500 @@
+"""The ``alembic-repair`` command: parse options, call `api`, print with `report`, exit.
+
+Exit codes (design section 3): 0 done/healthy, 1 problems remain, 2 usage or configuration
+error, 3 database unreachable or login refused, 4 refused as unsafe, 70 internal error.
+Errors are one line on stderr; ``--traceback`` shows the Python traceback as well.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from .. import api
+from ..data.trash import TrashEntry, parse_age
+from ..diagnose import verdict_cache as quick
+from ..engine.project import Project
+from ..errors import AlembicRepairError
+from ..masking import redact
+from . import report
+
+EXIT_INTERNAL = 70
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Diagnose and repair Alembic migration setups without losing data.",
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class _Options:
+    project: Path | None = None
+    config: Path | None = None
+    url: str | None = None
+    traceback: bool = False
+    discovered_url: str | None = None  # scrubbed from tracebacks whatever its source
+    discovered_source: str = "the project"
+
+
+options = _Options()
+
+
+@app.callback()
+def main_options(
+    project: Annotated[Path | None, typer.Option(  # noqa: UP007 (typer needs Optional)
+        "--project", "-p", help="Project folder (where alembic.ini is or will be).")] = None,
+    config: Annotated[Path | None, typer.Option(  # noqa: UP007
+        "--config", "-c", help="Path to alembic.ini (default: PROJECT/alembic.ini).")] = None,
+    url: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--url", help="Database URL; overrides DATABASE_URL, docker-compose and alembic.ini.",
+        envvar=None)] = None,
+    traceback: Annotated[bool, typer.Option(
+        "--traceback", help="Show the Python traceback of an error.")] = False,
+) -> None:
+    options.project, options.config, options.url = project, config, url
+    options.traceback = traceback
+
+
+def _discover(models: str | None = None, *, strict: bool = True) -> Project:
+    project = Project.discover(options.project, config=options.config, url=options.url,
+                               models=models, strict=strict)
+    options.discovered_url = project.url
+    options.discovered_source = project.url_source
+    return project
+
+
+@app.command()
+def bootstrap(
+    models: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
+    no_upgrade: Annotated[bool, typer.Option(
+        "--no-upgrade", help="Write files and revisions, but apply nothing.")] = False,
+    lock_timeout: Annotated[float, typer.Option(
+        "--lock-timeout", help="Seconds to wait for another run holding the lock.")] = 600.0,
+    format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
+) -> None:
+    """Scaffold, adopt, autogenerate only on a real difference, upgrade: safe on every start."""
+    project = _discover(models)
+    text = format is Format.text
+    if text:
+        report.bootstrap_header(project.masked_url, project.url_source)
+    result = api.bootstrap(project, models=models, upgrade=not no_upgrade,
+                           lock_timeout=lock_timeout,
+                           on_action=report.action_line if text else None)
+    if text:
+        report.bootstrap_summary(result)
+    else:
+        report.bootstrap_json(result)
+
+
+@app.command()
+def doctor(
+    format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
+    models: Annotated[str | None, typer.Option(
+        "--models", help="The models, as module:attr, when env.py cannot give them.")] = None,
+    no_replay: Annotated[bool, typer.Option(
+        "--no-replay", help="Skip replaying the history on a scratch database.")] = False,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Replay again even when the history is unchanged.")] = False,
+) -> None:
+    """Read-only diagnosis: revision files, alembic_version, live schema, models.
+
+    Exit 0 healthy, 1 problems found, 2 configuration broken, 3 database unreachable.
+    """
+    project = _discover(models, strict=False)
+    plain = not (models or no_replay or no_cache)
+    key = quick.fingerprint(project) if plain and not project.problems else None
+    diagnosis = api.doctor(project, models=models, replay=not no_replay,
+                           use_cache=not no_cache)
+    if format is Format.json:
+        sys.stdout.write(report.diagnosis_json(diagnosis))
+    else:
+        report.diagnosis_text(diagnosis)
+    if key is not None and diagnosis.healthy and not diagnosis.findings:
+        text = io.StringIO()
+        report.diagnosis_text(diagnosis, stream=text)
+        quick.remember(key, {"text": text.getvalue(),
+                             "json": report.diagnosis_json(diagnosis, from_cache=True)})
+    raise typer.Exit(diagnosis.exit_code)
+
+
+def _secrets() -> tuple[str | None, ...]:
+    return options.url, os.environ.get("DATABASE_URL"), options.discovered_url
+
+
+def _traceback(err: BaseException) -> None:
+    """With --traceback: the traceback (passwords scrubbed) before the usual error line."""
+    if options.traceback:
+        text = "".join(traceback.format_exception(err))
+        sys.stderr.write(redact(text, *_secrets()))
+        sys.stderr.flush()
+
+
+def _usage_line(err: Exception, code: int) -> None:
+    """A usage error as one line (click prints usage, a hint and the error on four)."""
+    message = getattr(err, "format_message", None)
+    text = " ".join(str(message()).split()) if callable(message) else ""
+    if code != 2 or not text:  # e.g. a group called without a command: its help is the answer
+        cast(Any, err).show()  # click's errors print themselves
+        return
+    ctx = getattr(err, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None and ctx.command_path else ""
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    report.error_line(f"{where}{text}{hint}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turning our errors into one line and a code."""
+    try:
+        code = app(args=argv, standalone_mode=False)  # an Exit's code is returned, not raised
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except AlembicRepairError as err:
+        _traceback(err)
+        report.error_line(str(err))
+        sys.exit(err.exit_code)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        report.error_line("interrupted")
+        sys.exit(130)
+    except Exception as err:  # usage errors (typer's own click) and anything unexpected
+        show, code = getattr(err, "show", None), getattr(err, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            _usage_line(err, code)
+            sys.exit(code)
+        _traceback(err)
+        # a lock or a broken file met after connecting is about the database, not a bug of ours
+        from ..engine.database import explain
+
+        known = explain(err, options.discovered_url, options.discovered_source)
+        if known is not None:
+            report.error_line(str(known))
+            sys.exit(known.exit_code)
+        report.error_line(
+            f"internal error: {type(err).__name__}: {redact(str(err), *_secrets())} "
+            "(rerun with --traceback and report it)"
+        )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)
+
+
+# -- trash: soft-dropped tables (trash.py) -----------------------------------------------------
+
+trash_app = typer.Typer(
+    no_args_is_help=True,
+    help="Soft-dropped tables: renamed into _ar_trash_*, restorable until purged.",
+)
+app.add_typer(trash_app, name="trash")
+
+_YES = typer.Option("--yes", "-y", help="Do it (without: print what would be done, exit 4).")
+_REMOTE = typer.Option("--allow-remote", help="Allow a database that is not on this machine.")
+
+
+def _print_action(action: api.Action) -> None:
+    sys.stdout.write(f"{action.kind:>12}  {action.message}\n")
+
+
+def _entry_line(kind: str, entry: TrashEntry) -> None:
+    rows = "" if entry.rows is None else f", {entry.rows} rows"
+    sys.stdout.write(f"{kind:>12}  {entry.trash_name}: table {entry.table}{rows}, "
+                     f"dropped {entry.dropped_at:%Y-%m-%d %H:%M:%S} UTC\n")
+
+
+@trash_app.command("drop")
+def trash_drop(
+    table: Annotated[str, typer.Argument(help="The table to move into the trash.")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Rename TABLE into the trash (O(1), no row copied); `trash restore` brings it back."""
+    entry = api.trash_drop(_discover(), table, yes=yes, allow_remote=allow_remote,
+                           on_action=_print_action)
+    _entry_line("already" if entry.already else "trashed", entry)
+
+
+@trash_app.command("list")
+def trash_list(
+    format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
+) -> None:
+    """The soft-dropped tables, oldest first (read-only)."""
+    entries = api.trash_list(_discover())
+    if format is Format.json:
+        sys.stdout.write(json.dumps([e.as_dict() for e in entries], indent=2) + "\n")
+        return
+    for entry in entries:
+        _entry_line("trash", entry)
+    sys.stdout.write(f"{'trash':>12}  {len(entries)} table(s)\n")
+
+
+@trash_app.command("restore")
+def trash_restore(
+    name: Annotated[str, typer.Argument(help="Trash name, or the original table name.")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Rename a soft-dropped table back to its original name (refused if that name is taken)."""
+    entry = api.trash_restore(_discover(), name, yes=yes, allow_remote=allow_remote)
+    if entry.already and not entry.trash_name:
+        sys.stdout.write(f"{'already':>12}  table {entry.table} is in place (not in the "
+                         "trash); nothing to do\n")
+        return
+    _entry_line("already" if entry.already else "restored", entry)
+
+
+@trash_app.command("purge")
+def trash_purge(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", help="Age, e.g. 7d, 12h, 1d12h, 2w.")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """DROP, for good, the soft-dropped tables older than --older-than."""
+    age = parse_age(older_than)
+    purged = api.trash_purge(_discover(), older_than=age, yes=yes, allow_remote=allow_remote)
+    for entry in purged:
+        _entry_line("purged", entry)
+    sys.stdout.write(f"{'purge':>12}  {len(purged)} table(s) dropped\n")
+
+
+# -- backups (backup.py) -----------------------------------------------------------------------
+
+
+@app.command("backup")
+def backup_command(
+    dest: Annotated[Path | None, typer.Argument(  # noqa: UP007
+        help="Folder to write (default: .alembic_repair/backups/<UTC stamp>/).")] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="auto (mariadb-dump when there), dump, or python.")] = "auto",
+    compress: Annotated[bool, typer.Option(
+        "--compress", help="gzip the dump (smaller, slower on few cores).")] = False,
+) -> None:
+    """Write a verified backup: schema, rows, and a manifest of counts and checksums."""
+    if method not in ("auto", "dump", "python"):
+        raise typer.BadParameter("expected auto, dump or python", param_hint="--method")
+    with report.table_progress("backup") as progress:
+        manifest = api.backup(_discover(), dest, method=method, compress=compress,
+                              progress=progress)
+    sys.stdout.write(f"{'backup':>12}  {manifest.path}\n")
+    for info in manifest.tables:
+        sys.stdout.write(f"{'table':>12}  {info.name}: {info.rows} rows\n")
+
+
+@app.command("restore")
+def restore_command(
+    src: Annotated[Path, typer.Argument(help="The backup folder (holds manifest.json).")],
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+    other_database: Annotated[bool, typer.Option(
+        "--other-database", help="Restore a backup taken of another database.")] = False,
+) -> None:
+    """Verify a backup and put its rows back into empty tables; reports what did not fit."""
+    with report.table_progress("restore") as progress:
+        result = api.restore(_discover(), src, yes=yes, allow_remote=allow_remote,
+                             other_database=other_database, progress=progress)
+    for name in result.created:
+        sys.stdout.write(f"{'created':>12}  table {name}\n")
+    for name, rows in result.restored.items():
+        sys.stdout.write(f"{'restored':>12}  {name}: {rows} rows\n")
+    for name, rows in result.already.items():
+        sys.stdout.write(f"{'already':>12}  {name}: holds the backup's {rows} rows\n")
+    for name, rows in result.missing_tables.items():
+        sys.stdout.write(f"{'kept':>12}  {name}: {rows} rows stay in the backup (no such "
+                         "table)\n")
+    for name, cols in result.dropped_columns.items():
+        sys.stdout.write(f"{'kept':>12}  {name}: values of {', '.join(cols)} stay in the "
+                         "backup (no such column)\n")
+    for name, rows in result.not_empty.items():
+        sys.stdout.write(f"{'skipped':>12}  {name}: holds {rows} rows already\n")
+    if not result.complete:
+        raise typer.Exit(1)
+
+
+# -- the safe reset (safe_reset.py) ----------------------------------------------------------------
+
+
+@app.command("reset")
+def reset_command(
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+    discard_data: Annotated[bool, typer.Option(
+        "--discard-data", help="Do not restore the rows (the backup still keeps them).")] = False,
+    models: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
+) -> None:
+    """Backup, drop, regenerate alembic.ini/env.py/one baseline, upgrade, restore, verify.
+
+    Without --yes: prints the plan and changes nothing. A run killed part-way is finished by
+    the next `reset --yes` (the journal says where it stopped)."""
+    project = _discover(models)
+    if not yes:
+        plan = api.plan_reset(project, models=models, discard_data=discard_data)
+        sys.stdout.write(f"reset plan for {plan.url}:\n")
+        for line in plan.lines():
+            sys.stdout.write(f"  {line}\n")
+    with report.progress("reset", total=7) as on_action:
+        result = api.reset(project, yes=yes, allow_remote=allow_remote,
+                           discard_data=discard_data, models=models, on_action=on_action)
+    sys.stdout.write(f"{'reset':>12}  done: at {result.head}; backup kept in "
+                     f"{project.rel(result.backup)}\n")
+    if not result.complete:
+        raise typer.Exit(1)
+
+
+# -- fix (plan.py, steps.py, apply.py) ---------------------------------------------------------
+
+
+@app.command("fix")
+def fix_command(
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+    only: Annotated[list[str] | None, typer.Option(  # noqa: UP007
+        "--only", help="Repair only these codes (AR302, or a family: AR3xx); repeatable.")
+    ] = None,
+    models: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
+    rollback: Annotated[bool, typer.Option(
+        "--rollback", help="Undo the steps of an interrupted fix instead of finishing it.")
+    ] = False,
+) -> None:
+    """Repair what doctor finds: plan, backup, steps, verify; layer after layer.
+
+    Without --yes: prints the plan and changes nothing (exit 4 when there is something to
+    do). Exit 0 when doctor is healthy afterwards, 1 when something remains (printed)."""
+    codes = _known_codes(list(only or ()))
+    project = _discover(models, strict=False)
+    if not yes:
+        _print_plan(project, codes, models, rollback)
+    with report.progress("fix") as on_action:
+        result = api.fix(project, yes=yes, allow_remote=allow_remote, only=codes,
+                         models=models, rollback=rollback, on_action=on_action)
+    for code, location, why in result.unrepairable:
+        sys.stdout.write(f"{'left':>12}  {code}{' ' + location if location else ''}: {why}\n")
+    if result.healthy:
+        verdict = "healthy" if result.changed else "healthy, nothing to do"
+        sys.stdout.write(f"{'fix':>12}  {verdict}\n")
+        return
+    report.diagnosis_text(result.final)
+    raise typer.Exit(1)
+
+
+def _known_codes(only: list[str]) -> tuple[str, ...]:
+    """--only values, checked before anything runs: a mistyped code must not mean 'nothing'."""
+    from ..diagnose.findings import CATALOGUE
+
+    families = {code[:3] + "XX" for code in CATALOGUE}
+    for value in only:
+        if value.upper() not in CATALOGUE and value.upper() not in families:
+            raise typer.BadParameter(
+                f"{value!r} is no finding code; use a code doctor prints (e.g. AR302) or a "
+                f"family (e.g. AR3xx)", param_hint="--only")
+    return tuple(only)
+
+
+def _print_plan(project: Project, only: tuple[str, ...], models: str | None,
+                rollback: bool) -> None:
+    from ..repair.journal import Journal
+
+    journal = Journal.load(project.state_dir)
+    if journal is not None and journal.command == "fix":
+        what = "roll back" if rollback else "finish"
+        sys.stdout.write(f"an interrupted fix stopped after {journal.last_done}; with --yes, "
+                         f"fix will {what} it first\n")
+        return
+    plan = api.plan_fix(project, only=only, models=models)
+    if plan.steps:
+        sys.stdout.write(f"fix plan ({plan.layer}; later layers are planned once this one is "
+                         "repaired):\n")
+        for line in plan.lines():
+            sys.stdout.write(f"  {line}\n")
+    for finding, why in plan.unrepairable:
+        where = f" {finding.location}" if finding.location else ""
+        sys.stdout.write(f"{'left':>12}  {finding.code}{where}: {why}\n")
+
+
+# -- squash (squashing.py) -------------------------------------------------------------------------
+
+
+@app.command("squash")
+def squash_command(
+    to: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--to", help="Squash up to this revision (default: the head).")] = None,
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Collapse the history up to REV into one baseline revision, keep later revisions,
+    restamp the database; the old files move into the backup folder.
+
+    Without --yes: prints the plan and changes nothing (exit 4). An empty database built from
+    the new history is proved equal to one built from the old one before anything changes."""
+    project = _discover()
+    if not yes:
+        plan = api.plan_squash(project, to=to)
+        sys.stdout.write(f"squash plan (up to {plan.to}: {len(plan.squashed)} revision(s) into "
+                         f"baseline {plan.baseline}):\n")
+        for line in plan.lines():
+            sys.stdout.write(f"  {line}\n")
+    result = api.squash(project, to=to, yes=yes, allow_remote=allow_remote,
+                        on_action=report.action_line)
+    if result.plan is not None and not result.plan.steps:
+        sys.stdout.write(f"{'squash':>12}  nothing to do\n")
+        return
+    done = (f"baseline {result.plan.baseline} replaces {len(result.plan.squashed)} revision(s)"
+            if result.plan is not None else "finished the interrupted run")
+    sys.stdout.write(f"{'squash':>12}  done: {done}; old files kept in "
+                     f"{project.rel(result.folder)}\n")
+
+
+# -- drop (rewrite/drops.py) -------------------------------------------------------------------
+
+
+@app.command("drop")
+def drop_command(
+    specs: Annotated[list[str], typer.Argument(help="TABLE or TABLE.COLUMN, one or more.")],
+    hard: Annotated[bool, typer.Option(
+        "--hard", help="Drop for real (after a verified backup) instead of into the trash.")
+    ] = False,
+    into: Annotated[str | None, typer.Option(  # noqa: UP007
+        "--into", help="Rewrite this (not yet applied) revision instead of writing a new one.")
+    ] = None,
+    message: Annotated[str | None, typer.Option(  # noqa: UP007
+        "-m", "--message", help="The new revision's message.")] = None,
+    yes: Annotated[bool, _YES] = False,
+    allow_remote: Annotated[bool, _REMOTE] = False,
+) -> None:
+    """Write a revision that drops tables/columns so its downgrade() can bring them back.
+
+    Without --yes: prints the revision as a diff and writes nothing (exit 4). The drop itself
+    runs at the next upgrade (or bootstrap)."""
+    project = _discover()
+    result = api.drop(project, specs, hard=hard, into=into, message=message, yes=yes,
+                      allow_remote=allow_remote)
+    sys.stdout.write(result.diff)
+    if result.already:
+        sys.stdout.write(f"{'drop':>12}  already written: {project.rel(result.path)} (not yet "
+                         f"applied) drops {', '.join(result.already)}; nothing written\n")
+        return
+    if not result.written:
+        report.error_line(f"drop: would write {project.rel(result.path)} as shown; nothing "
+                          "written; pass --yes to write it")
+        raise typer.Exit(4)
+    if result.backup is not None:
+        sys.stdout.write(f"{'backup':>12}  {project.rel(result.backup)}\n")
+    sys.stdout.write(f"{'drop':>12}  wrote {project.rel(result.path)}; apply it with `alembic "
+                     "upgrade head` or `alembic-repair bootstrap`\n")
+    if result.env_filter is not None:
+        sys.stdout.write(f"{result.env_filter[0]:>12}  {result.env_filter[1]}\n")

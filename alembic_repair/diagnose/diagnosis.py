@@ -1,0 +1,68 @@
+"""diagnose: State -> Diagnosis, by running every rule. Pure: reads nothing, writes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.state.read import State
+from ..errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_OK, EXIT_PROBLEMS
+from .findings import Finding, sort_key
+from .rules import RULES
+from .rules.schema import equal_revisions
+
+#: Findings that mean the configuration itself is broken (doctor exits 2 on them).
+CONFIG_CODES = frozenset({"AR101", "AR102", "AR103", "AR104", "AR105", "AR106", "AR107",
+                          "AR114"})
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The findings, worst first, and the state they were drawn from."""
+
+    findings: tuple[Finding, ...]
+    state: State = field(compare=False, repr=False)
+
+    @property
+    def healthy(self) -> bool:
+        return self.state.db_error is None and not any(
+            f.severity in ("error", "warning") for f in self.findings)
+
+    @property
+    def exit_code(self) -> int:
+        if self.state.db_error is not None:
+            return EXIT_DATABASE
+        if any(f.code in CONFIG_CODES and f.severity == "error" for f in self.findings):
+            return EXIT_CONFIG
+        return EXIT_OK if self.healthy else EXIT_PROBLEMS
+
+    def summary(self) -> dict[str, Any]:
+        """The `state` object of the JSON contract: what was read, in short."""
+        state = self.state
+        replay = state.replay
+        equal = equal_revisions(state)
+        return {
+            "project": str(state.project.root),
+            "url": state.project.masked_url,
+            "url_source": state.project.url_source,
+            "database": ("unreachable" if state.db_error else "missing"
+                         if state.database_missing else "read"),
+            "revision_files": len(state.scripts),
+            "script_heads": list(state.script_heads),
+            "recorded": list(state.versions.rows) if state.versions else None,
+            "tables": sorted(state.live.tables) if state.live is not None else None,
+            "schema_fingerprint": state.live.fingerprint if state.live is not None else None,
+            "schema_equals_revisions": equal,
+            "pending": None if state.pending is None else [
+                r.revision for r in state.pending.revisions],
+            "replay": None if replay is None else {
+                "revisions": len(replay.order), "failed_at": replay.failed_at,
+                "cached": replay.cached},
+        }
+
+
+def diagnose(state: State) -> Diagnosis:
+    findings: list[Finding] = []
+    for rule in RULES:
+        findings.extend(rule(state))
+    return Diagnosis(tuple(sorted(findings, key=sort_key)), state)

@@ -1,0 +1,207 @@
+"""The models' metadata (Alembic's ``target_metadata``), captured without touching the database.
+
+Autogenerate compares the database with whatever ``env.py`` hands to ``context.configure``. We
+capture exactly that object by running the user's own env.py in offline mode (no connection), so
+our view of the models can never disagree with Alembic's. ``--models module:attr`` (or
+``[tool.alembic_repair] models`` in pyproject.toml) names the models directly; that is how a
+fresh ``env.py`` gets written and the fallback when env.py is missing.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import io
+import sys
+import sysconfig
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData
+
+from ..errors import ConfigError
+from ..masking import redact
+from .project import Project
+
+_SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", "site-packages",
+              "tests", "test", ".alembic_repair", "build", "dist"}
+_INSTALLED = tuple(
+    {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+_BASE_NAMES = {"DeclarativeBase", "DeclarativeBaseNoMeta", "SQLModel"}
+
+
+def as_metadata(obj: Any, spec: str) -> MetaData:
+    """A MetaData from a MetaData, a declarative Base or an SQLModel class."""
+    if isinstance(obj, MetaData):
+        return obj
+    metadata = getattr(obj, "metadata", None)
+    if isinstance(metadata, MetaData):
+        return metadata
+    raise ConfigError(
+        f"{spec}: is {type(obj).__name__}, not a MetaData or a declarative Base; "
+        "pass --models module:Base"
+    )
+
+
+#: Modules that our own imports of a project brought in. They are re-imported on the next call
+#: (a rebuilt project must not see stale models); modules the caller imported stay untouched.
+_IMPORTED: set[str] = set()
+
+
+@contextmanager
+def project_on_path(root: Path) -> Iterator[None]:
+    """The project folder on sys.path, and fresh imports of the project modules we loaded."""
+    for name in list(_IMPORTED):
+        sys.modules.pop(name, None)
+    _IMPORTED.clear()
+    before = set(sys.modules)
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        with suppress(ValueError):
+            sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if file and not file.startswith(_INSTALLED):
+                _IMPORTED.add(name)
+
+
+def _user_frame(err: BaseException, root: Path) -> tuple[str, int | None]:
+    """The deepest place in the user's own files where `err` happened."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return err.filename, err.lineno
+    place: tuple[str, int | None] = ("", None)
+    for frame, line in traceback.walk_tb(err.__traceback__):
+        file = frame.f_code.co_filename
+        if "site-packages" in file or file.startswith("<"):
+            continue
+        try:
+            inside = Path(file).resolve().is_relative_to(root)
+        except OSError:
+            inside = False
+        if inside:
+            place = (file, line)
+    return place
+
+
+def _describe(err: BaseException, root: Path, project: Project, what: str, hint: str) -> str:
+    file, line = _user_frame(err, root)
+    where = f"{project.rel(file)}:{line}" if file else what
+    text = err.msg if isinstance(err, SyntaxError) else str(err)
+    detail = redact(f"{type(err).__name__}: {text}".splitlines()[0], project.url)
+    if isinstance(err, SyntaxError):
+        hint = "fix that line, then run bootstrap again"
+    return f"{where}: {what} failed with {detail}; {hint}"
+
+
+def import_models(spec: str, project: Project) -> MetaData:
+    """Import ``module:attr`` (attr may be dotted) with the project folder on sys.path."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise ConfigError(f"--models {spec!r}: expected module:attribute, e.g. app.models:Base")
+    with project_on_path(project.root):
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in (attr or "metadata").split("."):
+                obj = getattr(obj, part)
+        except AttributeError as err:
+            raise ConfigError(
+                f"--models {spec}: {module_name} has no attribute {attr!r}; name the declarative "
+                "Base or its MetaData"
+            ) from err
+        except Exception as err:  # the user's code: anything may be raised
+            raise ConfigError(_describe(
+                err, project.root, project, f"importing {module_name}",
+                f"fix the models or pass --models with the right module (project: {project.root})",
+            )) from err
+    return as_metadata(obj, spec)
+
+
+def capture_from_env_py(project: Project) -> MetaData | None:
+    """Run env.py offline and return the target_metadata it configures (None if it sets none)."""
+    from .migrations import alembic_config  # local: migrations imports this module's helpers
+
+    config = alembic_config(project, output=io.StringIO())
+    captured: dict[str, Any] = {}
+
+    def capture(rev: Any, context: Any) -> list[Any]:
+        captured["metadata"] = context.opts.get("target_metadata")
+        return []
+
+    with project_on_path(project.root):
+        try:
+            script = ScriptDirectory.from_config(config)
+            with EnvironmentContext(config, script, fn=capture, as_sql=True,
+                                    destination_rev="head"):
+                script.run_env()
+        except Exception as err:  # the user's code: anything may be raised
+            raise ConfigError(_describe(
+                err, project.root, project, f"running {project.rel(project.env_py)}",
+                "fix the import (is prepend_sys_path = %(here)s in alembic.ini?), or pass "
+                "--models module:Base",
+            )) from err
+        except SystemExit as err:
+            raise ConfigError(
+                f"{project.rel(project.env_py)}: env.py called exit({err.code}); "
+                "pass --models module:Base"
+            ) from err
+    metadata = captured.get("metadata")
+    if metadata is None:
+        return None
+    if isinstance(metadata, (list, tuple)):
+        if len(metadata) != 1:
+            raise ConfigError(
+                f"{project.rel(project.env_py)}: target_metadata is a list of "
+                f"{len(metadata)} MetaData; alembic-repair needs one (pass --models)"
+            )
+        metadata = metadata[0]
+    return as_metadata(metadata, str(project.env_py))
+
+
+def discover_models(root: Path) -> str | None:
+    """``module:Base`` for the one declarative Base defined under `root`, found by parsing."""
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if any(part in _SKIP_DIRS or part.startswith(".") for part in rel.parts[:-1]):
+            continue
+        if rel.parts[0] == "alembic":
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and any(
+                (isinstance(b, ast.Name) and b.id in _BASE_NAMES)
+                or (isinstance(b, ast.Attribute) and b.attr in _BASE_NAMES)
+                for b in node.bases
+            ):
+                found.append(f"{module}:{node.name}")
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                func = node.value.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if name == "declarative_base" and isinstance(node.targets[0], ast.Name):
+                    found.append(f"{module}:{node.targets[0].id}")
+    return found[0] if len(found) == 1 else None
+
+
+def load_target_metadata(project: Project, *, explicit: str | None = None,
+                         use_env_py: bool = True) -> MetaData | None:
+    """The models' MetaData: ``explicit`` > env.py's target_metadata > configured > discovered."""
+    if explicit:
+        return import_models(explicit, project)
+    if use_env_py and project.env_py.is_file():
+        metadata = capture_from_env_py(project)
+        if metadata is not None:
+            return metadata
+    spec = project.models or discover_models(project.root)
+    return import_models(spec, project) if spec else None

@@ -1,0 +1,294 @@
+"""squash: collapse the history up to a revision into one baseline revision.
+
+The baseline's operations are the replayed schema at REV (the history up to REV run on a
+scratch database, reflected, and written as CREATE TABLE / CREATE INDEX). Revisions after REV
+stay; the first ones are relinked onto the baseline (libcst). The squashed files move into the
+run's backup folder (never deleted), and a database recorded at REV is restamped to the
+baseline: its schema is REV's, which is the baseline's.
+
+Before anything changes, the squash is proved on scratch databases: an empty database built
+from the new history (the baseline's operations, then the later revisions) must have the same
+`SchemaSnapshot` fingerprint as one built from the old history. After the files changed, the
+new history as written is replayed once more and compared again.
+
+A run is journalled like `fix` (journal.py, apply.py): each step is safe to run again, and a
+run killed part-way is finished by the next ``squash --yes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import ClassVar
+
+from alembic.operations import ops
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from ..data import guards
+from ..engine import migrations, revisions
+from ..engine.database import connect
+from ..engine.locking import migration_lock
+from ..engine.models import project_on_path
+from ..engine.project import Project
+from ..engine.replay import apply_revision, history_order, run_replay, scratch_database
+from ..engine.state.schema import reflect
+from ..errors import ConfigError, MigrationFailed, NeedsRepair
+from .history import Relink, invoke_ops, reflect_metadata, render_revision
+from .journal import Journal
+from .steps import Context, MoveToBackup, Stamp, Step, register, version_rows
+
+__all__ = ["SquashPlan", "SquashResult", "plan_squash", "squash"]
+
+COMMAND = "squash"
+Say = Callable[[str, str], None]
+
+
+# -- the steps -------------------------------------------------------------------------------------
+
+
+def _squashed_chain(directory: ScriptDirectory, to: str) -> list[Script]:
+    """`to` and its ancestors, parents first."""
+    return list(reversed(list(directory.iterate_revisions(to, "base"))))
+
+
+def baseline_ops(project: Project, conn: Connection, directory: ScriptDirectory, to: str
+                 ) -> ops.UpgradeOps:
+    """CREATE operations for the schema the history has at `to` (replayed on a scratch db)."""
+    with project_on_path(project.root), scratch_database(project, conn.engine) as scratch:
+        for script in _squashed_chain(directory, to):
+            apply_revision(scratch, script)
+        return revisions.create_ops(reflect_metadata(scratch))
+
+
+@register
+@dataclass(frozen=True)
+class WriteBaseline(Step):
+    """Write the baseline revision holding the replayed schema at `to`."""
+
+    kind: ClassVar[str] = "squash-baseline"
+    to: str
+    revision: str
+    count: int
+
+    def describe(self) -> str:
+        return (f"write baseline revision {self.revision}: the schema of {self.to} (replayed), "
+                f"replacing {self.count} revision(s)")
+
+    def apply(self, ctx: Context) -> None:
+        project = ctx.project
+        with project_on_path(project.root):
+            directory = migrations.scripts(project)
+        if any(s.revision == self.revision for s in directory.walk_revisions()):
+            return
+        operations = baseline_ops(project, ctx.conn, directory, self.to)
+        if revisions.stable_revision_id([], operations) != self.revision:
+            raise NeedsRepair(f"the schema of {self.to} changed since the plan; run "
+                              "`alembic-repair squash` again")
+        path = render_revision(project, ctx.conn.dialect, self.revision, None,
+                               f"baseline (squashed up to {self.to})", operations)
+        ctx.say("baseline", f"wrote revision {self.revision} ({project.rel(path)})")
+
+    def undo(self, ctx: Context) -> None:
+        from .history import _by_revision
+        from .steps import _move
+
+        written = _by_revision(ctx.project).get(self.revision)
+        if written is not None:
+            _move(written.path, ctx.keep(written.path))
+
+
+@register
+@dataclass(frozen=True)
+class VerifySquash(Step):
+    """Replay the new history as written: its schema must have the old one's fingerprint."""
+
+    kind: ClassVar[str] = "squash-verify"
+    fingerprint: str
+
+    def describe(self) -> str:
+        return ("replay the new history from an empty database and compare its fingerprint "
+                f"with the old history's ({self.fingerprint[:12]})")
+
+    def apply(self, ctx: Context) -> None:
+        with project_on_path(ctx.project.root):
+            replay = run_replay(ctx.project, migrations.scripts(ctx.project), ctx.conn.engine)
+        final = replay.final
+        if replay.failed_at is not None or final is None or \
+                final.fingerprint != self.fingerprint:
+            why = (f"it fails at {replay.failed_at}: {replay.error}" if replay.failed_at
+                   else "its schema differs from the old history's")
+            raise MigrationFailed(f"squash: replaying the new history from empty: {why}; the "
+                                  "squashed files are in the backup folder")
+        ctx.say("verify", "an empty database built from the new history equals one built from "
+                f"the old history (fingerprint {self.fingerprint[:12]})")
+
+    def undo(self, ctx: Context) -> None:
+        pass
+
+
+# -- the plan --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SquashPlan:
+    """What `squash` will do, decided (and proved on scratch databases) before it runs."""
+
+    to: str
+    baseline: str
+    squashed: tuple[str, ...]  # revision ids, parents first
+    kept: tuple[str, ...]  # the later revisions, parents first
+    recorded: tuple[str, ...]  # alembic_version before
+    restamp: bool
+    fingerprint: str  # of an empty database built from either history
+    steps: tuple[Step, ...]
+
+    def lines(self) -> list[str]:
+        if not self.steps:
+            return [f"nothing to squash: {self.to} already is the one baseline revision"]
+        return [f"{n}. {s.describe()}" for n, s in enumerate(self.steps, start=1)]
+
+
+@dataclass(frozen=True)
+class SquashResult:
+    plan: SquashPlan | None
+    folder: Path
+    resumed: bool = False
+
+
+def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPlan:
+    with project_on_path(project.root):
+        directory = migrations.scripts(project)
+        heads = directory.get_heads()
+        if to is None or to in ("head", "heads"):
+            if len(heads) != 1:
+                raise NeedsRepair(f"squash: the history has {len(heads)} heads; merge them "
+                                  "first (alembic-repair fix), or pass --to REV")
+            to = heads[0]
+        try:
+            target = directory.get_revision(to)
+        except Exception:  # Alembic's own lookup errors: unknown, ambiguous
+            target = None
+        if target is None:
+            raise ConfigError(f"squash: no revision {to!r} in the history; pass --to with one "
+                              "of its revision ids")
+        to = target.revision
+        order = history_order(directory)
+        squashed = [s for s in _squashed_chain(directory, to)]
+        names = {s.revision for s in squashed}
+        kept = [s for s in order if s.revision not in names]
+        for script in kept:
+            parents = set(script._all_down_revisions)
+            if parents & names and parents & names != {to}:
+                raise NeedsRepair(f"squash: revision {script.revision} branches off "
+                                  f"{', '.join(sorted(parents & names))}, below {to}; squash "
+                                  "to that revision instead, or merge first")
+        recorded = version_rows(conn)
+        conn.rollback()
+        behind = [r for r in recorded if r in names and r != to]
+        if behind:
+            raise NeedsRepair(f"squash: the database is at {', '.join(behind)}, behind {to}: "
+                              f"upgrade it to {to} first (alembic-repair upgrade), or squash "
+                              f"to {behind[0]}")
+        old = run_replay(project, directory, conn.engine)
+        if old.failed_at is not None or old.final is None:
+            raise NeedsRepair(f"squash: the history cannot build an empty database (it fails "
+                              f"at {old.failed_at}: {old.error}); run `alembic-repair fix` "
+                              "first")
+        operations = baseline_ops(project, conn, directory, to)
+        with scratch_database(project, conn.engine) as scratch:
+            invoke_ops(scratch, operations)
+            for script in kept:
+                apply_revision(scratch, script)
+            new = reflect(scratch)
+            scratch.rollback()
+    if new.fingerprint != old.final.fingerprint:
+        raise NeedsRepair(f"squash: refused, an empty database built from the squashed "
+                          f"history would differ from one built from the old one "
+                          f"({new.fingerprint[:12]} != {old.final.fingerprint[:12]}); nothing "
+                          "changed")
+    baseline = revisions.stable_revision_id([], operations)
+    if baseline in names:
+        if len(squashed) == 1:  # the history up to `to` already is this one baseline
+            return SquashPlan(to, baseline, (), tuple(s.revision for s in kept), recorded,
+                              False, old.final.fingerprint, ())
+        raise NeedsRepair(f"squash: the baseline's id {baseline} is already taken by a "
+                          "squashed revision; squash to another revision")
+    steps: list[Step] = [WriteBaseline(to, baseline, len(squashed))]
+    steps += [Relink(project.rel(Path(s.path)), to, baseline, why="onto the baseline")
+              for s in kept if to in s._all_down_revisions]
+    steps += [MoveToBackup(project.rel(Path(s.path)), why=f"squashed into {baseline}")
+              for s in squashed]
+    restamp = to in recorded
+    if restamp:
+        rows = tuple(baseline if r == to else r for r in recorded)
+        steps.append(Stamp(rows, recorded, why=f"{to}'s schema is the baseline's"))
+    steps.append(VerifySquash(old.final.fingerprint))
+    return SquashPlan(to, baseline, tuple(s.revision for s in squashed),
+                      tuple(s.revision for s in kept), recorded, restamp,
+                      old.final.fingerprint, tuple(steps))
+
+
+def plan_squash(project: Project, *, to: str | None = None) -> SquashPlan:
+    """What `squash` would do; changes nothing (the proofs run on scratch databases)."""
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir) as conn:
+            return _build_plan(project, conn, to)
+    finally:
+        engine.dispose()
+
+
+# -- running it ------------------------------------------------------------------------------------
+
+
+def _folder(project: Project) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return project.state_dir / "backups" / f"{stamp}-squash"
+
+
+def squash(project: Project, *, to: str | None = None, yes: bool = False,
+           allow_remote: bool = False, say: Say = lambda kind, message: None) -> SquashResult:
+    """Collapse the history up to `to` (default: the head) into one baseline revision; needs
+    `yes` (and `allow_remote` off this machine), else `RefusedUnsafe` and nothing changes."""
+    from .fix import apply_plan
+    from .steps import from_dict
+
+    guards.require_local(allow_remote, project, "squash")
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir) as conn:
+            journal = Journal.load(project.state_dir)
+            if journal is not None and journal.command != COMMAND:
+                raise NeedsRepair(
+                    f"{project.rel(journal.path)}: an interrupted `{journal.command}` run is "
+                    f"recorded; run `alembic-repair {journal.command} --yes` to finish it first")
+            if journal is not None:
+                steps = tuple(from_dict(d) for d in journal.context["steps"])
+                guards.require(yes, allow_remote, project, "squash: would finish the "
+                               f"interrupted run (last done: {journal.last_done})")
+                ctx = Context(project, conn, Path(journal.context["folder"]), say=say)
+                say("resume", f"an interrupted squash stopped after {journal.last_done}; "
+                    "finishing it")
+                apply_plan(project, conn, steps, journal, ctx).finish()
+                return SquashResult(None, ctx.folder, resumed=True)
+            plan = _build_plan(project, conn, to)
+            if not plan.steps:
+                say("squash", f"nothing to squash: {plan.to} is already the baseline")
+                return SquashResult(plan, project.state_dir)
+            guards.require(yes, allow_remote, project,
+                           f"squash: would replace {len(plan.squashed)} revision(s) up to "
+                           f"{plan.to} by baseline {plan.baseline}")
+            names = [(f"{n}.{s.kind}", s.destructive or s.needs_backup)
+                     for n, s in enumerate(plan.steps, start=1)] + [("verify", False)]
+            folder = _folder(project)
+            journal = Journal.begin(project.state_dir, COMMAND, names, {
+                "folder": str(folder), "backup": False,
+                "steps": [s.as_dict() for s in plan.steps]})
+            ctx = Context(project, conn, folder, say=say)
+            apply_plan(project, conn, plan.steps, journal, ctx).finish()
+            return SquashResult(plan, folder)
+    finally:
+        engine.dispose()
