@@ -38,9 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import (
-        Action,
-        BootstrapResult,
-        DropResult,
         autogenerate,
         backup,
         bootstrap,
@@ -77,6 +74,8 @@ if TYPE_CHECKING:
         RefusedUnsafe,
     )
     from .masking import mask_url
+    from .repair.bootstrap import Action, BootstrapResult
+    from .repair.drop import DropResult
     from .repair.fix import FixResult
     from .repair.plan import Plan
     from .repair.reset import ResetPlan, ResetResult
@@ -85,7 +84,8 @@ if TYPE_CHECKING:
 #: Where each public name lives. Imported on first use: the command line's quick path must not
 #: pay for Alembic when it does not need it.
 _HOMES = {
-    "Action": "api", "BootstrapResult": "api", "autogenerate": "api", "bootstrap": "api",
+    "Action": "repair.bootstrap", "BootstrapResult": "repair.bootstrap",
+    "autogenerate": "api", "bootstrap": "api",
     "doctor": "api", "upgrade": "api", "Diagnosis": "diagnose.diagnosis",
     "Finding": "diagnose.findings",
     "mask_url": "masking", "Project": "engine.project", "FileChange": "engine.scaffold",
@@ -98,7 +98,7 @@ _HOMES = {
     "TrashEntry": "data.trash",
     "backup": "api", "restore": "api", "Manifest": "data.backups", "RestoreReport": "data.backups",
     "verify": "data.backups", "BackupCorrupt": "errors",
-    "drop": "api", "DropResult": "api",
+    "drop": "api", "DropResult": "repair.drop",
     "fix": "api", "plan_fix": "api", "FixResult": "repair.fix", "Plan": "repair.plan",
     "reset": "api", "plan_reset": "api", "ResetPlan": "repair.reset", "ResetResult": "repair.reset",
     "squash": "api", "plan_squash": "api", "SquashPlan": "repair.squash",

@@ -14,6 +14,12 @@ from sqlalchemy.exc import ArgumentError
 MASK = "***"
 
 
+def _parse(url: str | URL) -> URL:
+    """The URL's parse: the one a project's URL carries (``.parsed``), else made now."""
+    parsed = getattr(url, "parsed", None)
+    return parsed if isinstance(parsed, URL) else make_url(url)
+
+
 def mask_url(url: str | URL) -> str:
     """`url` with its password replaced by ``***``; unparsable text is masked after the scheme."""
     text = str(url)
@@ -21,7 +27,7 @@ def mask_url(url: str | URL) -> str:
         scheme, _, rest = text.partition("://")
         return f"{scheme}://{MASK}@{rest.rsplit('@', 1)[1]}"
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return _parse(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         text = str(url)
         scheme, sep, rest = text.partition("://")
@@ -32,7 +38,7 @@ def password_of(url: str | URL | None) -> str | None:
     if url is None:
         return None
     try:
-        return make_url(url).password
+        return _parse(url).password
     except (ArgumentError, ValueError):
         return None
 

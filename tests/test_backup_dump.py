@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from alembic_repair import BackupCorrupt, Project
 from alembic_repair.data import backups as backups_module
-from alembic_repair.data.backups import backup, dump_tools, restore, verify
+from alembic_repair.data.backups import backup, dump_method, dump_tools, restore, verify
 
 pytestmark = pytest.mark.skipif(dump_tools() is None, reason="mariadb-dump/mariadb not on PATH")
 
@@ -77,7 +77,7 @@ def test_password_never_on_a_command_line(tmp_path: Path, mariadb_url: str,
         seen.append((list(args), mode, content.decode()))
         return real(args, *rest, **kwargs)
 
-    monkeypatch.setattr(backups_module.subprocess, "Popen", spy)
+    monkeypatch.setattr(dump_method.subprocess, "Popen", spy)
     before = table_digest(mariadb_url)
     manifest = backup(project, method="dump")
     assert manifest.method == "dump" and manifest.table("author").rows == 3  # type: ignore
@@ -198,7 +198,7 @@ def test_writers_wait_while_the_dump_runs(tmp_path: Path, mariadb_url: str,
     project = _setup(tmp_path, mariadb_url)
     url = make_url(mariadb_url)
     outcome: list[str] = []
-    real = backups_module.table_checksum_sql
+    real = dump_method.table_checksum_sql
 
     def checksum_and_try_to_write(conn: Any, name: str, schema: str | None = None) -> Any:
         if name == "author" and not outcome:
@@ -217,7 +217,7 @@ def test_writers_wait_while_the_dump_runs(tmp_path: Path, mariadb_url: str,
                 other.close()
         return real(conn, name, schema)
 
-    monkeypatch.setattr(backups_module, "table_checksum_sql", checksum_and_try_to_write)
+    monkeypatch.setattr(dump_method, "table_checksum_sql", checksum_and_try_to_write)
     manifest = backup(project, method="dump")
     assert outcome == ["blocked 1205"]  # lock wait timeout
     assert manifest.table("author").rows == 3  # type: ignore[union-attr]

@@ -16,7 +16,15 @@ from helpers import cli, execute, table_digest, write_project
 
 from alembic_repair import AlembicRepairError, BackupCorrupt, Project, RefusedUnsafe
 from alembic_repair.data import backups as backups_module
-from alembic_repair.data.backups import restore, verify
+from alembic_repair.data.backups import (
+    dump_method,
+    python_method,
+    restore,
+    sqlite_method,
+    tables,
+    verify,
+    writing,
+)
 
 SCHEMA = [
     "CREATE TABLE author (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL)",
@@ -217,12 +225,13 @@ def test_disk_full_during_backup(tmp_path: Path, backend,
         def copy(source: Any, target: Path, source_path: Path) -> None:
             target.write_bytes(b"partial")
             raise __import__("sqlite3").OperationalError("database or disk is full")
-        monkeypatch.setattr(backups_module, "_sqlite_copy", copy)
+        monkeypatch.setattr(sqlite_method, "_sqlite_copy", copy)
     else:
-        opener = backups_module._open_private
+        opener = writing._open_private  # the one function, imported by each writer
         budget = [3_000]
-        monkeypatch.setattr(backups_module, "_open_private",
-                            lambda path: _FullDisk(opener(path), budget))
+        for module in (tables, python_method, dump_method, writing):  # every file it writes
+            monkeypatch.setattr(module, "_open_private",
+                                lambda path: _FullDisk(opener(path), budget))
     dest = tmp_path / "backups" / "b1"
     with pytest.raises(AlembicRepairError) as err:
         backup(project, dest)

@@ -32,14 +32,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, text
 
 from alembic_repair import Project
-from alembic_repair.engine.env_filter import (
-    install,
-    kept_in,
-    protect,
-    read_filter,
-    record_ignore_tables,
-    render_block,
-)
+from alembic_repair.engine.env_filter import kept_in, read_filter, render_block
+from alembic_repair.engine.env_filter_install import install, protect, record_ignore_tables
 from alembic_repair.engine.state.schema import is_user_table
 
 MODELS_AUTHOR_ONLY = MODELS_V1[:MODELS_V1.index("class Post(Base):")]

@@ -19,7 +19,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 
 from alembic_repair.data import guards
-from alembic_repair.engine.database import engine_for, is_loopback
+from alembic_repair.engine.database import engine_for
+from alembic_repair.engine.endpoint import is_loopback
 from alembic_repair.errors import RefusedUnsafe, UrlError
 
 PASSWORD = "s3cr3t-Pw"

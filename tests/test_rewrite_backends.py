@@ -15,11 +15,8 @@ from alembic_repair.data.backups import backup, restore, table_checksum
 from alembic_repair.data.trash import list_trash
 from alembic_repair.engine.project import Project
 from alembic_repair.engine.revisions import reflect_user_tables
-from alembic_repair.rewrite import (
-    rewrite_unique_columns,
-    rewrite_upgrade_drops,
-    write_drop_revision,
-)
+from alembic_repair.repair.drop import write_drop_revision
+from alembic_repair.rewrite import rewrite_unique_columns, rewrite_upgrade_drops
 from alembic_repair.testing import scenarios
 
 

@@ -1,4 +1,5 @@
-"""The ``alembic-repair`` command: parse options, call `api`, print with `report`, exit.
+"""The ``alembic-repair`` command: parse options, call `api`, hand the result to `report`
+(which prints every line), exit.
 
 Exit codes (design section 3): 0 done/healthy, 1 problems remain, 2 usage or configuration
 error, 3 database unreachable or login refused, 4 refused as unsafe, 70 internal error.
@@ -8,7 +9,6 @@ Errors are one line on stderr; ``--traceback`` shows the Python traceback as wel
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 import traceback
@@ -19,7 +19,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from .. import api
-from ..data.trash import TrashEntry, parse_age
+from ..data.trash import parse_age
 from ..diagnose import verdict_cache as quick
 from ..engine.project import Project
 from ..errors import AlembicRepairError
@@ -120,10 +120,7 @@ def doctor(
     key = quick.fingerprint(project) if plain and not project.problems else None
     diagnosis = api.doctor(project, models=models, replay=not no_replay,
                            use_cache=not no_cache)
-    if format is Format.json:
-        sys.stdout.write(report.diagnosis_json(diagnosis))
-    else:
-        report.diagnosis_text(diagnosis)
+    report.doctor(diagnosis, as_json=format is Format.json)
     if key is not None and diagnosis.healthy and not diagnosis.findings:
         text = io.StringIO()
         report.diagnosis_text(diagnosis, stream=text)
@@ -140,8 +137,7 @@ def _traceback(err: BaseException) -> None:
     """With --traceback: the traceback (passwords scrubbed) before the usual error line."""
     if options.traceback:
         text = "".join(traceback.format_exception(err))
-        sys.stderr.write(redact(text, *_secrets()))
-        sys.stderr.flush()
+        report.traceback_text(redact(text, *_secrets()))
 
 
 def _usage_line(err: Exception, code: int) -> None:
@@ -179,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
         _traceback(err)
         # a lock or a broken file met after connecting is about the database, not a bug of ours
-        from ..engine.database import explain
+        from ..engine.driver_errors import explain
 
         known = explain(err, options.discovered_url, options.discovered_source)
         if known is not None:
@@ -205,16 +201,6 @@ _YES = typer.Option("--yes", "-y", help="Do it (without: print what would be don
 _REMOTE = typer.Option("--allow-remote", help="Allow a database that is not on this machine.")
 
 
-def _print_action(action: api.Action) -> None:
-    sys.stdout.write(f"{action.kind:>12}  {action.message}\n")
-
-
-def _entry_line(kind: str, entry: TrashEntry) -> None:
-    rows = "" if entry.rows is None else f", {entry.rows} rows"
-    sys.stdout.write(f"{kind:>12}  {entry.trash_name}: table {entry.table}{rows}, "
-                     f"dropped {entry.dropped_at:%Y-%m-%d %H:%M:%S} UTC\n")
-
-
 @trash_app.command("drop")
 def trash_drop(
     table: Annotated[str, typer.Argument(help="The table to move into the trash.")],
@@ -223,8 +209,8 @@ def trash_drop(
 ) -> None:
     """Rename TABLE into the trash (O(1), no row copied); `trash restore` brings it back."""
     entry = api.trash_drop(_discover(), table, yes=yes, allow_remote=allow_remote,
-                           on_action=_print_action)
-    _entry_line("already" if entry.already else "trashed", entry)
+                           on_action=report.plain_action)
+    report.trash_entry("already" if entry.already else "trashed", entry)
 
 
 @trash_app.command("list")
@@ -232,13 +218,7 @@ def trash_list(
     format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
 ) -> None:
     """The soft-dropped tables, oldest first (read-only)."""
-    entries = api.trash_list(_discover())
-    if format is Format.json:
-        sys.stdout.write(json.dumps([e.as_dict() for e in entries], indent=2) + "\n")
-        return
-    for entry in entries:
-        _entry_line("trash", entry)
-    sys.stdout.write(f"{'trash':>12}  {len(entries)} table(s)\n")
+    report.trash_list(api.trash_list(_discover()), as_json=format is Format.json)
 
 
 @trash_app.command("restore")
@@ -248,12 +228,8 @@ def trash_restore(
     allow_remote: Annotated[bool, _REMOTE] = False,
 ) -> None:
     """Rename a soft-dropped table back to its original name (refused if that name is taken)."""
-    entry = api.trash_restore(_discover(), name, yes=yes, allow_remote=allow_remote)
-    if entry.already and not entry.trash_name:
-        sys.stdout.write(f"{'already':>12}  table {entry.table} is in place (not in the "
-                         "trash); nothing to do\n")
-        return
-    _entry_line("already" if entry.already else "restored", entry)
+    report.trash_restored(api.trash_restore(_discover(), name, yes=yes,
+                                            allow_remote=allow_remote))
 
 
 @trash_app.command("purge")
@@ -265,10 +241,8 @@ def trash_purge(
 ) -> None:
     """DROP, for good, the soft-dropped tables older than --older-than."""
     age = parse_age(older_than)
-    purged = api.trash_purge(_discover(), older_than=age, yes=yes, allow_remote=allow_remote)
-    for entry in purged:
-        _entry_line("purged", entry)
-    sys.stdout.write(f"{'purge':>12}  {len(purged)} table(s) dropped\n")
+    report.trash_purged(api.trash_purge(_discover(), older_than=age, yes=yes,
+                                        allow_remote=allow_remote))
 
 
 # -- backups (backup.py) -----------------------------------------------------------------------
@@ -289,9 +263,7 @@ def backup_command(
     with report.table_progress("backup") as progress:
         manifest = api.backup(_discover(), dest, method=method, compress=compress,
                               progress=progress)
-    sys.stdout.write(f"{'backup':>12}  {manifest.path}\n")
-    for info in manifest.tables:
-        sys.stdout.write(f"{'table':>12}  {info.name}: {info.rows} rows\n")
+    report.backup_done(manifest)
 
 
 @app.command("restore")
@@ -306,20 +278,7 @@ def restore_command(
     with report.table_progress("restore") as progress:
         result = api.restore(_discover(), src, yes=yes, allow_remote=allow_remote,
                              other_database=other_database, progress=progress)
-    for name in result.created:
-        sys.stdout.write(f"{'created':>12}  table {name}\n")
-    for name, rows in result.restored.items():
-        sys.stdout.write(f"{'restored':>12}  {name}: {rows} rows\n")
-    for name, rows in result.already.items():
-        sys.stdout.write(f"{'already':>12}  {name}: holds the backup's {rows} rows\n")
-    for name, rows in result.missing_tables.items():
-        sys.stdout.write(f"{'kept':>12}  {name}: {rows} rows stay in the backup (no such "
-                         "table)\n")
-    for name, cols in result.dropped_columns.items():
-        sys.stdout.write(f"{'kept':>12}  {name}: values of {', '.join(cols)} stay in the "
-                         "backup (no such column)\n")
-    for name, rows in result.not_empty.items():
-        sys.stdout.write(f"{'skipped':>12}  {name}: holds {rows} rows already\n")
+    report.restore_done(result)
     if not result.complete:
         raise typer.Exit(1)
 
@@ -341,16 +300,15 @@ def reset_command(
     Without --yes: prints the plan and changes nothing. A run killed part-way is finished by
     the next `reset --yes` (the journal says where it stopped)."""
     project = _discover(models)
-    if not yes:
+    plan = None
+    if not yes:  # the plan printed is the plan refused (and, with --yes, the plan run)
         plan = api.plan_reset(project, models=models, discard_data=discard_data)
-        sys.stdout.write(f"reset plan for {plan.url}:\n")
-        for line in plan.lines():
-            sys.stdout.write(f"  {line}\n")
+        report.reset_plan(plan)
     with report.progress("reset", total=7) as on_action:
         result = api.reset(project, yes=yes, allow_remote=allow_remote,
-                           discard_data=discard_data, models=models, on_action=on_action)
-    sys.stdout.write(f"{'reset':>12}  done: at {result.head}; backup kept in "
-                     f"{project.rel(result.backup)}\n")
+                           discard_data=discard_data, models=models, plan=plan,
+                           on_action=on_action)
+    report.reset_done(project, result)
     if not result.complete:
         raise typer.Exit(1)
 
@@ -377,19 +335,16 @@ def fix_command(
     do). Exit 0 when doctor is healthy afterwards, 1 when something remains (printed)."""
     codes = _known_codes(list(only or ()))
     project = _discover(models, strict=False)
-    if not yes:
-        _print_plan(project, codes, models, rollback)
+    plan = None
+    if not yes:  # planned once: the API is handed the plan printed, and refuses it
+        plan = api.plan_fix(project, only=codes, models=models)
+        report.fix_plan(plan, rollback=rollback)
     with report.progress("fix") as on_action:
         result = api.fix(project, yes=yes, allow_remote=allow_remote, only=codes,
-                         models=models, rollback=rollback, on_action=on_action)
-    for code, location, why in result.unrepairable:
-        sys.stdout.write(f"{'left':>12}  {code}{' ' + location if location else ''}: {why}\n")
-    if result.healthy:
-        verdict = "healthy" if result.changed else "healthy, nothing to do"
-        sys.stdout.write(f"{'fix':>12}  {verdict}\n")
-        return
-    report.diagnosis_text(result.final)
-    raise typer.Exit(1)
+                         models=models, rollback=rollback, plan=plan, on_action=on_action)
+    report.fix_done(result)
+    if not result.healthy:
+        raise typer.Exit(1)
 
 
 def _known_codes(only: list[str]) -> tuple[str, ...]:
@@ -403,27 +358,6 @@ def _known_codes(only: list[str]) -> tuple[str, ...]:
                 f"{value!r} is no finding code; use a code doctor prints (e.g. AR302) or a "
                 f"family (e.g. AR3xx)", param_hint="--only")
     return tuple(only)
-
-
-def _print_plan(project: Project, only: tuple[str, ...], models: str | None,
-                rollback: bool) -> None:
-    from ..repair.journal import Journal
-
-    journal = Journal.load(project.state_dir)
-    if journal is not None and journal.command == "fix":
-        what = "roll back" if rollback else "finish"
-        sys.stdout.write(f"an interrupted fix stopped after {journal.last_done}; with --yes, "
-                         f"fix will {what} it first\n")
-        return
-    plan = api.plan_fix(project, only=only, models=models)
-    if plan.steps:
-        sys.stdout.write(f"fix plan ({plan.layer}; later layers are planned once this one is "
-                         "repaired):\n")
-        for line in plan.lines():
-            sys.stdout.write(f"  {line}\n")
-    for finding, why in plan.unrepairable:
-        where = f" {finding.location}" if finding.location else ""
-        sys.stdout.write(f"{'left':>12}  {finding.code}{where}: {why}\n")
 
 
 # -- squash (squashing.py) -------------------------------------------------------------------------
@@ -442,21 +376,13 @@ def squash_command(
     Without --yes: prints the plan and changes nothing (exit 4). An empty database built from
     the new history is proved equal to one built from the old one before anything changes."""
     project = _discover()
-    if not yes:
+    plan = None
+    if not yes:  # the plan printed (and proved) once; the API refuses that very plan
         plan = api.plan_squash(project, to=to)
-        sys.stdout.write(f"squash plan (up to {plan.to}: {len(plan.squashed)} revision(s) into "
-                         f"baseline {plan.baseline}):\n")
-        for line in plan.lines():
-            sys.stdout.write(f"  {line}\n")
-    result = api.squash(project, to=to, yes=yes, allow_remote=allow_remote,
+        report.squash_plan(plan)
+    result = api.squash(project, to=to, yes=yes, allow_remote=allow_remote, plan=plan,
                         on_action=report.action_line)
-    if result.plan is not None and not result.plan.steps:
-        sys.stdout.write(f"{'squash':>12}  nothing to do\n")
-        return
-    done = (f"baseline {result.plan.baseline} replaces {len(result.plan.squashed)} revision(s)"
-            if result.plan is not None else "finished the interrupted run")
-    sys.stdout.write(f"{'squash':>12}  done: {done}; old files kept in "
-                     f"{project.rel(result.folder)}\n")
+    report.squash_done(project, result)
 
 
 # -- drop (rewrite/drops.py) -------------------------------------------------------------------
@@ -483,18 +409,5 @@ def drop_command(
     project = _discover()
     result = api.drop(project, specs, hard=hard, into=into, message=message, yes=yes,
                       allow_remote=allow_remote)
-    sys.stdout.write(result.diff)
-    if result.already:
-        sys.stdout.write(f"{'drop':>12}  already written: {project.rel(result.path)} (not yet "
-                         f"applied) drops {', '.join(result.already)}; nothing written\n")
-        return
-    if not result.written:
-        report.error_line(f"drop: would write {project.rel(result.path)} as shown; nothing "
-                          "written; pass --yes to write it")
+    if not report.drop_done(project, result):
         raise typer.Exit(4)
-    if result.backup is not None:
-        sys.stdout.write(f"{'backup':>12}  {project.rel(result.backup)}\n")
-    sys.stdout.write(f"{'drop':>12}  wrote {project.rel(result.path)}; apply it with `alembic "
-                     "upgrade head` or `alembic-repair bootstrap`\n")
-    if result.env_filter is not None:
-        sys.stdout.write(f"{result.env_filter[0]:>12}  {result.env_filter[1]}\n")

@@ -1,7 +1,9 @@
-"""How results look on a terminal (Rich) and to scripts and logs (plain text, JSON).
+"""How results look on a terminal (Rich) and to scripts and logs (plain text, JSON): every
+line the CLI prints is written here (app.py parses, calls `api`, and hands the result over).
 
 Rich is loaded only when the stream is a terminal: container logs get the same words as plain
-lines, and the start-up path does not pay for importing Rich.
+lines, and the start-up path does not pay for importing Rich. Plans are printed from the very
+object the API then runs (`api.fix(plan=...)`): a dry run plans once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..api import Action, BootstrapResult
 
 if TYPE_CHECKING:
+
+    from ..data.backups import Manifest, RestoreReport
+    from ..data.trash import TrashEntry
     from ..diagnose.diagnosis import Diagnosis
+    from ..engine.project import Project
+    from ..repair.drop import DropResult
+    from ..repair.fix import FixResult
+    from ..repair.plan import Plan
+    from ..repair.reset import ResetPlan, ResetResult
+    from ..repair.squash import SquashPlan, SquashResult
 
 _STYLE = {"wait": "yellow", "kept": "yellow", "note": "dim", "upgrade": "green",
           "autogenerate": "green", "adopt": "cyan", "scaffold": "blue", "error": "red",
@@ -164,3 +175,167 @@ def diagnosis_json(diagnosis: Diagnosis, *, from_cache: bool = False) -> str:
         "findings": [f.as_dict() for f in diagnosis.findings],
         "state": state,
     }, indent=2) + "\n"
+
+
+def traceback_text(text: str) -> None:
+    """A traceback (already scrubbed of passwords), before the usual error line."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def _plain(kind: str, message: str) -> None:
+    _out(f"{kind:>12}  {message}\n")
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+
+def doctor(diagnosis: Diagnosis, *, as_json: bool) -> None:
+    if as_json:
+        _out(diagnosis_json(diagnosis))
+    else:
+        diagnosis_text(diagnosis)
+
+
+# -- trash -------------------------------------------------------------------------------------
+
+
+def plain_action(action: Action) -> None:
+    _plain(action.kind, action.message)
+
+
+def trash_entry(kind: str, entry: TrashEntry) -> None:
+    rows = "" if entry.rows is None else f", {entry.rows} rows"
+    _out(f"{kind:>12}  {entry.trash_name}: table {entry.table}{rows}, "
+         f"dropped {entry.dropped_at:%Y-%m-%d %H:%M:%S} UTC\n")
+
+
+def trash_list(entries: tuple[TrashEntry, ...], *, as_json: bool) -> None:
+    if as_json:
+        _out(json.dumps([e.as_dict() for e in entries], indent=2) + "\n")
+        return
+    for entry in entries:
+        trash_entry("trash", entry)
+    _plain("trash", f"{len(entries)} table(s)")
+
+
+def trash_restored(entry: TrashEntry) -> None:
+    if entry.already and not entry.trash_name:
+        _plain("already", f"table {entry.table} is in place (not in the trash); nothing to do")
+        return
+    trash_entry("already" if entry.already else "restored", entry)
+
+
+def trash_purged(purged: tuple[TrashEntry, ...]) -> None:
+    for entry in purged:
+        trash_entry("purged", entry)
+    _plain("purge", f"{len(purged)} table(s) dropped")
+
+
+# -- backup and restore ------------------------------------------------------------------------
+
+
+def backup_done(manifest: Manifest) -> None:
+    _plain("backup", str(manifest.path))
+    for info in manifest.tables:
+        _plain("table", f"{info.name}: {info.rows} rows")
+
+
+def restore_done(result: RestoreReport) -> None:
+    for name in result.created:
+        _plain("created", f"table {name}")
+    for name, rows in result.restored.items():
+        _plain("restored", f"{name}: {rows} rows")
+    for name, rows in result.already.items():
+        _plain("already", f"{name}: holds the backup's {rows} rows")
+    for name, rows in result.missing_tables.items():
+        _plain("kept", f"{name}: {rows} rows stay in the backup (no such table)")
+    for name, cols in result.dropped_columns.items():
+        _plain("kept", f"{name}: values of {', '.join(cols)} stay in the backup (no such "
+               "column)")
+    for name, rows in result.not_empty.items():
+        _plain("skipped", f"{name}: holds {rows} rows already")
+
+
+# -- reset, fix, squash: the plan (printed from the object the API then runs), the outcome -------
+
+
+def reset_plan(plan: ResetPlan) -> None:
+    _out(f"reset plan for {plan.url}:\n")
+    for line in plan.lines():
+        _out(f"  {line}\n")
+
+
+def reset_done(project: Project, result: ResetResult) -> None:
+    _plain("reset", f"done: at {result.head}; backup kept in {project.rel(result.backup)}")
+
+
+def fix_plan(plan: Plan, *, rollback: bool) -> None:
+    """The first round's plan (or what `--yes` will do first about an interrupted run)."""
+    journal = getattr(plan, "interrupted", None)
+    if journal is not None:
+        what = "roll back" if rollback else "finish"
+        _out(f"an interrupted fix stopped after {journal.last_done}; with --yes, fix will "
+             f"{what} it first\n")
+        return
+    if plan.steps:
+        _out(f"fix plan ({plan.layer}; later layers are planned once this one is "
+             "repaired):\n")
+        for line in plan.lines():
+            _out(f"  {line}\n")
+    for finding, why in plan.unrepairable:
+        where = f" {finding.location}" if finding.location else ""
+        _plain("left", f"{finding.code}{where}: {why}")
+
+
+def fix_done(result: FixResult) -> None:
+    """What is left (each with what to do), then the verdict or the diagnosis."""
+    for code, location, why in result.unrepairable:
+        _plain("left", f"{code}{' ' + location if location else ''}: {why}")
+    if result.healthy:
+        _plain("fix", "healthy" if result.changed else "healthy, nothing to do")
+        return
+    diagnosis_text(result.final)
+
+
+def squash_plan(plan: SquashPlan) -> None:
+    _out(f"squash plan (up to {plan.to}: {len(plan.squashed)} revision(s) into "
+         f"baseline {plan.baseline}):\n")
+    for line in plan.lines():
+        _out(f"  {line}\n")
+
+
+def squash_done(project: Project, result: SquashResult) -> None:
+    if result.plan is not None and not result.plan.steps:
+        _plain("squash", "nothing to do")
+        return
+    done = (f"baseline {result.plan.baseline} replaces {len(result.plan.squashed)} revision(s)"
+            if result.plan is not None else "finished the interrupted run")
+    _plain("squash", f"done: {done}; old files kept in {project.rel(result.folder)}")
+
+
+# -- drop --------------------------------------------------------------------------------------
+
+
+def drop_done(project: Project, result: DropResult) -> bool:
+    """The diff and what was written; False when nothing was written (a dry run: exit 4)."""
+    _out(result.diff)
+    if result.already:
+        _plain("drop", f"already written: {project.rel(result.path)} (not yet applied) drops "
+               f"{', '.join(result.already)}; nothing written")
+        return True
+    if not result.written:
+        error_line(f"drop: would write {project.rel(result.path)} as shown; nothing written; "
+                   "pass --yes to write it")
+        return False
+    if result.backup is not None:
+        _plain("backup", project.rel(result.backup))
+    _plain("drop", f"wrote {project.rel(result.path)}; apply it with `alembic upgrade head` "
+           "or `alembic-repair bootstrap`")
+    if result.env_filter is not None:
+        _plain(result.env_filter[0], result.env_filter[1])
+    return True

@@ -2,7 +2,7 @@
 
 * ``--allow-remote``: the database is not on this machine (a TCP host other than loopback).
   Judged, before any connection is attempted, on the host the driver will really connect to
-  (`database.target`: the dialect's connect arguments, so ``?host=``, ``?unix_socket=`` and
+  (`endpoint.target`: the dialect's connect arguments, so ``?host=``, ``?unix_socket=`` and
   option files count), never on the URL's netloc alone; what cannot be proven local is refused.
 * ``--yes``: the action changes the database.
 
@@ -12,21 +12,21 @@ option to pass; the line names the host and port, never the password.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 
-from ..engine.database import Target, target
+from ..engine.endpoint import Target, target
 from ..engine.project import Project
+from ..engine.url import parse_url
 from ..errors import RefusedUnsafe, UrlError
 
 __all__ = ["decide", "is_local", "require", "require_local"]
 
 
 def _url(url: str | URL) -> URL:
-    if isinstance(url, URL):
-        return url
+    """The project's own parse (`Project.url` is parsed once, at discovery), else parsed now."""
     try:
-        return make_url(url)
+        return parse_url(url)
     except (ArgumentError, ValueError):
         raise UrlError("the database URL cannot be parsed; fix it (see --url / DATABASE_URL)")\
             from None

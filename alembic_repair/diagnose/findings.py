@@ -8,9 +8,11 @@ generated from it (`write_docs`), so the documentation cannot drift from what do
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from .subjects import Subject
 
 Severity = Literal["error", "warning", "info"]
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
@@ -18,14 +20,20 @@ SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem found: which code, how bad, where, and what fixes it."""
+    """One problem found: which code, how bad, what it is about (`subject`), what fixes it, and
+    the typed `facts` its repair needs (see `subjects`). `location` is the subject's text."""
 
     code: str
     severity: Severity
     title: str
     detail: str
     fix: str
-    location: str | None = None
+    subject: Subject | None = None
+    facts: Any = field(default=None, compare=False)
+
+    @property
+    def location(self) -> str | None:
+        return self.subject.location if self.subject is not None else None
 
     def as_dict(self) -> dict[str, str | None]:
         return {"code": self.code, "severity": self.severity, "title": self.title,
@@ -43,10 +51,10 @@ class Code:
     fix: str
     source: str  # the failure mode(s) of the research catalogue it answers
 
-    def finding(self, detail: str, *, location: str | None = None, fix: str | None = None,
-                severity: Severity | None = None) -> Finding:
+    def finding(self, detail: str, subject: Subject | None, facts: Any = None, *,
+                fix: str | None = None, severity: Severity | None = None) -> Finding:
         return Finding(self.code, severity or self.severity, self.title, detail,
-                       fix or self.fix, location)
+                       fix or self.fix, subject, facts)
 
 
 CATALOGUE: dict[str, Code] = {}

@@ -17,11 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from ..engine.database import connect_readonly
 from ..engine.project import Project
 from ..engine.state.catalogue import table_signatures
+from ..engine.state.recorder import recorded_rows
 
 CACHE_VERSION = 1
 _SKIP = {".git", ".venv", "venv", "node_modules", "__pycache__", ".alembic_repair", ".tox",
@@ -64,8 +63,10 @@ def fingerprint(project: Project) -> str | None:
             return None
         try:
             with engine.connect() as conn:
-                rows = sorted(r[0] for r in conn.execute(
-                    text("SELECT version_num FROM alembic_version")))
+                recorded = recorded_rows(conn)
+                if recorded is None:
+                    return None
+                rows = sorted(recorded)
                 signatures = sorted(table_signatures(conn).items())
         finally:
             engine.dispose()
@@ -74,16 +75,15 @@ def fingerprint(project: Project) -> str | None:
     from .. import __version__
 
     data_file = _sqlite_file(project)  # SQLite findings look at values (AR407): any write counts
-    digest = hashlib.sha256(repr((CACHE_VERSION, __version__, sys.version, data_file, project.url,
+    digest = hashlib.sha256(repr((CACHE_VERSION, __version__, sys.version, data_file,
+                                  str(project.url),  # the text: the repr hides the password
                                   project.url_source, project.models, str(project.ini_path),
                                   _files(project), rows, signatures)).encode())
     return digest.hexdigest()
 
 
 def _sqlite_file(project: Project) -> tuple[int, int] | None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(project.url)
+    url = project.url.parsed
     if url.get_backend_name() != "sqlite" or not url.database:
         return None
     try:

@@ -9,29 +9,31 @@ the URL into the config with every ``%`` doubled so ConfigParser never sees a ra
 from __future__ import annotations
 
 import argparse
-import json
 import traceback
 import warnings
-from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import IniError, MigrationFailed, NeedsRepair, RefusedUnsafe
 from ..masking import redact
-from ..private import private_dir
-from .database import driver_message
+from .driver_errors import driver_message
 from .project import Project
-from .state.scripts import cycle, dangling, duplicates, read_scripts
+from .state.graph import RevisionGraph
+from .state.recorder import (  # the version table lives there; callers say migrations.<name>
+    DEFAULT_VERSION_WIDTH,
+    read_versions,
+)
+from .state.recorder import check_version_column as check_version_column
+from .state.recorder import current_heads as current_heads
+from .state.recorder import log_stamp as log_stamp
+from .state.scripts import read_scripts
 
 
 def alembic_config(
@@ -87,16 +89,17 @@ def check_history(project: Project) -> None:
         if script.revision is None:
             raise NeedsRepair(f"{project.rel(script.path)}: no `revision = '...'` line, so it "
                               f"is not a revision file; move it out of versions/, {hint}")
-    for rev, same in duplicates(files).items():
+    graph = RevisionGraph.of(files)
+    for rev, same in graph.duplicates().items():
         names = ", ".join(project.rel(s.path) for s in same)
         raise NeedsRepair(f"{names}: revision id {rev!r} is defined {len(same)} times (Alembic "
                           f"would silently use one); give the copy a new id, {hint}")
-    for script, parent in dangling(files):
+    for script, parent in graph.dangling():
         raise NeedsRepair(
             f"{project.rel(script.path)}: revision {script.revision!r} has down_revision "
             f"{parent!r}, which no revision file defines; restore the missing file (git "
             f"checkout) or fix down_revision, {hint}")
-    if members := cycle(files):
+    if members := graph.cycle():
         names = ", ".join(project.rel(s.path) for s in members)
         ids = " -> ".join(str(s.revision) for s in members)
         raise NeedsRepair(f"{names}: revisions {ids} form a cycle (each descends from the other); "
@@ -126,12 +129,6 @@ def revisions(project: Project) -> dict[str, Script]:
     return {s.revision: s for s in directory.walk_revisions()}
 
 
-def current_heads(connection: Connection) -> tuple[str, ...]:
-    """The revision ids in ``alembic_version`` (empty when the table is missing or empty)."""
-    heads = MigrationContext.configure(connection).get_current_heads()
-    return tuple(str(head) for head in heads)  # an INT version_num gives ints
-
-
 def run_alembic(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
     """Run one of Alembic's commands; its failures become one readable line."""
     try:
@@ -159,35 +156,11 @@ def run_alembic(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any)
         ) from err
 
 
-#: The width Alembic gives ``version_num`` when it creates ``alembic_version`` itself.
-DEFAULT_VERSION_WIDTH = 32
-
-
-def check_version_column(connection: Connection) -> None:
-    """Refuse an ``alembic_version.version_num`` that cannot hold a revision id (an INT made
-    by hand): Alembic would fail on its UPDATE after the revision's DDL ran."""
-    if not inspect(connection).has_table("alembic_version"):
-        return
-    kind = next((c["type"] for c in inspect(connection).get_columns("alembic_version")
-                 if c["name"] == "version_num"), None)
-    try:
-        text_column = kind is None or kind.python_type is str
-    except NotImplementedError:
-        text_column = True
-    if not text_column:
-        raise RefusedUnsafe(
-            f"alembic_version.version_num is {kind}, but revision ids are text; nothing "
-            "changed; make it a string column (ALTER TABLE alembic_version MODIFY "
-            f"version_num VARCHAR({DEFAULT_VERSION_WIDTH}) NOT NULL), then run again")
-
-
 def check_version_width(project: Project, connection: Connection, target: str, *,
                         stamp: bool = False) -> None:
     """Refuse, before any DDL runs, to apply a revision whose id does not fit
     ``alembic_version.version_num``: on MySQL/MariaDB the revision's DDL commits statement by
     statement, and only then would the stamp fail, leaving it half applied."""
-    from .state.versions import read_versions
-
     table = read_versions(connection)
     check_version_column(connection)
     if connection.dialect.name == "sqlite":  # SQLite does not enforce VARCHAR lengths
@@ -230,15 +203,3 @@ def stamp(project: Project, connection: Connection, revision: str) -> None:
         check_version_width(project, connection, revision, stamp=True)
     run_alembic(project, f"stamp {revision}", command.stamp,
          alembic_config(project, connection), revision, purge=True)
-
-
-def log_stamp(project: Project, before: Sequence[str], after: Sequence[str]) -> None:
-    """Keep what alembic_version said before we restamped it, one JSON line per restamp in
-    ``.alembic_repair/stamps.jsonl`` (``after`` is the new rows, comma-separated; ``base``
-    when none)."""
-    private_dir(project.state_dir)
-    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-             "before": list(before), "after": ", ".join(after) or "base"}
-    with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:
-        log.write(json.dumps(entry) + "\n")
-

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..errors import PrivilegeMissing
 from ..masking import redact
-from .database import driver_message
+from .driver_errors import driver_message
 
 __all__ = ["denied", "missing_grant"]
 

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from ..errors import ConfigError, IniError, PyprojectError, UrlError
 from ..masking import mask_url
 from ..private import STATE_DIR
 from .compose import database_from_compose, find_compose_file
+from .url import DatabaseUrl
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,7 +47,9 @@ class Project:
     root: Path
     ini_path: Path
     script_location: Path
-    url: str = field(repr=False)  # holds the password: print masked_url
+    #: parsed once (a plain str given here is parsed on construction); holds the password:
+    #: print masked_url
+    url: DatabaseUrl = field(repr=False)
     url_source: str = ""
     models: str | None = None
     notes: tuple[str, ...] = ()
@@ -57,9 +57,13 @@ class Project:
     #: ``[tool.alembic_repair] ignore_tables``: tables kept out of autogenerate and doctor
     ignore_tables: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, DatabaseUrl):
+            object.__setattr__(self, "url", DatabaseUrl(self.url))
+
     @property
     def masked_url(self) -> str:
-        return mask_url(self.url)
+        return self.url.masked
 
     def rel(self, path: str | os.PathLike[str]) -> str:
         """`path` relative to the project root when inside it (how every message names files)."""
@@ -93,7 +97,7 @@ class Project:
 
     @property
     def dialect(self) -> str:
-        return make_url(self.url).get_backend_name()
+        return self.url.backend
 
     @classmethod
     def discover(
@@ -249,21 +253,21 @@ def _ini_url(ini_path: Path, ini: configparser.ConfigParser | None) -> str | Non
     return value
 
 
-def _check_url(url: str, source: str) -> str:
+def _check_url(url: str, source: str) -> DatabaseUrl:
     try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+        parsed = DatabaseUrl(url)
+    except UrlError:
         shown = mask_url(url) if ("@" in url or ":" in url) else url
         raise UrlError(
             f"{source}: {shown!r} is not a database URL "
             "(expected dialect+driver://user:password@host:port/database)"
         ) from None
-    if parsed.host and "@" in parsed.host:
+    if parsed.parsed.host and "@" in parsed.parsed.host:
         raise UrlError(
             f"{source}: the password (or user) in the database URL contains a raw '@'; write it "
             "URL-encoded as %40 (and ':' as %3A, '/' as %2F, '%' as %25)"
         )
-    return url
+    return parsed
 
 
 def resolve_url(
@@ -272,8 +276,8 @@ def resolve_url(
     ini: configparser.ConfigParser | None,
     explicit: str | None,
     environ: Mapping[str, str],
-) -> tuple[str, str, list[str]]:
-    """(url, where it came from, notes on sources that were skipped)."""
+) -> tuple[DatabaseUrl, str, list[str]]:
+    """(url, parsed once here, where it came from, notes on sources that were skipped)."""
     notes: list[str] = []
     if explicit:
         return _check_url(explicit, "--url"), "--url", notes
@@ -284,7 +288,7 @@ def resolve_url(
         found = database_from_compose(compose_file, environ)
         if found is not None and found.reachable:
             rel = os.path.relpath(found.compose_file, root)
-            return found.url.render_as_string(hide_password=False), \
+            return DatabaseUrl(found.url), \
                 f"{rel} (service {found.service})", notes
         if found is not None:
             notes.append(
@@ -304,7 +308,8 @@ def resolve_url(
                            "permissions or set DATABASE_URL") from None
         if value:
             return _check_url(value, source), source, notes
-    return f"sqlite:///{root / DEFAULT_DB_FILE}", "default (SQLite in the project folder)", notes
+    return (DatabaseUrl(f"sqlite:///{root / DEFAULT_DB_FILE}"),
+            "default (SQLite in the project folder)", notes)
 
 
 def store_url(root: Path, url: str) -> Path:

@@ -29,14 +29,16 @@ from alembic.operations import Operations, ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from ..masking import redact
-from .database import driver_message, engine_for
+from .database import engine_for
+from .driver_errors import driver_message
 from .project import Project
 from .state.catalogue import table_signatures
+from .state.graph import history_order
 from .state.schema import Fact, SchemaSnapshot, is_user_table, reflect_tables
 
 CACHE_VERSION = 4
@@ -66,11 +68,6 @@ class Replay:
     def equal_to(self, snapshot: SchemaSnapshot) -> list[str]:
         """Every revision whose schema equals `snapshot`, oldest first (often a range)."""
         return [rev for rev in self.order if self.snapshots.get(rev) == snapshot]
-
-
-def history_order(directory: ScriptDirectory) -> list[Script]:
-    """Every revision, parents before children (Alembic's own walk, reversed)."""
-    return list(reversed(list(directory.walk_revisions("base", "heads"))))
 
 
 def cache_key(project: Project, order: list[Script]) -> str:
@@ -131,7 +128,7 @@ def _save_cache(key: str, replay: Replay) -> None:
 @contextmanager
 def scratch_database(project: Project, live: Engine | None) -> Iterator[Connection]:
     """A connection to an empty database of the project's dialect, gone afterwards."""
-    url = make_url(project.url)
+    url = project.url.parsed
     if url.get_backend_name() == "sqlite":
         engine = create_engine("sqlite://", poolclass=StaticPool)
         try:
@@ -170,7 +167,7 @@ def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True
     signatures = table_signatures(conn)
     if not signatures and conn.dialect.name not in ("sqlite", "mysql", "mariadb"):
         return reflect_tables(conn, sorted(_all_user_tables(conn)))
-    key = hashlib.sha256(f"live:{CACHE_VERSION}:{make_url(project.url).render_as_string()}"
+    key = hashlib.sha256(f"live:{CACHE_VERSION}:{project.url.parsed.render_as_string()}"
                          .encode()).hexdigest()
     path = cache_dir().parent / "live" / f"{key}.marshal"
     old_signatures: dict[str, str] = {}
@@ -322,4 +319,4 @@ def _all_user_tables(conn: Connection) -> set[str]:
     return {t for t in inspect(conn).get_table_names() if is_user_table(t)}
 
 
-__all__ = ["Replay", "Fact", "run_replay", "history_order", "table_signatures"]
+__all__ = ["Replay", "Fact", "run_replay", "table_signatures"]

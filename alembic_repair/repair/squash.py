@@ -11,20 +11,22 @@ from the new history (the baseline's operations, then the later revisions) must 
 `SchemaSnapshot` fingerprint as one built from the old history. After the files changed, the
 new history as written is replayed once more and compared again.
 
-A run is journalled like `fix` (journal.py, apply.py): each step is safe to run again, and a
-run killed part-way is finished by the next ``squash --yes``.
+The plan runs through the one runner (runner.py), journalled like `fix`: each step is safe
+to run again, and a run killed part-way is finished by the next ``squash --yes``. A plan
+carries a fingerprint of what it was made from (the revision files and the version rows):
+`squash(plan=...)` runs exactly that plan, or refuses when the project changed since.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
 from alembic.operations import ops
-from alembic.script import Script, ScriptDirectory
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from ..data import guards
@@ -33,11 +35,12 @@ from ..engine.database import connect
 from ..engine.locking import migration_lock
 from ..engine.models import project_on_path
 from ..engine.project import Project
-from ..engine.replay import apply_revision, history_order, run_replay, scratch_database
+from ..engine.replay import apply_revision, run_replay, scratch_database
+from ..engine.state.graph import history_chain, history_order
 from ..engine.state.schema import reflect
-from ..errors import ConfigError, MigrationFailed, NeedsRepair
+from ..errors import ConfigError, MigrationFailed, NeedsRepair, RefusedUnsafe
+from . import runner
 from .history import Relink, invoke_ops, reflect_metadata, render_revision
-from .journal import Journal
 from .steps import Context, MoveToBackup, Stamp, Step, register, version_rows
 
 __all__ = ["SquashPlan", "SquashResult", "plan_squash", "squash"]
@@ -49,16 +52,11 @@ Say = Callable[[str, str], None]
 # -- the steps -------------------------------------------------------------------------------------
 
 
-def _squashed_chain(directory: ScriptDirectory, to: str) -> list[Script]:
-    """`to` and its ancestors, parents first."""
-    return list(reversed(list(directory.iterate_revisions(to, "base"))))
-
-
 def baseline_ops(project: Project, conn: Connection, directory: ScriptDirectory, to: str
                  ) -> ops.UpgradeOps:
     """CREATE operations for the schema the history has at `to` (replayed on a scratch db)."""
     with project_on_path(project.root), scratch_database(project, conn.engine) as scratch:
-        for script in _squashed_chain(directory, to):
+        for script in history_chain(directory, to):
             apply_revision(scratch, script)
         return revisions.create_ops(reflect_metadata(scratch))
 
@@ -144,6 +142,7 @@ class SquashPlan:
     restamp: bool
     fingerprint: str  # of an empty database built from either history
     steps: tuple[Step, ...]
+    basis: str = ""  # of the revision files and version rows the plan was made from
 
     def lines(self) -> list[str]:
         if not self.steps:
@@ -156,6 +155,15 @@ class SquashResult:
     plan: SquashPlan | None
     folder: Path
     resumed: bool = False
+
+
+def _basis(project: Project, recorded: tuple[str, ...]) -> str:
+    """A fingerprint of what a plan is made from: every revision file, and the version rows."""
+    digest = hashlib.sha256(repr(recorded).encode())
+    folder = project.versions_dir
+    for path in sorted(folder.rglob("*.py")) if folder.is_dir() else ():
+        digest.update(f"{project.rel(path)}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPlan:
@@ -176,7 +184,7 @@ def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPla
                               "of its revision ids")
         to = target.revision
         order = history_order(directory)
-        squashed = [s for s in _squashed_chain(directory, to)]
+        squashed = history_chain(directory, to)
         names = {s.revision for s in squashed}
         kept = [s for s in order if s.revision not in names]
         for script in kept:
@@ -213,7 +221,7 @@ def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPla
     if baseline in names:
         if len(squashed) == 1:  # the history up to `to` already is this one baseline
             return SquashPlan(to, baseline, (), tuple(s.revision for s in kept), recorded,
-                              False, old.final.fingerprint, ())
+                              False, old.final.fingerprint, (), _basis(project, recorded))
         raise NeedsRepair(f"squash: the baseline's id {baseline} is already taken by a "
                           "squashed revision; squash to another revision")
     steps: list[Step] = [WriteBaseline(to, baseline, len(squashed))]
@@ -228,7 +236,7 @@ def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPla
     steps.append(VerifySquash(old.final.fingerprint))
     return SquashPlan(to, baseline, tuple(s.revision for s in squashed),
                       tuple(s.revision for s in kept), recorded, restamp,
-                      old.final.fingerprint, tuple(steps))
+                      old.final.fingerprint, tuple(steps), _basis(project, recorded))
 
 
 def plan_squash(project: Project, *, to: str | None = None) -> SquashPlan:
@@ -244,51 +252,42 @@ def plan_squash(project: Project, *, to: str | None = None) -> SquashPlan:
 # -- running it ------------------------------------------------------------------------------------
 
 
-def _folder(project: Project) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return project.state_dir / "backups" / f"{stamp}-squash"
-
-
 def squash(project: Project, *, to: str | None = None, yes: bool = False,
-           allow_remote: bool = False, say: Say = lambda kind, message: None) -> SquashResult:
+           allow_remote: bool = False, plan: SquashPlan | None = None,
+           say: Say = lambda kind, message: None) -> SquashResult:
     """Collapse the history up to `to` (default: the head) into one baseline revision; needs
-    `yes` (and `allow_remote` off this machine), else `RefusedUnsafe` and nothing changes."""
-    from .fix import apply_plan
-    from .steps import from_dict
-
+    `yes` (and `allow_remote` off this machine), else `RefusedUnsafe` and nothing changes.
+    With `plan` (from `plan_squash`), exactly that plan runs: it is not made again."""
     guards.require_local(allow_remote, project, "squash")
     engine = connect(project)
     try:
         with migration_lock(engine, project.state_dir) as conn:
-            journal = Journal.load(project.state_dir)
-            if journal is not None and journal.command != COMMAND:
-                raise NeedsRepair(
-                    f"{project.rel(journal.path)}: an interrupted `{journal.command}` run is "
-                    f"recorded; run `alembic-repair {journal.command} --yes` to finish it first")
-            if journal is not None:
-                steps = tuple(from_dict(d) for d in journal.context["steps"])
+            journal = runner.interrupted(project, COMMAND)
+            if journal is not None and runner.started(journal):
                 guards.require(yes, allow_remote, project, "squash: would finish the "
                                f"interrupted run (last done: {journal.last_done})")
-                ctx = Context(project, conn, Path(journal.context["folder"]), say=say)
+                ctx = Context(project, conn, runner.folder_of(journal), say=say)
                 say("resume", f"an interrupted squash stopped after {journal.last_done}; "
                     "finishing it")
-                apply_plan(project, conn, steps, journal, ctx).finish()
+                runner.execute(project, conn, journal, ctx).finish()
                 return SquashResult(None, ctx.folder, resumed=True)
-            plan = _build_plan(project, conn, to)
+            if plan is None:
+                plan = _build_plan(project, conn, to)
+            elif yes and _basis(project, version_rows(conn)) != plan.basis:
+                raise RefusedUnsafe("squash: refused, the revision files or the database "
+                                    "changed since the plan was made; nothing changed; run "
+                                    "`alembic-repair squash` again to see the new plan")
+            conn.rollback()
             if not plan.steps:
                 say("squash", f"nothing to squash: {plan.to} is already the baseline")
                 return SquashResult(plan, project.state_dir)
             guards.require(yes, allow_remote, project,
                            f"squash: would replace {len(plan.squashed)} revision(s) up to "
                            f"{plan.to} by baseline {plan.baseline}")
-            names = [(f"{n}.{s.kind}", s.destructive or s.needs_backup)
-                     for n, s in enumerate(plan.steps, start=1)] + [("verify", False)]
-            folder = _folder(project)
-            journal = Journal.begin(project.state_dir, COMMAND, names, {
-                "folder": str(folder), "backup": False,
-                "steps": [s.as_dict() for s in plan.steps]})
-            ctx = Context(project, conn, folder, say=say)
-            apply_plan(project, conn, plan.steps, journal, ctx).finish()
-            return SquashResult(plan, folder)
+            runner.recover(project, COMMAND, say, "starting over")  # one that never started
+            journal = runner.begin(project, runner.Run(COMMAND, plan.steps))
+            ctx = Context(project, conn, runner.folder_of(journal), say=say)
+            runner.execute(project, conn, journal, ctx).finish()
+            return SquashResult(plan, ctx.folder)
     finally:
         engine.dispose()

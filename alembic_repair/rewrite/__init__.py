@@ -2,10 +2,10 @@
 
 - `rewrite_upgrade_drops` (drops.py): make a revision's ``upgrade()`` drop tables/columns so
   its ``downgrade()`` brings them back (soft: into the trash; hard: after a backup).
-- `write_drop_revision` (drops.py): the same drops as a new revision on top of the head.
+  (The same drops as a new revision on top of the head: `repair.drop.write_drop_revision`.)
 - `rewrite_unique_columns` (unique_column.py): a NOT NULL / unique ``add_column`` on a table
   with rows, in three steps (add nullable, batched distinct backfill, NOT NULL + unique).
-- engine.py: parsing, rendering, diff, idempotence markers, `RewriteRefused`.
+- transform.py: parsing, rendering, diff, idempotence markers, `RewriteRefused`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from __future__ import annotations
 from .drops import (
     Drop,
     DropStep,
-    NewRevision,
     plan_drops,
     rewrite_upgrade_drops,
-    write_drop_revision,
 )
 from .transform import Rewrite, RewriteRefused
 from .unique_column import rewrite_unique_columns
 
-__all__ = ["Drop", "DropStep", "NewRevision", "Rewrite", "RewriteRefused", "plan_drops",
-           "rewrite_unique_columns", "rewrite_upgrade_drops", "write_drop_revision"]
+__all__ = ["Drop", "DropStep", "Rewrite", "RewriteRefused", "plan_drops",
+           "rewrite_unique_columns", "rewrite_upgrade_drops"]

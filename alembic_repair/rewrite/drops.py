@@ -22,12 +22,14 @@ back only from a backup. So a hard drop requires the manifest of a verified back
 Tables are dropped children first (foreign keys); a table that a table not being dropped
 references is refused, naming that table. Columns in the primary key, in a foreign key or an
 index/unique constraint are refused (say which).
+
+This module is the pure transform (plan the steps, put them into a parsed revision). The
+`drop` command around it (the lock, the backup, a new file through ``alembic revision``, crash
+points) is `alembic_repair.repair.drop`.
 """
 
 from __future__ import annotations
 
-import difflib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,20 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import libcst as cst
-from alembic import command
 from alembic.operations import ops
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import sort_tables
 
 from ..data.backups import Manifest
-from ..data.trash import MAX_IDENTIFIER, trash_name
-from ..engine.migrations import alembic_config, revisions, run_alembic
-from ..engine.project import Project
-from ..engine.revisions import reflect_user_tables, stable_revision_id
+from ..data.trash import trash_name
 from ..engine.state.schema import TRASH_PREFIX, is_user_table
 from ..errors import ConfigError, RefusedUnsafe
-from ..repair.journal import crash_point
 from .ops import CopyColumnOp, RestoreColumnOp
 from .transform import (
     TABLE_ARGUMENT,
@@ -67,8 +64,7 @@ from .transform import (
     with_body,
 )
 
-__all__ = ["Drop", "DropStep", "NewRevision", "pending_drops", "plan_drops",
-           "rewrite_upgrade_drops", "write_drop_revision"]
+__all__ = ["Drop", "DropStep", "apply_steps", "plan_drops", "rewrite_upgrade_drops"]
 
 
 @dataclass(frozen=True)
@@ -436,125 +432,3 @@ def rewrite_upgrade_drops(path: Path, drops: Sequence[str | Drop], *, schema: Me
     steps = plan_drops(schema, drops, hard=hard, backup=backup, at=at)
     return transform(path, lambda source: apply_steps(source, steps, dialect), dry_run=dry_run)
 
-
-# -- a new revision ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NewRevision:
-    """The revision `write_drop_revision` wrote (or, in a dry run, would write)."""
-
-    revision: str
-    path: Path
-    rewrite: Rewrite
-
-
-def _message(steps: Sequence[DropStep], hard: bool) -> str:
-    names = ", ".join(str(s.drop) for s in steps)
-    return f"{'drop' if hard else 'soft drop'} {names}"[:MAX_IDENTIFIER * 2]
-
-
-def pending_drops(project: Project, connection: Connection) -> dict[str, tuple[str, Path]]:
-    """What the revisions this database has not applied yet already drop: ``table`` or
-    ``table.column`` -> (revision, file). A table renamed into the trash counts as dropped.
-    Read offline (`state.pending.read_operations`): nothing runs. `drop` run twice must not
-    chain a second drop of the same table (the history could no longer build a database)."""
-    from ..engine.migrations import current_heads
-    from ..engine.state.pending import pending_ids, read_operations
-    from ..engine.state.scripts import read_scripts
-
-    ids = pending_ids(tuple(read_scripts(project.versions_dir)), current_heads(connection))
-    connection.rollback()
-    if not ids:
-        return {}
-    found: dict[str, tuple[str, Path]] = {}
-    for rev, script in revisions(project).items():
-        if rev not in ids:
-            continue
-        try:
-            operations = read_operations(script.module, script.path, connection.dialect)
-        except Exception:  # the revision's own code: it cannot be read offline
-            continue
-        for pending in operations:
-            operation = pending.operation
-            name = None
-            trashed = isinstance(operation, ops.RenameTableOp) and \
-                operation.new_table_name.startswith(TRASH_PREFIX)
-            if isinstance(operation, ops.DropTableOp) or trashed:
-                name = operation.table_name
-            elif isinstance(operation, ops.DropColumnOp):
-                name = f"{operation.table_name}.{operation.column_name}"
-            if name is not None:
-                found.setdefault(name, (rev, Path(script.path)))
-    return found
-
-
-def _shell(project: Project, connection: Connection, message: str) -> tuple[str, Path] | None:
-    """A pending head revision with an empty upgrade() and downgrade() and `message`: the file
-    `alembic revision` wrote for a drop killed before its body was filled in. It is filled in
-    instead of a second revision being written on top of it."""
-    import ast
-
-    from ..engine.migrations import current_heads
-    from ..engine.state.scripts import read_scripts
-
-    files = read_scripts(project.versions_dir)
-    recorded = set(current_heads(connection))
-    connection.rollback()
-    children = {parent for f in files for parent in f.down_revisions}
-    for script in files:
-        if (script.revision is None or script.revision in children
-                or script.revision in recorded or script.upgrade != "empty"
-                or script.downgrade != "empty"):
-            continue
-        try:
-            doc = ast.get_docstring(ast.parse(script.path.read_bytes())) or ""
-        except (SyntaxError, ValueError, OSError):
-            continue
-        if doc.splitlines()[:1] == [message]:
-            return script.revision, script.path
-    return None
-
-
-def write_drop_revision(project: Project, connection: Connection, drops: Sequence[str | Drop],
-                        *, hard: bool = False, backup: Manifest | None = None,
-                        message: str | None = None, dry_run: bool = False) -> NewRevision:
-    """A new revision on top of the single head that drops `drops` (soft by default; `hard`
-    REQUIRES `backup`, see `rewrite_upgrade_drops`). The file comes from the project's
-    script.py.mako through ``alembic revision`` (id: `stable_revision_id`), then its empty
-    ``upgrade()``/``downgrade()`` are filled by the same rewrite as `rewrite_upgrade_drops`.
-    `dry_run` returns the would-be file as a diff and leaves no file behind."""
-    schema = reflect_user_tables(connection)
-    at = datetime.now(timezone.utc).replace(microsecond=0)
-    steps = plan_drops(schema, drops, hard=hard, backup=backup, at=at)
-    existing = revisions(project)
-    heads = [rev for rev, script in existing.items() if script.is_head]
-    rev_id = stable_revision_id(heads, ops.UpgradeOps([o for s in steps for o in s.upgrade]))
-    if rev_id in existing:
-        rev_id = uuid.uuid4().hex[:12]
-    text = message or _message(steps, hard)
-    shell = None if dry_run else _shell(project, connection, text)
-    if shell is not None:
-        rev_id, path = shell
-    else:
-        config = alembic_config(project, connection)
-        written: list[Any] = []
-        run_alembic(project, "writing the drop revision", lambda: written.append(
-            command.revision(config, message=text, rev_id=rev_id)))
-        script = written[0][0] if isinstance(written[0], list) else written[0]
-        path = Path(script.path)
-        if not dry_run:
-            crash_point("drop.revision")  # the file is there, its body not yet filled in
-    try:
-        rewrite = transform(path, lambda source: apply_steps(source, steps, connection.dialect),
-                            dry_run=False)
-    except BaseException:
-        if shell is None:
-            path.unlink(missing_ok=True)
-        raise
-    if dry_run:
-        path.unlink()
-        diff = "".join(difflib.unified_diff([], rewrite.source.splitlines(keepends=True),
-                                            fromfile="/dev/null", tofile=f"b/{path.name}"))
-        rewrite = Rewrite(path, True, diff, rewrite.source, rewrite.notes)
-    return NewRevision(rev_id, path, rewrite)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from alembic_repair.data import backups
-from alembic_repair.engine.database import BUSY_TIMEOUT_ENV
+from alembic_repair.engine.endpoint import BUSY_TIMEOUT_ENV
 from alembic_repair.engine.privileges import missing_grant
 from alembic_repair.errors import LockTimeout
 

@@ -16,6 +16,7 @@ from ...engine.env_filter import OWN_PREFIX
 from ...engine.state.pending import PendingOp, PendingRevision
 from ...engine.state.read import State
 from ..findings import AR113, AR511, Finding
+from ..subjects import HiddenDrops, KeptModels, RevisionFile, SetupFile, Visible
 from . import rule
 
 #: What takes a table (or part of it) away: autogenerate's rendering of "not in the models".
@@ -39,16 +40,17 @@ def hidden_drops(state: State) -> list[tuple[PendingRevision, list[PendingOp], l
     return found
 
 
-@rule
+@rule("AR113")
 def visible_to_autogenerate(state: State) -> Iterator[Finding]:
     env, project = state.config.env_filter, state.project
+    env_py = SetupFile(project.rel(project.env_py))
     if state.kept_models:
         names = ", ".join(state.kept_models)
         yield AR113.finding(
             f"kept table{'s' if len(state.kept_models) > 1 else ''} {names} now "
             f"{'have models' if len(state.kept_models) > 1 else 'has a model'}, yet doctor "
             "and autogenerate skip kept tables: changes to it go unseen",
-            location=project.rel(project.env_py),
+            subject=env_py, facts=KeptModels(tuple(state.kept_models)),
             fix=f"remove {names} from [tool.alembic_repair] ignore_tables and from env.py's "
                 "_AR_KEPT_TABLES")
     if not state.config.env_py_exists:
@@ -61,7 +63,8 @@ def visible_to_autogenerate(state: State) -> Iterator[Finding]:
             "cannot tell whether plain `alembic revision --autogenerate` would drop "
             f"{', '.join(state.hidden_tables) or ', '.join(sorted(wanted))}: env.py cannot be "
             "read, decoded or parsed",
-            location=project.rel(project.env_py),
+            subject=env_py,
+            facts=Visible(tuple(state.hidden_tables) or tuple(sorted(wanted)), readable=False),
             fix="fix env.py (its encoding: UTF-8 unless a coding line says otherwise), then run "
                 "doctor again")
         return
@@ -82,12 +85,12 @@ def visible_to_autogenerate(state: State) -> Iterator[Finding]:
         f"{why}: plain `alembic revision --autogenerate` would drop {shown or 'them'}, and "
         "`alembic check` fails" + (f"; a pending revision already drops "
                                    f"{', '.join(sorted(dropped))} (AR511)" if dropped else ""),
-        location=project.rel(project.env_py),
+        subject=env_py, facts=Visible(tuple(listing)),
         severity="error" if dropped else None,
         fix=env.why or None)
 
 
-@rule
+@rule("AR511")
 def drops_hidden_tables(state: State) -> Iterator[Finding]:
     for revision, items, tables in hidden_drops(state):
         yield AR511.finding(
@@ -95,4 +98,5 @@ def drops_hidden_tables(state: State) -> Iterator[Finding]:
             f"({len(items)} operation{'s' if len(items) > 1 else ''}): "
             + ("the trash's rows would be lost" if any(t.startswith(OWN_PREFIX) for t in tables)
                else "tables kept out of autogenerate would be lost"),
-            location=revision.where(items[0]))
+            subject=RevisionFile(revision.path, revision.revision, items[0].line),
+            facts=HiddenDrops(tuple(tables)))

@@ -32,9 +32,17 @@ from ...engine.state.pending import (
 from ...engine.state.read import State
 from ...engine.state.schema import TRASH_PREFIX, type_text
 from ..findings import AR501, AR502, AR503, AR504, AR505, AR506, AR507, AR508, AR509, AR510, Finding
+from ..subjects import PendingChange, RevisionFile, SourceFile, split_location
 from . import rule
 
 Item = tuple[PendingRevision, PendingOp]
+
+
+def _about(revision: PendingRevision, item: PendingOp, *, new_column: bool = False
+           ) -> tuple[RevisionFile, PendingChange]:
+    """The subject (the operation's line in the revision) and facts of a finding on `item`."""
+    return (RevisionFile(revision.path, revision.revision, item.line),
+            PendingChange(type(item.operation).__name__, new_column))
 
 
 def _items(state: State) -> Iterator[Item]:
@@ -136,7 +144,7 @@ def _table_renames(state: State) -> list[tuple[PendingRevision, PendingOp, Pendi
     return found
 
 
-@rule
+@rule("AR508")
 def rename_like(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None:
@@ -149,7 +157,7 @@ def rename_like(state: State) -> Iterator[Finding]:
             f"revision {revision.revision} drops {drop.table_name}.{drop.column_name} and adds "
             f"{drop.table_name}.{add.column.name}, both {type_}: the values of "
             f"{drop.column_name} would be lost, not renamed",
-            location=revision.where(dropped),
+            *_about(revision, dropped),
             fix=f"op.alter_column({drop.table_name!r}, {drop.column_name!r}, "
                 f"new_column_name={add.column.name!r}, existing_type=...) instead of the "
                 "drop and the add")
@@ -161,11 +169,11 @@ def rename_like(state: State) -> Iterator[Finding]:
         yield AR508.finding(
             f"revision {revision.revision} drops table {old} ({_rows_text(rows)}) "
             f"and creates table {new} with the same columns: the rows would be lost, not "
-            "renamed", location=revision.where(dropped),
+            "renamed", *_about(revision, dropped),
             fix=f"op.rename_table({old!r}, {new!r}) instead of the drop and the create")
 
 
-@rule
+@rule("AR501")
 def drop_without_backup(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None:
@@ -184,7 +192,7 @@ def drop_without_backup(state: State) -> Iterator[Finding]:
                 yield AR501.finding(
                     f"revision {revision.revision} drops table {op.table_name}, which has "
                     f"{_rows_text(rows)}; its downgrade cannot bring them back",
-                    location=revision.where(item),
+                    *_about(revision, item),
                     fix=f"`alembic-repair drop {op.table_name} --into {revision.revision}` "
                         "(a soft drop: renamed into the trash, the downgrade renames it back), "
                         "or remove the drop if the model was lost by accident")
@@ -195,7 +203,7 @@ def drop_without_backup(state: State) -> Iterator[Finding]:
                 yield AR501.finding(
                     f"revision {revision.revision} drops column {op.table_name}."
                     f"{op.column_name}, which holds values; its downgrade cannot bring them "
-                    "back", location=revision.where(item),
+                    "back", *_about(revision, item),
                     fix=f"`alembic-repair drop {op.table_name}.{op.column_name} --into "
                         f"{revision.revision}` (the values are kept in a trash table and put "
                         "back by the downgrade), or remove the drop")
@@ -217,7 +225,7 @@ def _constant_fill(column: Any) -> str | None:
     return None  # NULLs: a unique constraint allows many
 
 
-@rule
+@rule("AR502")
 def not_null_on_rows(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None:
@@ -235,18 +243,18 @@ def not_null_on_rows(state: State) -> Iterator[Finding]:
                 f"revision {revision.revision} adds {op.table_name}.{column.name} NOT NULL "
                 f"without a server default; {op.table_name} has {_rows_text(rows)}: MariaDB "
                 "fills them with ''/0 silently, SQLite and strict MySQL refuse",
-                location=revision.where(item))
+                *_about(revision, item, new_column=True))
         elif isinstance(op, ops.AlterColumnOp) and op.modify_nullable is False and \
                 pending.data.get(("nulls", op.table_name, op.column_name)):
             yield AR502.finding(
                 f"revision {revision.revision} sets {op.table_name}.{op.column_name} NOT NULL; "
                 f"it holds NULLs, which MariaDB turns into ''/0 and strict servers refuse",
-                location=revision.where(item),
+                *_about(revision, item),
                 fix="Fill the NULLs with an UPDATE first (in the same revision, before the "
                     "alter_column), or give the column a server_default.")
 
 
-@rule
+@rule("AR503")
 def unique_on_rows(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None:
@@ -271,7 +279,7 @@ def unique_on_rows(state: State) -> Iterator[Finding]:
                 yield AR503.finding(
                     f"revision {revision.revision} makes {table}({', '.join(columns)}) unique; "
                     f"{count} rows already hold {', '.join(map(repr, values))}",
-                    location=revision.where(item))
+                    *_about(revision, item))
                 continue
             rows = _rows(pending, table)
             new = [added[(table, c)] for c in columns if (table, c) in added]
@@ -282,13 +290,13 @@ def unique_on_rows(state: State) -> Iterator[Finding]:
                 yield AR503.finding(
                     f"revision {revision.revision} adds unique {table}({', '.join(columns)}); "
                     f"its {_rows_text(rows)} all get {fills[0]}, so the unique constraint "
-                    "fails on the second row", location=revision.where(item))
+                    "fails on the second row", *_about(revision, item, new_column=True))
 
 
 # -- AR504: defaults computed once ---------------------------------------------------------------
 
 
-@rule
+@rule("AR504")
 def default_evaluated_once(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None:
@@ -296,7 +304,7 @@ def default_evaluated_once(state: State) -> Iterator[Finding]:
     for once in pending.once_defaults:
         yield AR504.finding(
             f"{once.keyword}={once.expression} is computed once, when the module is imported: "
-            "every row gets the same value", location=once.location)
+            "every row gets the same value", SourceFile(*split_location(once.location)))
 
 
 # -- AR505: type changes -----------------------------------------------------------------------
@@ -305,7 +313,7 @@ def default_evaluated_once(state: State) -> Iterator[Finding]:
 _ARTICLE = {"integer": "an integer", "number": "a number", "date": "a date"}
 
 
-@rule
+@rule("AR505")
 def type_change_on_rows(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None:
@@ -320,7 +328,7 @@ def type_change_on_rows(state: State) -> Iterator[Finding]:
         if length is not None and isinstance(longest, int) and longest > length:
             yield AR505.finding(
                 f"revision {revision.revision} changes {where} to VARCHAR({length}); its "
-                f"longest value has {longest} characters", location=revision.where(item))
+                f"longest value has {longest} characters", *_about(revision, item))
             continue
         kind = new_kind(op.modify_type)
         fact = pending.columns(op.table_name).get(op.column_name)
@@ -331,7 +339,7 @@ def type_change_on_rows(state: State) -> Iterator[Finding]:
             yield AR505.finding(
                 f"revision {revision.revision} changes {where} from {fact[3]} to "
                 f"{type(op.modify_type).__name__}; some values are not {_ARTICLE[kind]}, e.g. "
-                f"{sample!r}", location=revision.where(item))
+                f"{sample!r}", *_about(revision, item))
 
 
 # -- AR506: several DDL statements in one MySQL/MariaDB revision ---------------------------------
@@ -341,7 +349,7 @@ _DDL = (ops.AddColumnOp, ops.DropColumnOp, ops.AlterColumnOp, ops.CreateIndexOp,
         ops.RenameTableOp, ops.CreateTableCommentOp, ops.DropTableCommentOp)
 
 
-@rule
+@rule("AR506")
 def several_ddl(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None or not pending.mysql:
@@ -354,7 +362,7 @@ def several_ddl(state: State) -> Iterator[Finding]:
             yield AR506.finding(
                 f"revision {revision.revision} runs {len(on_live)} DDL statements on existing "
                 f"tables ({', '.join(tables)}); MySQL/MariaDB commit each one, so a failure "
-                "half-way leaves it half-applied", location=revision.where(on_live[0]))
+                "half-way leaves it half-applied", *_about(revision, on_live[0]))
 
 
 # -- AR507: SQLite ALTER outside batch mode -----------------------------------------------------
@@ -386,7 +394,7 @@ def _sqlite_cannot(op: Any, pending: Pending) -> str | None:
     return None
 
 
-@rule
+@rule("AR507")
 def sqlite_outside_batch(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None or pending.dialect != "sqlite":
@@ -400,7 +408,7 @@ def sqlite_outside_batch(state: State) -> Iterator[Finding]:
         table = getattr(item.operation, "table_name", "?")
         yield AR507.finding(
             f"revision {revision.revision}: {why} on {table} outside batch mode; SQLite cannot "
-            "do it in place", location=revision.where(item),
+            "do it in place", *_about(revision, item),
             fix=f"Move it into `with op.batch_alter_table({table!r}) as batch_op:` "
                 "(batch_op.<same call> without the table name).")
 
@@ -412,7 +420,7 @@ _KINDS = {ops.CreateUniqueConstraintOp: "unique", ops.CreateForeignKeyOp: "forei
           ops.CreateCheckConstraintOp: "check"}
 
 
-@rule
+@rule("AR509")
 def unnamed_constraints(state: State) -> Iterator[Finding]:
     if state.pending is None:
         return
@@ -424,11 +432,11 @@ def unnamed_constraints(state: State) -> Iterator[Finding]:
                 _CONVENTION[kind] not in convention:
             yield AR509.finding(
                 f"revision {revision.revision} creates a {kind} constraint on "
-                f"{op.table_name} with no name", location=revision.where(item))
+                f"{op.table_name} with no name", *_about(revision, item))
         elif isinstance(op, ops.DropConstraintOp) and op.constraint_name is None:
             yield AR509.finding(
                 f"revision {revision.revision} drops a constraint of {op.table_name} named "
-                "None: the upgrade fails", location=revision.where(item), severity="warning",
+                "None: the upgrade fails", *_about(revision, item), severity="warning",
                 fix="Name the constraint (doctor's database holds its real name).")
 
 
@@ -448,7 +456,7 @@ def _unbounded(type_: Any) -> bool:
         type_.length is None
 
 
-@rule
+@rule("AR510")
 def varchar_without_length(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None or not pending.mysql:
@@ -462,4 +470,4 @@ def varchar_without_length(state: State) -> Iterator[Finding]:
             yield AR510.finding(
                 f"revision {revision.revision}: {', '.join(names)} is sa.String() without a "
                 f"length; {pending.dialect} has no VARCHAR without one",
-                location=revision.where(item))
+                *_about(revision, item))

@@ -8,6 +8,15 @@ from dataclasses import dataclass
 from ...engine.state.read import State
 from ...engine.state.schema import Fact, SchemaSnapshot, describe
 from ..findings import AR401, AR402, AR403, AR404, AR405, AR406, AR407, AR408, Finding
+from ..subjects import (
+    Column,
+    RevisionFile,
+    SchemaEquals,
+    Table,
+    VersionsDir,
+    VersionTable,
+    split_location,
+)
 from . import rule
 
 MAX_LISTED = 8
@@ -38,24 +47,21 @@ def equal_revisions(state: State) -> list[str]:
     return state.replay.equal_to(live)
 
 
-def _children(state: State, revision: str) -> list[str]:
-    return [str(s.revision) for s in state.scripts if revision in s.down_revisions]
-
-
-@rule
+@rule("AR408")
 def replay_unavailable(state: State) -> Iterator[Finding]:
     if state.replay_skipped is not None:
         yield AR408.finding(f"the replay could not start: {state.replay_skipped}",
-                            location=state.project.rel(state.project.versions_dir))
+                            VersionsDir(state.project.rel(state.project.versions_dir)))
 
 
-@rule
+@rule("AR404")
 def history_builds(state: State) -> Iterator[Finding]:
     replay = state.replay
     if replay is not None and replay.failed_at is not None:
+        where = split_location(replay.error_location) if replay.error_location else (None, None)
         yield AR404.finding(
             f"replaying from an empty database fails at revision {replay.failed_at}: "
-            f"{replay.error}", location=replay.error_location)
+            f"{replay.error}", RevisionFile(where[0], replay.failed_at, where[1]))
 
 
 @dataclass(frozen=True)
@@ -80,9 +86,9 @@ def half_applied(state: State) -> HalfApplied | None:
         return None
     extra, missing = live - expected, expected - live
     if replay.partial is not None and live == replay.partial and replay.failed_at in \
-            _children(state, recorded):
+            state.graph.children(recorded):
         return HalfApplied(replay.failed_at, frozenset(extra | missing), frozenset(), True)
-    for child in _children(state, recorded):
+    for child in state.graph.children(recorded):
         after = replay.snapshots.get(child)
         if after is None:
             continue
@@ -93,7 +99,7 @@ def half_applied(state: State) -> HalfApplied | None:
     return None
 
 
-@rule
+@rule("AR401", "AR402", "AR405")
 def live_against_history(state: State) -> Iterator[Finding]:
     replay, live, versions = state.replay, history_view(state), state.versions
     if replay is None or live is None or versions is None or len(versions.heads) != 1:
@@ -106,7 +112,7 @@ def live_against_history(state: State) -> Iterator[Finding]:
     if equal:
         span = equal[0] if len(equal) == 1 else f"{equal[0]} .. {equal[-1]}"
         yield AR401.finding(f"alembic_version records {recorded}, but the schema equals "
-                            f"revision {span}", location="alembic_version",
+                            f"revision {span}", VersionTable(), SchemaEquals(tuple(equal)),
                             fix=f"alembic stamp {equal[-1]} (after checking that the data "
                                 "revisions in between ran)" if len(equal) > 1 else
                                 f"alembic stamp {equal[0]}")
@@ -117,20 +123,22 @@ def live_against_history(state: State) -> Iterator[Finding]:
             yield AR402.finding(
                 f"revision {half.revision} is half-applied: done: {_listing(half.done)}; not "
                 f"done: the rest of the revision, which fails at {replay.error_location}: "
-                f"{replay.error}", location=state.revision_file(half.revision))
+                f"{replay.error}", RevisionFile(state.revision_file(half.revision),
+                                                half.revision), half)
         else:
             yield AR402.finding(
                 f"revision {half.revision} is half-applied: done: {_listing(half.done)}; not "
-                f"done: {_listing(half.left)}", location=state.revision_file(half.revision))
+                f"done: {_listing(half.left)}", RevisionFile(state.revision_file(half.revision),
+                                                             half.revision), half)
         return
     extra, missing = live - expected, expected - live
     yield AR405.finding(
         f"the schema is not the one of {recorded} (nor of any other revision): in the "
         f"database only: {_listing(extra) or 'nothing'}; missing from it: "
-        f"{_listing(missing) or 'nothing'}", location="alembic_version")
+        f"{_listing(missing) or 'nothing'}", VersionTable())
 
 
-@rule
+@rule("AR403")
 def models_against_live(state: State) -> Iterator[Finding]:
     models, live = state.models, state.live
     if models is None or live is None:
@@ -141,7 +149,7 @@ def models_against_live(state: State) -> Iterator[Finding]:
             yield AR403.finding(f"the database has no table and no revision creates one; the "
                                 f"models define {len(models.tables)}: "
                                 f"{', '.join(sorted(models.tables)[:MAX_LISTED])}",
-                                location=state.project.rel(state.project.versions_dir))
+                                VersionsDir(state.project.rel(state.project.versions_dir)))
         return
     only_models, only_live = models - live, live - models
     orphans = _orphans(state)
@@ -154,7 +162,7 @@ def models_against_live(state: State) -> Iterator[Finding]:
             parts.append(f"in the models only: {_listing(mine)}")
         if theirs:
             parts.append(f"in the database only: {_listing(theirs)}")
-        yield AR403.finding("; ".join(parts), location=table)
+        yield AR403.finding("; ".join(parts), Table(table))
 
 
 def _orphans(state: State) -> set[str]:
@@ -164,16 +172,16 @@ def _orphans(state: State) -> set[str]:
     return set(state.live.tables) - set(state.models.tables) - history
 
 
-@rule
+@rule("AR406")
 def orphan_tables(state: State) -> Iterator[Finding]:
     for table in sorted(_orphans(state)):
         yield AR406.finding(f"table {table} is created by no revision and no model",
-                            location=table)
+                            Table(table))
 
 
-@rule
+@rule("AR407")
 def junk_values(state: State) -> Iterator[Finding]:
     for junk in state.junk:
         yield AR407.finding(
             f"{junk.count} value(s) in {junk.table}.{junk.column} ({junk.declared}) do not fit "
-            f"the type, e.g. {junk.sample!r}", location=f"{junk.table}.{junk.column}")
+            f"the type, e.g. {junk.sample!r}", Column(junk.table, junk.column), junk)

@@ -5,72 +5,67 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...engine.state.read import State
-from ...engine.state.scripts import ScriptFile
 from ..findings import AR301, AR302, AR303, AR304, AR305, AR306, AR307, Finding
+from ..subjects import SchemaEquals, VersionTable
 from . import rule
 from .schema import equal_revisions
 
 
-def ancestors(scripts: tuple[ScriptFile, ...], revision: str) -> set[str]:
-    parents = {s.revision: s.down_revisions for s in scripts if s.revision is not None}
-    seen: set[str] = set()
-    todo = list(parents.get(revision, ()))
-    while todo:
-        rev = todo.pop()
-        if rev not in seen:
-            seen.add(rev)
-            todo.extend(parents.get(rev, ()))
-    return seen
+def _equals(state: State) -> SchemaEquals:
+    return SchemaEquals(tuple(equal_revisions(state)))
 
 
-def _matches(state: State) -> str:
-    equal = equal_revisions(state)
+def _matches(facts: SchemaEquals) -> str:
+    equal = facts.revisions
     if not equal:
         return ""
     span = equal[0] if len(equal) == 1 else f"{equal[0]} .. {equal[-1]} (the same schema)"
     return f"; the schema equals revision {span}"
 
 
-@rule
+@rule("AR301", "AR302", "AR303", "AR304", "AR305", "AR306", "AR307")
 def version_table(state: State) -> Iterator[Finding]:
     versions, live = state.versions, state.live
     if versions is None or live is None:
         return
-    where = "alembic_version"
+    where = VersionTable()
     if not versions.exists:
         if live.tables:
+            equal = _equals(state)
             yield AR301.finding(f"{len(live.tables)} tables and no alembic_version table"
-                                f"{_matches(state)}", location=where)
+                                f"{_matches(equal)}", where, equal)
         return
     if not versions.has_pk:
-        yield AR307.finding("alembic_version has no primary key", location=where)
+        yield AR307.finding("alembic_version has no primary key", where)
     if not versions.rows:
         if live.tables:
+            equal = _equals(state)
             yield AR306.finding(f"{len(live.tables)} tables and no alembic_version row"
-                                f"{_matches(state)}", location=where)
+                                f"{_matches(equal)}", where, equal)
         return
     known = {s.revision for s in state.scripts if s.revision is not None}
     unknown = [rev for rev in versions.heads if rev not in known]
     if unknown:
+        equal = _equals(state)
         yield AR302.finding(f"alembic_version records {', '.join(unknown)}, which no revision "
-                            f"file defines{_matches(state)}", location=where)
+                            f"file defines{_matches(equal)}", where, equal)
     if len(versions.rows) != len(set(versions.rows)):
         yield AR303.finding(f"{len(versions.rows)} rows for {len(set(versions.rows))} "
-                            f"revision(s): {', '.join(versions.rows)}", location=where)
+                            f"revision(s): {', '.join(versions.rows)}", where)
     for rev in versions.heads:
-        older = [other for other in versions.heads if other in ancestors(state.scripts, rev)]
+        older = [other for other in versions.heads if other in state.graph.ancestors(rev)]
         if older:
             yield AR303.finding(f"{', '.join(older)} recorded beside its descendant {rev}",
-                                location=where)
+                                where)
     ids = [*known, *versions.rows]
     if versions.length and ids and max(len(i) for i in ids) > versions.length:
         yield AR305.finding(f"version_num is VARCHAR({versions.length}); the longest id has "
-                            f"{max(len(i) for i in ids)} characters", location=where)
+                            f"{max(len(i) for i in ids)} characters", where)
     if not unknown and state.graph_ok and set(versions.heads) != set(state.script_heads):
-        pending = set().union(*(ancestors(state.scripts, h) | {h} for h in state.script_heads))
-        done = set().union(*(ancestors(state.scripts, h) | {h} for h in versions.heads))
+        pending = state.graph.lineage(state.script_heads)
+        done = state.graph.applied(versions.heads)
         missing = pending - done
         if missing:
             yield AR304.finding(f"at {', '.join(versions.heads)}; {len(missing)} revision(s) "
                                 f"not applied, up to {', '.join(state.script_heads)}",
-                                location=where)
+                                where)

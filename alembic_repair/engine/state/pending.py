@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..project import Project
+from .graph import RevisionGraph, history_order
 from .schema import SchemaSnapshot
 from .scripts import ScriptFile
 
@@ -107,18 +108,6 @@ class Pending:
 # -- which revisions are pending -------------------------------------------------------------
 
 
-def _lineage(scripts: Iterable[ScriptFile], heads: Iterable[str]) -> set[str]:
-    parents = {s.revision: s.down_revisions for s in scripts if s.revision is not None}
-    seen: set[str] = set()
-    todo = list(heads)
-    while todo:
-        rev = todo.pop()
-        if rev not in seen:
-            seen.add(rev)
-            todo.extend(parents.get(rev, ()))
-    return seen
-
-
 def pending_ids(scripts: tuple[ScriptFile, ...], recorded: Iterable[str]) -> set[str] | None:
     """Revisions not applied: neither a recorded head nor one of their ancestors (every one when
     nothing is recorded); None when a recorded revision is unknown (nothing can be said)."""
@@ -126,7 +115,7 @@ def pending_ids(scripts: tuple[ScriptFile, ...], recorded: Iterable[str]) -> set
     recorded = set(recorded)
     if not recorded <= known:
         return None
-    return known - _lineage(scripts, recorded)
+    return known - RevisionGraph.of(scripts).applied(recorded)
 
 
 # -- reading operations offline ---------------------------------------------------------------
@@ -420,7 +409,8 @@ def read_pending(project: Project, directory: ScriptDirectory, scripts: tuple[Sc
     if not ids:
         return Pending(dialect=name, live=live, once_defaults=models)
     revisions, unreadable = [], []
-    for script in reversed(list(directory.walk_revisions("base", "heads"))):
+    order = history_order(directory)
+    for script in order:
         if script.revision not in ids:
             continue
         path = Path(script.path)
@@ -431,8 +421,7 @@ def read_pending(project: Project, directory: ScriptDirectory, scripts: tuple[Sc
             unreadable.append(script.revision)
             continue
         revisions.append(PendingRevision(script.revision, rel, found, _markers(path)))
-    files = [Path(s.path) for s in directory.walk_revisions("base", "heads")
-             if s.revision in ids]
+    files = [Path(s.path) for s in order if s.revision in ids]
     pending = Pending(tuple(revisions), tuple(unreadable), name, live,
                       once_defaults=tuple(sorted(
                           set(models) | set(once_defaults(files, project.root)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect
@@ -21,17 +22,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ...errors import AlembicRepairError, ConfigError, DatabaseUnreachable
 from ...masking import redact
-from ..database import connect_readonly, driver_message
+from ..database import connect_readonly
+from ..driver_errors import driver_message
 from ..migrations import alembic_config
 from ..models import capture_from_env_py, load_target_metadata, project_on_path
 from ..project import Project
 from ..replay import Replay, reflect_cached, run_replay
 from .config import ConfigState, read_config
+from .graph import RevisionGraph
 from .junk import Junk, find_junk
 from .pending import Pending, project_module_files, read_pending
+from .recorder import VersionTable, read_versions
 from .schema import SchemaSnapshot, from_metadata, is_user_table
-from .scripts import ScriptFile, cycle, dangling, duplicates, heads, read_scripts
-from .versions import VersionTable, read_versions
+from .scripts import ScriptFile, read_scripts
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,14 @@ class State:
         env = self.config.env_filter
         return frozenset(self.project.ignore_tables) | (env.kept if env else frozenset())
 
+    @cached_property
+    def graph(self) -> RevisionGraph:
+        """The revision files as a graph (built once per state)."""
+        return RevisionGraph.of(self.scripts)
+
     @property
     def graph_ok(self) -> bool:
-        return not (any(s.error or s.revision is None for s in self.scripts)
-                    or duplicates(self.scripts) or dangling(self.scripts)
-                    or cycle(self.scripts))
+        return self.graph.ok
 
     def revision_file(self, revision: str) -> str | None:
         for script in self.scripts:
@@ -118,6 +124,7 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
     unreachable database is recorded in `db_error` too (doctor decides the exit code)."""
     config = read_config(project)
     scripts = read_scripts(project.versions_dir)
+    graph = RevisionGraph.of(scripts)
     state: dict[str, object] = {}
     with project_on_path(project.root):
         metadata = None
@@ -131,8 +138,7 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
             state["models_error"] = err
         model_files = project_module_files(project)
         directory = None
-        graph_ok = State(project, config, scripts, ()).graph_ok
-        if graph_ok and config.script_location_exists:
+        if graph.ok and config.script_location_exists:
             directory, state["import_error"] = _load_directory(project)
         try:
             engine = connect_readonly(project)
@@ -169,5 +175,5 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
                 engine.dispose()
         elif directory is not None and replay and project.dialect == "sqlite":
             state["replay"] = run_replay(project, directory, None, use_cache=use_cache)
-    return State(project, config, scripts, tuple(heads(scripts)), metadata=metadata,
+    return State(project, config, scripts, graph.heads(), metadata=metadata,
                  **state)  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ name the file and line of every problem, before Alembic is asked to load anythin
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,51 +93,3 @@ def read_scripts(versions_dir: Path) -> tuple[ScriptFile, ...]:
         return ()
     return tuple(read_script(p) for p in sorted(versions_dir.glob("*.py"))
                  if not p.name.startswith("__"))
-
-
-def duplicates(scripts: Iterable[ScriptFile]) -> dict[str, list[ScriptFile]]:
-    seen: dict[str, list[ScriptFile]] = {}
-    for script in scripts:
-        if script.revision is not None:
-            seen.setdefault(script.revision, []).append(script)
-    return {rev: files for rev, files in seen.items() if len(files) > 1}
-
-
-def dangling(scripts: Iterable[ScriptFile]) -> list[tuple[ScriptFile, str]]:
-    """(file, missing parent id) for every down_revision no file defines."""
-    scripts = list(scripts)
-    known = {s.revision for s in scripts if s.revision is not None}
-    return [(s, parent) for s in scripts for parent in s.down_revisions if parent not in known]
-
-
-def cycle(scripts: Iterable[ScriptFile]) -> list[ScriptFile]:
-    """The files of one cycle in the down_revision graph (empty when there is none)."""
-    by_id = {s.revision: s for s in scripts if s.revision is not None}
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(rev: str) -> list[str]:
-        state[rev] = 1
-        path.append(rev)
-        for parent in by_id[rev].down_revisions:
-            if parent not in by_id:
-                continue
-            if state.get(parent) == 1:
-                return path[path.index(parent):]
-            if parent not in state and (found := visit(parent)):
-                return found
-        path.pop()
-        state[rev] = 2
-        return []
-
-    for rev in sorted(by_id):
-        if rev not in state and (found := visit(rev)):
-            return [by_id[r] for r in sorted(found)]
-    return []
-
-
-def heads(scripts: Iterable[ScriptFile]) -> list[str]:
-    """Revision ids that no other revision names as its parent."""
-    scripts = [s for s in scripts if s.revision is not None]
-    parents = {p for s in scripts for p in s.down_revisions}
-    return sorted({str(s.revision) for s in scripts} - parents)

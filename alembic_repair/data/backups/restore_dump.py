@@ -1,0 +1,153 @@
+"""Restoring a dump backup: loaded by the mariadb client, directly or through a scratch schema,
+and checked against the backup's counts and server checksums."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from ...engine import scratch as scratch_schemas
+from ...engine.privileges import denied, missing_grant
+from ...engine.project import Project
+from ...errors import BackupCorrupt
+from .checksums import (
+    Progress,
+    TableSum,
+    _columns_signature,
+    _kind_of,
+    _utc_session,
+    checksum_kind,
+    server_checksum,
+    table_checksum_sql,
+    table_columns,
+)
+from .dump_method import _load_dump
+from .manifest import SCHEMA_FILE, Manifest
+from .restore_plan import RestoreReport, _Plan
+
+
+def _apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: _Plan,
+                progress: Progress | None) -> RestoreReport:
+    """Restore a mariadb-dump backup with the mariadb client. The backup's tables are first
+    created, empty, in a scratch schema ``_ar_restore_<stamp>`` (dropped afterwards). A table
+    whose columns are defined exactly as in the backup is loaded directly and its ``CHECKSUM
+    TABLE`` compared with the backup's; any other is loaded into the scratch schema, checked
+    there against the backup, and copied by INSERT ... SELECT over the columns it still has,
+    then the server checksum over those columns is compared between scratch and target."""
+    ddl = json.loads((manifest.path / SCHEMA_FILE).read_text(encoding="utf-8"))
+    quote = conn.dialect.identifier_preparer.quote
+    database = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
+    already, not_empty = dict(plan.already), dict(plan.not_empty)
+    dropped = dict(plan.dropped)
+    restored: dict[str, int] = {}
+    wanted = list(plan.fill) + list(plan.check)
+    if wanted:
+        _check_scratch_grant(conn, manifest)
+    conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
+    try:
+        for name in plan.create:
+            conn.exec_driver_sql(ddl[name])
+            conn.commit()
+        if not wanted:
+            return RestoreReport(manifest.path, tuple(plan.create), restored,
+                                 dict(plan.missing), dropped, not_empty, already)
+        scratch = scratch_schemas.new_name("restore")
+        scratch_schemas.sweep(conn)  # those a killed run left (scratch.py)
+        with _utc_session(conn), scratch_schemas.claim(conn, scratch):
+            conn.exec_driver_sql(f"CREATE DATABASE {quote(scratch)}")
+            try:
+                conn.exec_driver_sql(f"USE {quote(scratch)}")
+                try:
+                    for name in wanted:
+                        conn.exec_driver_sql(ddl[name])
+                finally:
+                    conn.exec_driver_sql(f"USE {quote(database)}")
+                conn.commit()
+                direct = [t for t in plan.fill if t not in dropped and
+                          _columns_signature(conn, t, database)
+                          == _columns_signature(conn, t, scratch)]
+                through = [t for t in wanted if t not in direct]
+                if direct:
+                    _load_dump(project, manifest, direct, database, progress)
+                if through:
+                    _load_dump(project, manifest, through, scratch, progress)
+                for name in direct:
+                    restored[name] = _check_loaded(conn, manifest, name, None).rows
+                kind = checksum_kind(conn)
+                for name in through:
+                    info = manifest.table(name)
+                    assert info is not None
+                    _check_loaded(conn, manifest, name, scratch)
+                    present = set(table_columns(conn, name))
+                    columns = [c for c in info.columns if c in present]
+                    if name in plan.check:
+                        if (server_checksum(conn, name, columns, scratch, kind)
+                                == server_checksum(conn, name, columns, kind=kind)):
+                            already[name] = plan.check[name]
+                        else:
+                            not_empty[name] = plan.check[name]
+                            del dropped[name]
+                        continue
+                    names = ", ".join(quote(c) for c in columns)
+                    conn.exec_driver_sql(
+                        f"INSERT INTO {quote(name)} ({names}) SELECT {names} FROM "
+                        f"{quote(scratch)}.{quote(name)}")
+                    conn.commit()
+                    expected = server_checksum(conn, name, columns, scratch, kind)
+                    found = server_checksum(conn, name, columns, kind=kind)
+                    if found != expected:
+                        raise _not_restored(manifest, name, found.rows, expected.rows)
+                    restored[name] = found.rows
+            finally:
+                conn.rollback()
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(scratch)}")
+                conn.commit()
+    finally:
+        conn.rollback()
+        conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1")
+        conn.commit()
+    restored = {t: restored[t] for t in plan.fill}  # foreign-key order
+    return RestoreReport(manifest.path, tuple(plan.create), restored, dict(plan.missing),
+                         dropped, not_empty, already)
+
+
+def _check_scratch_grant(conn: Connection, manifest: Manifest) -> None:
+    """Create and drop a scratch schema before anything changes: a user who may not create
+    one is told the GRANT instead of meeting 'Access denied' half-way through the restore."""
+    quote = conn.dialect.identifier_preparer.quote
+    probe = scratch_schemas.new_name("restore")
+    with scratch_schemas.claim(conn, probe):
+        try:
+            conn.exec_driver_sql(f"CREATE DATABASE {quote(probe)}")
+        except DBAPIError as err:
+            if not denied(err):
+                raise
+            raise missing_grant(
+                conn, f"restore {manifest.path}", err, "ALL PRIVILEGES", r"`\_ar\_%`.*",
+                "a restore loads the backup into a scratch schema _ar_restore_* first (doctor "
+                "replays into _ar_replay_*)") from None
+        conn.exec_driver_sql(f"DROP DATABASE {quote(probe)}")
+        conn.commit()
+
+
+def _not_restored(manifest: Manifest, name: str, found: int, expected: int) -> BackupCorrupt:
+    return BackupCorrupt(
+        f"restore {manifest.path}: table {name} holds {found} rows after the restore where "
+        f"the backup has {expected} (or their checksums differ); check the table's column "
+        "types")
+
+
+def _check_loaded(conn: Connection, manifest: Manifest, name: str, schema: str | None
+                  ) -> TableSum:
+    """The loaded table against the backup: its count, and its CHECKSUM TABLE when the
+    server version is the one that wrote the backup (the table's columns are defined as in
+    the backup: the caller made sure)."""
+    info = manifest.table(name)
+    assert info is not None
+    found = table_checksum_sql(conn, name, schema)
+    same_server = _kind_of(found.checksum) == _kind_of(info.checksum)
+    if found.rows != info.rows or (same_server and found.checksum != info.checksum):
+        raise _not_restored(manifest, name, found.rows, info.rows)
+    return found

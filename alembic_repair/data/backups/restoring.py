@@ -1,0 +1,137 @@
+"""Restore: verify, check that the backup fits this database, plan, confirm, fill the tables in
+foreign-key order and compare them with the backup."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import column, insert, table
+from sqlalchemy.engine import Connection
+
+from ...engine.database import connect
+from ...engine.locking import migration_lock
+from ...engine.project import Project
+from ...errors import BackupCorrupt, ConfigError, RefusedUnsafe
+from .. import guards
+from .checksums import _BATCH, Progress, table_checksum
+from .manifest import SCHEMA_FILE, Manifest, _check_dialect, _describe_identity, database_identity
+from .restore_dump import _apply_dump
+from .restore_plan import RestoreReport, _backup_checksum, _Plan, _plan, _source_rows
+from .sqlite_method import _schema_sqlite
+from .verifying import verify
+
+
+def _check_backup(project: Project, path: Path, action: str, other_database: bool
+                  ) -> Manifest:
+    """Verify the backup and check that it fits the project's database (no change made)."""
+    manifest = verify(path)
+    dialect = _check_dialect(project, action)
+    if dialect != manifest.dialect:
+        raise ConfigError(f"{action}: the backup is of a {manifest.dialect} database and "
+                          f"{project.masked_url} is {project.dialect}; restore it into a "
+                          f"{manifest.dialect} database")
+    here = database_identity(project.url)
+    if manifest.database is not None and manifest.database != here and not other_database:
+        raise RefusedUnsafe(
+            f"{action}: refused, the backup is of {_describe_identity(manifest.database)}, not "
+            f"of {_describe_identity(here)}; nothing changed; pass --other-database "
+            "(other_database=True) to restore it into this one")
+    return manifest
+
+
+def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = False,
+            other_database: bool = False, progress: Progress | None = None) -> RestoreReport:
+    """Put a backup's rows back (see the package docstring); verifies before and after.
+    A backup of another database is refused unless `other_database`. `progress(table,
+    rows_done, rows_total)` is called per table and per batch of rows."""
+    path = Path(path)
+    action = f"restore {path}"
+    guards.require_local(allow_remote, project, action)
+    manifest = _check_backup(project, path, action, other_database)
+    engine = connect(project)
+    try:
+        with migration_lock(engine, project.state_dir) as conn:
+            plan = _plan(conn, manifest)
+            conn.rollback()
+            guards.require(yes, allow_remote, project,
+                           f"{action}: would {plan.describe(manifest)}")
+            return _apply(project, conn, manifest, plan, progress)
+    finally:
+        engine.dispose()
+
+
+def restore_locked(project: Project, conn: Connection, path: Path, *,
+                   other_database: bool = False, progress: Progress | None = None
+                   ) -> RestoreReport:
+    """`restore` for a caller that already holds the migration lock on `conn` (as
+    `migration_lock` yields it): no lock taken, no guard (the caller asked for confirmation).
+    Verifies the backup first; any transaction open on `conn` is ended (rolled back) first.
+    Idempotent: run again after an interrupted restore, the tables already restored are
+    reported in `RestoreReport.already` and the rest is filled."""
+    path = Path(path)
+    manifest = _check_backup(project, path, f"restore {path}", other_database)
+    if conn.in_transaction():
+        conn.rollback()
+    plan = _plan(conn, manifest)
+    conn.rollback()
+    return _apply(project, conn, manifest, plan, progress)
+
+
+def _apply(project: Project, conn: Connection, manifest: Manifest, plan: _Plan,
+           progress: Progress | None) -> RestoreReport:
+    if manifest.method == "dump":
+        return _apply_dump(project, conn, manifest, plan, progress)
+    mysql = manifest.dialect == "mysql"
+    if mysql:
+        conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        ddl = json.loads((manifest.path / SCHEMA_FILE).read_text(encoding="utf-8"))
+    try:
+        for name in plan.create:
+            statements = [ddl[name]] if mysql else _schema_sqlite(manifest.path, name)
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+            conn.commit()
+        restored: dict[str, int] = {}
+        for name, columns in plan.fill.items():
+            info = manifest.table(name)
+            assert info is not None
+            target = table(name, *[column(c) for c in columns])
+            inserted = 0
+            if progress is not None:
+                progress(name, 0, info.rows)
+            for rows in _source_rows(manifest, info, columns):
+                batch: list[dict[str, Any]] = []
+                for row in rows:
+                    batch.append(dict(zip(columns, row, strict=True)))
+                    if len(batch) >= _BATCH:
+                        conn.execute(insert(target), batch)
+                        inserted += len(batch)
+                        batch = []
+                        if progress is not None:
+                            progress(name, inserted, info.rows)
+                if batch:
+                    conn.execute(insert(target), batch)
+                    inserted += len(batch)
+            conn.commit()
+            if progress is not None:
+                progress(name, inserted, info.rows)
+            restored[name] = inserted
+    finally:
+        if mysql:
+            conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1")
+    for name, columns in plan.fill.items():
+        info = manifest.table(name)
+        assert info is not None
+        expected = _backup_checksum(manifest, info, columns)
+        found = table_checksum(conn, name, columns)
+        if found != expected:
+            raise BackupCorrupt(
+                f"restore {manifest.path}: table {name} holds {found.rows} rows after the "
+                f"restore where the backup has {expected.rows} (or their checksums differ); "
+                "check the table's column types"
+            )
+    conn.rollback()
+    return RestoreReport(manifest.path, tuple(plan.create), restored, dict(plan.missing),
+                         dict(plan.dropped), dict(plan.not_empty), dict(plan.already))

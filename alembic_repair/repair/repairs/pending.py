@@ -1,0 +1,96 @@
+"""Layer 3, pending revisions that would lose data (AR5xx): rewritten into their safe form when
+the revision is the next one to run (its starting schema is then the live one), or else held:
+no upgrade runs through them. Rules: `diagnose/rules/safety.py`, `diagnose/rules/hidden.py`
+(AR511); rewrites: `rewrite/`.
+"""
+
+from __future__ import annotations
+
+from alembic.operations.ops import DropColumnOp, DropTableOp
+
+from ...diagnose.findings import Finding
+from ...diagnose.rules.hidden import hidden
+from ...diagnose.subjects import HiddenDrops, PendingChange
+from ...engine.state.pending import PendingRevision
+from ..registry import PENDING, Draft, refuses, repairs, reports
+from ..steps import HideFromAutogenerate, RemoveHiddenDrops, RewritePending
+
+reports("AR504", "AR506", "AR509",
+        why="loses no data by itself: the revision (or the model) is the author's to change")
+
+
+def _revision(draft: Draft, finding: Finding) -> PendingRevision | None:
+    pending = draft.state.pending
+    path = getattr(finding.subject, "path", None)
+    return next((r for r in (pending.revisions if pending else ()) if r.path == path), None)
+
+
+def _not_next(draft: Draft, finding: Finding) -> str | None:
+    """Why the finding's revision cannot be rewritten now (None: it is the next to run)."""
+    revision = _revision(draft, finding)
+    if revision is None:
+        return "no upgrade runs until this revision is made safe"
+    state = draft.state
+    recorded = set(state.versions.heads) if state.versions is not None else set()
+    script = next((s for s in state.scripts if s.revision == revision.revision), None)
+    parents = set(script.down_revisions) if script is not None else {"?"}
+    if not parents <= recorded:
+        return (f"revision {revision.revision} is not the next one to run; upgrade to its "
+                "parent, then run fix again")
+    return None
+
+
+def _held(draft: Draft, finding: Finding) -> str:
+    return _not_next(draft, finding) or ("no upgrade runs until this revision is corrected: "
+                                         + finding.fix)
+
+
+refuses("AR505", "AR507", "AR508", "AR510", layer=PENDING, why=_held)
+
+
+@repairs("AR511", layer=PENDING)
+def remove_hidden_drops(draft: Draft, finding: Finding) -> None:
+    """Any pending revision may lose these lines: they only undo what the trash keeps."""
+    revision = _revision(draft, finding)
+    if revision is None or not isinstance(finding.facts, HiddenDrops):
+        draft.refuse(finding, "no upgrade runs until this revision is made safe")
+        return
+    draft.add(finding.code, RemoveHiddenDrops(revision.path, finding.facts.tables))
+
+
+@repairs("AR501", layer=PENDING)
+def soft_drops(draft: Draft, finding: Finding) -> None:
+    why = _not_next(draft, finding)
+    revision = _revision(draft, finding)
+    if why is not None or revision is None:
+        draft.refuse(finding, why or "")
+        return
+    state = draft.state
+    drops = tuple(dict.fromkeys(
+        f"{op.operation.table_name}.{op.operation.column_name}"
+        if isinstance(op.operation, DropColumnOp) else op.operation.table_name
+        for op in revision.ops if isinstance(op.operation, (DropColumnOp, DropTableOp))
+        and not hidden(state, op.operation.table_name)))  # those are AR511's
+    env = state.config.env_filter
+    if state.config.env_py_exists and (env is None or env.unsafe):
+        # the trash the soft drop fills would be dropped by the next plain autogenerate
+        draft.refuse(finding, "the soft drop needs env.py's autogenerate filter: "
+                     + (env.why if env is not None else "env.py cannot be read or does not "
+                        "parse; fix it first"))
+        return
+    draft.add(finding.code, HideFromAutogenerate(why="the soft drop puts tables into the trash"),
+              RewritePending(revision.path, "soft-drops", drops))
+
+
+@repairs("AR502", "AR503", layer=PENDING)
+def unique_columns(draft: Draft, finding: Finding) -> None:
+    """A new column every existing row would get the same value in: add it nullable, fill it
+    per row, then constrain it (`rewrite/unique_column.py`)."""
+    why = _not_next(draft, finding)
+    revision = _revision(draft, finding)
+    if why is not None or revision is None:
+        draft.refuse(finding, why or "")
+    elif isinstance(finding.facts, PendingChange) and finding.facts.new_column:
+        draft.add(finding.code, RewritePending(revision.path, "unique-columns"))
+    else:
+        draft.refuse(finding, _held(draft, finding))
