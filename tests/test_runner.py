@@ -182,3 +182,35 @@ def test_a_second_hard_drop_after_a_kill_writes_one_revision(point: str, tmp_pat
     assert manifests and "post" in manifests[-1].read_text()
     third = cli("drop", "post", "--hard", "--yes", cwd=root, url=sqlite_url)
     assert third.code == 0 and "already" in third.stdout, third.output
+
+
+@pytest.mark.parametrize("context", [
+    {"backup": ".alembic_repair/backups/20261201T000000Z", "drop": ["post"], "files": []},
+    {"folder": ".alembic_repair/backups/x", "steps": [{"kind": "NoSuchStep"}]},
+], ids=["reset-before-steps-were-stored", "unknown-step-kind"])
+def test_a_journal_this_version_cannot_read_back_is_one_line_and_kept(
+        context: dict[str, object], tmp_path: Path, sqlite_url: str) -> None:
+    """A journal from an earlier version (reset did not store its steps) or with a step kind
+    this version does not know: the run refuses in one line, changes nothing, keeps the
+    journal (it is the only record of what the interrupted run did)."""
+    import json
+
+    root = tmp_path / "project"
+    build("healthy", root, sqlite_url)
+    state = root / ".alembic_repair"
+    state.mkdir(exist_ok=True)
+    journal = state / "journal.json"
+    journal.write_text(json.dumps({
+        "format": 1, "command": "reset", "started_at": "2026-12-01T00:00:00+00:00",
+        "steps": [{"name": "backup", "state": "done", "destructive": False},
+                  {"name": "drop", "state": "started", "destructive": True}],
+        "context": context}))
+    before, rows = tree_digest(root), table_digest(sqlite_url)
+
+    done = cli("reset", "--yes", cwd=root, url=sqlite_url)
+
+    assert done.code in (1, 2), done.output
+    assert "Traceback" not in done.output and len(done.stderr.strip().splitlines()) == 1
+    assert "journal.json" in done.stderr and "reset" in done.stderr
+    assert tree_digest(root) == before and table_digest(sqlite_url) == rows
+    assert journal.exists()

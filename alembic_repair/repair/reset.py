@@ -168,8 +168,11 @@ def _plan(project: Project, conn: Connection, spec: str, metadata: MetaData,
     existing = set(inspect(conn).get_table_names())
     ordered = [n for n, _ in inspect(conn).get_sorted_table_and_fkc_names() if n]
     if journal is not None and runner.started(journal):
-        drop = tuple((t, 0) for t in journal.context["drop"])
-        files = tuple(journal.context["files"])
+        try:
+            drop = tuple((str(t), 0) for t in journal.context["drop"])
+            files = tuple(str(f) for f in journal.context["files"])
+        except (KeyError, TypeError):
+            raise runner.unreadable(journal) from None
         resume = tuple(s.name for s in journal.steps if s.state == "done")
     else:
         modelled = {t for t in metadata.tables if is_user_table(t)}

@@ -34,7 +34,7 @@ from .. import private
 from ..data import backups
 from ..engine.project import Project
 from ..engine.state.schema import TRASH_PREFIX, is_user_table
-from ..errors import AlembicRepairError, MigrationFailed, NeedsRepair, RefusedUnsafe
+from ..errors import AlembicRepairError, ConfigError, MigrationFailed, NeedsRepair, RefusedUnsafe
 from .journal import Journal
 from .steps import Context, Step, from_dict
 
@@ -89,7 +89,18 @@ def begin(project: Project, run: Run, folder: Path | None = None) -> Journal:
 
 
 def steps_of(journal: Journal) -> tuple[Step, ...]:
-    return tuple(from_dict(d) for d in journal.context["steps"])
+    try:
+        return tuple(from_dict(d) for d in journal.context["steps"])
+    except (KeyError, TypeError, ValueError):
+        raise unreadable(journal) from None
+
+
+def unreadable(journal: Journal) -> ConfigError:
+    """A journal whose record this version cannot read back (another version's, or edited)."""
+    return ConfigError(
+        f"{journal.path}: the steps of the interrupted `{journal.command}` run cannot be read "
+        "back (written by another version of alembic-repair, or edited); look at it, then move "
+        "it away to start over (the backups under .alembic_repair/backups/ are kept)")
 
 
 def folder_of(journal: Journal) -> Path:
@@ -104,6 +115,15 @@ def interrupted(project: Project, command: str) -> Journal | None:
         raise NeedsRepair(
             f"{project.rel(journal.path)}: an interrupted `{journal.command}` run is recorded; "
             f"run `{again}` to finish it first")
+    if journal is not None and not isinstance(journal.context.get("steps"), list):
+        # Written before runs stored their steps (an older reset): its steps cannot be rebuilt.
+        backup = journal.context.get("folder") or journal.context.get("backup")
+        raise NeedsRepair(
+            f"{project.rel(journal.path)}: an interrupted `{journal.command}` run was recorded by "
+            "an earlier version of alembic-repair and cannot be finished by this one; finish it "
+            "with that version, or check the database against the backup"
+            + (f" {backup} (`alembic-repair restore` puts rows back)" if backup else "")
+            + " and then delete the journal")
     return journal
 
 
