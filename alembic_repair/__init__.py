@@ -36,6 +36,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .version import __version__ as __version__  # the base layer holds it
+
 if TYPE_CHECKING:
     from .api import (
         autogenerate,
@@ -165,4 +167,3 @@ __all__ = [
     "write_script_template",
 ]
 
-__version__ = "0.1.0"

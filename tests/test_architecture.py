@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "alembic_repair"
 
 #: The pipeline, lowest first: a module may import from its own layer and the layers before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "masking", "private"),   # the base every layer shares
+    ("errors", "masking", "private", "version"),  # the base every layer shares
     ("engine",),                        # project, database, Alembic, the four sources of truth
     ("data", "testing"),                # backups, trash, guards; test support (engine only)
     ("rewrite",),                       # libcst transforms of revision files
@@ -101,8 +101,9 @@ def _upward(graph: dict[str, set[str]]) -> list[str]:
 
 
 def _parent_package(source: str, target: str) -> bool:
-    """A module may import the package it lives in (its __init__), e.g. to register itself."""
-    return target == "" or source.startswith(target + ".")
+    """A module may import the package it lives in (its __init__), e.g. to register itself;
+    not the top-level package, which is the facade and reaches every layer."""
+    return target != "" and source.startswith(target + ".")
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[str]:
@@ -136,7 +137,7 @@ def test_no_import_reaches_up_a_layer() -> None:
 def test_testing_support_uses_the_engine_only() -> None:
     reached = sorted(f"{s} -> {t}" for s, ts in _graph().items() if s.startswith("testing")
                      for t in ts if t.split(".")[0] not in ("testing", "engine", "errors",
-                                                             "masking", "private"))
+                                                             "masking", "private", "version"))
     assert reached == []
 
 
@@ -168,6 +169,7 @@ def test_the_checks_can_fail() -> None:
     assert _cycles({"engine.a": {"engine.b"}, "engine.b": {"engine.a"}}) == [
         "engine.a -> engine.b -> engine.a"]
     assert _cycles({"diagnose.rules.graph": {"diagnose.rules"}, "diagnose.rules": set()}) == []
+    assert _upward({"diagnose.verdict_cache": {""}}) == ["diagnose.verdict_cache -> "]
 
 
 def _where_table() -> str:

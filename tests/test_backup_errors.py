@@ -17,13 +17,10 @@ from helpers import cli, execute, table_digest, write_project
 from alembic_repair import AlembicRepairError, BackupCorrupt, Project, RefusedUnsafe
 from alembic_repair.data import backups as backups_module
 from alembic_repair.data.backups import (
-    dump_method,
-    python_method,
+    manifest,
     restore,
     sqlite_method,
-    tables,
     verify,
-    writing,
 )
 
 SCHEMA = [
@@ -227,11 +224,10 @@ def test_disk_full_during_backup(tmp_path: Path, backend,
             raise __import__("sqlite3").OperationalError("database or disk is full")
         monkeypatch.setattr(sqlite_method, "_sqlite_copy", copy)
     else:
-        opener = writing._open_private  # the one function, imported by each writer
+        opener = manifest.open_private  # every writer opens its files through it
         budget = [3_000]
-        for module in (tables, python_method, dump_method, writing):  # every file it writes
-            monkeypatch.setattr(module, "_open_private",
-                                lambda path: _FullDisk(opener(path), budget))
+        monkeypatch.setattr(manifest, "open_private",
+                            lambda path: _FullDisk(opener(path), budget))
     dest = tmp_path / "backups" / "b1"
     with pytest.raises(AlembicRepairError) as err:
         backup(project, dest)

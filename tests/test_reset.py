@@ -294,3 +294,48 @@ def test_a_revision_cut_short_is_kept_private_in_the_backup(tmp_path: Path,
     assert kept.read_text() == text[: len(text) // 2]
     assert kept.stat().st_mode & 0o777 == 0o600
     assert kept.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_resumed_reset_does_what_its_printed_plan_says_not_what_the_killed_run_was_asked(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """Killed during `reset --discard-data`, then rerun without it: the plan printed says the
+    rows are restored, and they are (a resumed run never discards on an old flag)."""
+    root = _broken_project(tmp_path, sqlite_url)
+    before = _user_rows(sqlite_url)
+    crashed = cli("reset", "--discard-data", "--yes", cwd=root, url=sqlite_url,
+                  env={CRASH_ENV: "scaffold"})
+    assert crashed.code == -signal.SIGKILL, crashed.output
+
+    plan = cli("reset", cwd=root, url=sqlite_url)
+    assert plan.code == 4 and "restore the rows" in plan.stdout, plan.output
+    rerun = cli("reset", "--yes", cwd=root, url=sqlite_url)
+
+    assert rerun.code == 0, rerun.output
+    assert _user_rows(sqlite_url) == before
+
+
+@pytest.mark.parametrize("point", ["drop", "scaffold", "upgrade", "restore"])
+def test_a_reset_journal_of_the_earlier_format_is_finished(tmp_path: Path, sqlite_url: str,
+                                                          point: str) -> None:
+    """Journals written before runs stored their steps (the same step names; the backup folder
+    under "backup", the files' checksums under "sha256"): a reset killed before alembic-repair
+    was upgraded is finished by the new version, every row back."""
+    root = _broken_project(tmp_path, sqlite_url)
+    before = _user_rows(sqlite_url)
+    crashed = cli("reset", "--yes", cwd=root, url=sqlite_url, env={CRASH_ENV: point})
+    assert crashed.code == -signal.SIGKILL, crashed.output
+    path = root / ".alembic_repair" / JOURNAL
+    data = json.loads(path.read_text())
+    context = data["context"]
+    scaffold = next(s for s in context["steps"] if s["kind"] == "reset-scaffold")
+    data["context"] = {"backup": context["folder"], "drop": context["drop"],
+                       "files": context["files"], "sha256": scaffold["sha256"]}
+    path.write_text(json.dumps(data))
+
+    rerun = cli("reset", "--yes", cwd=root, url=sqlite_url)
+
+    assert rerun.code == 0, rerun.output
+    assert "finishing it" in rerun.stdout
+    assert _user_rows(sqlite_url) == before
+    assert Journal.load(root / ".alembic_repair") is None
+    assert doctor(Project.discover(root, url=sqlite_url)).healthy

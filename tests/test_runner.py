@@ -214,3 +214,19 @@ def test_a_journal_this_version_cannot_read_back_is_one_line_and_kept(
     assert "journal.json" in done.stderr and "reset" in done.stderr
     assert tree_digest(root) == before and table_digest(sqlite_url) == rows
     assert journal.exists()
+
+
+def test_a_different_drop_does_not_finish_a_killed_one_behind_its_back(
+        tmp_path: Path, sqlite_url: str) -> None:
+    root = tmp_path / "project"
+    build("healthy", root, sqlite_url)
+    crashed = cli("drop", "post", "--hard", "--yes", cwd=root, url=sqlite_url,
+                  env={CRASH_ENV: "drop.backup"})
+    assert crashed.code == -signal.SIGKILL, crashed.output
+    before = tree_digest(root)
+
+    other = cli("drop", "author", "--yes", cwd=root, url=sqlite_url)
+
+    assert other.code == 1, other.output
+    assert "`alembic-repair drop post --hard --yes`" in other.stderr
+    assert tree_digest(root) == before and Journal.load(root / ".alembic_repair") is not None

@@ -72,7 +72,7 @@ def fingerprint(project: Project) -> str | None:
             engine.dispose()
     except Exception:  # no version table, unreachable, ...: the full doctor will say what
         return None
-    from .. import __version__
+    from ..version import __version__
 
     data_file = _sqlite_file(project)  # SQLite findings look at values (AR407): any write counts
     digest = hashlib.sha256(repr((CACHE_VERSION, __version__, sys.version, data_file,

@@ -25,7 +25,7 @@ from ..errors import IniError, MigrationFailed, NeedsRepair, RefusedUnsafe
 from ..masking import redact
 from .driver_errors import driver_message
 from .project import Project
-from .state.graph import RevisionGraph
+from .state.graph import RevisionGraph, history_chain
 from .state.recorder import (  # the version table lives there; callers say migrations.<name>
     DEFAULT_VERSION_WIDTH,
     read_versions,
@@ -170,10 +170,9 @@ def check_version_width(project: Project, connection: Connection, target: str, *
         return
     try:
         directory = ScriptDirectory.from_config(alembic_config(project))
-        applied = {s.revision for head in table.heads
-                   for s in directory.iterate_revisions(head, "base")}
+        applied = {s.revision for head in table.heads for s in history_chain(directory, head)}
         pending = ([directory.get_revision(target)] if stamp else
-                   [s for s in directory.iterate_revisions(target, "base")
+                   [s for s in reversed(history_chain(directory, target))  # newest first
                     if s.revision not in applied])
     except Exception:  # noqa: BLE001  (an unknown head: Alembic's own run reports it)
         return

@@ -143,7 +143,14 @@ def _drop(project: Project, specs: list[str] | tuple[str, ...], *, hard: bool = 
                 return step.write(project, conn, None, dry_run=True)
             journal = runner.interrupted(project, COMMAND)
             if journal is not None and runner.started(journal):
-                _run(project, conn, journal)  # a killed drop: finished first
+                if runner.steps_of(journal) != (step,):
+                    # another drop was killed part-way: it is finished by asking for it again,
+                    # never behind the back of a request for something else
+                    raise NeedsRepair(
+                        f"{project.rel(journal.path)}: an interrupted `drop` run is recorded; "
+                        f"run `{journal.context.get('again') or 'alembic-repair drop'}` to "
+                        "finish it first")
+                return _run(project, conn, journal)  # this very drop, killed: finished
             runner.recover(project, COMMAND, lambda kind, message: None, "starting over")
             if into is None and (already := _already(project, conn, specs)) is not None:
                 return already

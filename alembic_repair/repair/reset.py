@@ -28,7 +28,7 @@ before ``drop`` leaves the database as it was; the next run starts over with a f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import MetaData, inspect
@@ -192,13 +192,37 @@ def plan_reset(project: Project, *, models: str | None = None, discard_data: boo
     """The plan `reset` would run (or finish, after an interrupted run). Changes nothing."""
     spec = _models_spec(project, models)
     metadata = _metadata(project, spec)
-    journal = runner.interrupted(project, COMMAND)
+    journal = runner.interrupted(project, COMMAND, _older(spec, discard_data))
     engine = connect(project)
     try:
         with engine.connect() as conn:
             return _plan(project, conn, spec, metadata, discard_data, journal)
     finally:
         engine.dispose()
+
+def _older(spec: str, discard_data: bool) -> Callable[[Journal], Journal]:
+    """Reads back a reset journal of an earlier version (the same step names, but its steps
+    were not stored): its tables, files and backup folder become today's steps, so a reset
+    interrupted before an upgrade of alembic-repair is still finished. Anything else is
+    returned as it is (and refused as unreadable)."""
+
+    def read(journal: Journal) -> Journal:
+        context = journal.context
+        try:
+            drop = tuple(str(t) for t in context["drop"])
+            files = tuple(str(f) for f in context["files"])
+            sha256 = {str(k): str(v) for k, v in context["sha256"].items()}
+            folder = str(context["backup"])
+        except (KeyError, TypeError, AttributeError):
+            return journal
+        steps = (ResetDrop(drop), ResetScaffold(files, sha256, spec), ResetBaseline(),
+                 ResetUpgrade(), ResetRestore(discard_data), ResetVerify(discard_data))
+        return replace(journal, context={
+            **context, "folder": folder, "backup": True, "check_rows": False,
+            "steps": [s.as_dict() for s in steps]})
+
+    return read
+
 
 def _run(project: Project, plan: ResetPlan) -> runner.Run:
     """The plan as the runner's steps: the backup first (the runner's), then the reset's."""
@@ -225,7 +249,7 @@ def reset(project: Project, *, yes: bool, allow_remote: bool = False,
     engine = connect(project)
     try:
         with migration_lock(engine, project.state_dir) as conn:
-            journal = runner.interrupted(project, COMMAND)
+            journal = runner.interrupted(project, COMMAND, _older(spec, discard_data))
             if plan is None or yes:
                 now = _plan(project, conn, spec, metadata, discard_data, journal)
                 if plan is not None and now != plan:
@@ -238,7 +262,8 @@ def reset(project: Project, *, yes: bool, allow_remote: bool = False,
                            f"reset: would {what} ({len(plan.drop)} tables, {plan.rows} rows "
                            "backed up, dropped, recreated and restored)")
             resumed_after: str | None = None
-            journal = runner.recover(project, COMMAND, say, "starting over")
+            journal = runner.recover(project, COMMAND, say, "starting over",
+                                     _older(spec, discard_data))
             if journal is not None:
                 resumed_after = journal.last_done
                 say("resume", f"an interrupted reset stopped after step {journal.last_done}; "
@@ -246,7 +271,7 @@ def reset(project: Project, *, yes: bool, allow_remote: bool = False,
             else:
                 journal = runner.begin(project, _run(project, plan))
             ctx = ResetContext(project, conn, runner.folder_of(journal), spec, say,
-                               metadata=metadata)
+                               metadata=metadata, discard_data=plan.discard_data)
             runner.execute(project, conn, journal, ctx).finish()
             head = migrations.current_heads(conn)
             conn.rollback()

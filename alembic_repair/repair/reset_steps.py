@@ -43,6 +43,14 @@ class ResetContext(Context):
 
     metadata: MetaData | None = None
     report: backups.RestoreReport | None = None
+    #: this call's --discard-data: a resumed run does what the plan it printed says, not what
+    #: the interrupted run was asked
+    discard_data: bool | None = None
+
+
+def _discarding(ctx: Context, recorded: bool) -> bool:
+    asked = ctx.discard_data if isinstance(ctx, ResetContext) else None
+    return recorded if asked is None else asked
 
 
 class _ResetStep(Step):
@@ -130,7 +138,7 @@ class ResetScaffold(_ResetStep):
                         f"{project.rel(kept_in)} (0600), which the new env.py and "
                         "alembic-repair read; alembic.ini has no URL (DATABASE_URL overrides)")
         scaffold.write_script_template(project)
-        scaffold.write_env_py(project, self.models)
+        scaffold.write_env_py(project, ctx.models or self.models)  # this call's, as printed
         scaffold.ensure_versions_dir(project)
         ctx.say("scaffold", f"moved {moved} project files into "
                 f"{project.rel(target)}; wrote alembic.ini, env.py and script.py.mako")
@@ -209,7 +217,7 @@ class ResetRestore(_ResetStep):
         return "restore the rows into the tables and columns that still exist"
 
     def apply(self, ctx: Context) -> None:
-        if self.discard_data:
+        if _discarding(ctx, self.discard_data):
             ctx.say("restore", f"rows not restored (--discard-data); they are in "
                     f"{ctx.project.rel(ctx.folder)}")
             return
@@ -230,7 +238,7 @@ class ResetVerify(_ResetStep):
         return "verify the restored row counts and checksums against the backup"
 
     def apply(self, ctx: Context) -> None:
-        if self.discard_data:
+        if _discarding(ctx, self.discard_data):
             return
         report = ctx.report if isinstance(ctx, ResetContext) else None
         if report is None:  # resumed after the restore: check it again (idempotent)

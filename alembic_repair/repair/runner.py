@@ -1,5 +1,6 @@
-"""The one runner of every journalled command (fix, reset, squash, drop): plan -> journal ->
-backup when a step needs it -> steps -> verify, on the one connection holding the migration lock.
+"""The one runner of every journalled command (fix, reset, squash, drop, bootstrap): plan ->
+journal -> backup when a step needs it -> steps -> verify, on the one connection holding the
+migration lock.
 
 A command hands the runner a `Run`: its plan as `Step` objects. They are written into
 ``.alembic_repair/journal.json`` (`Journal`, with `as_dict`) before the first change, so the run
@@ -22,6 +23,7 @@ before the steps (counts and checksums; a soft-dropped table counts through its 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,9 +109,14 @@ def folder_of(journal: Journal) -> Path:
     return Path(journal.context["folder"])
 
 
-def interrupted(project: Project, command: str) -> Journal | None:
-    """The journal an interrupted run left; another command's refuses (it is finished first)."""
+def interrupted(project: Project, command: str,
+                older: Callable[[Journal], Journal] | None = None) -> Journal | None:
+    """The journal an interrupted run left; another command's refuses (it is finished first).
+    `older` reads back a journal of this command written before runs stored their steps."""
     journal = Journal.load(project.state_dir)
+    if (journal is not None and journal.command == command and older is not None
+            and not isinstance(journal.context.get("steps"), list)):
+        journal = older(journal)
     if journal is not None and journal.command != command:
         again = journal.context.get("again") or f"alembic-repair {journal.command} --yes"
         raise NeedsRepair(
@@ -132,10 +139,11 @@ def started(journal: Journal) -> bool:
     return any(s.state != "pending" for s in journal.steps if s.name != "backup")
 
 
-def recover(project: Project, command: str, say: Any, again: str) -> Journal | None:
+def recover(project: Project, command: str, say: Any, again: str,
+            older: Callable[[Journal], Journal] | None = None) -> Journal | None:
     """The interrupted run to finish, or None. A run that stopped before changing anything
     is forgotten (with its incomplete backup) and `again` is said: the caller plans afresh."""
-    journal = interrupted(project, command)
+    journal = interrupted(project, command, older)
     if journal is None or started(journal):
         return journal
     say("restart", f"an interrupted {command} stopped before changing anything; {again}")
@@ -169,7 +177,8 @@ def execute(project: Project, conn: Connection | None, journal: Journal, ctx: Co
         tables = {t: [c for c in backups.table_columns(conn, t) if (t, c) not in rewritten]
                   for t in inspect(conn).get_table_names() if is_user_table(t)}
         journal = journal.note(rows=row_sums(conn, tables))
-    private.private_dir(folder)  # .alembic_repair/backups/<stamp>/: 0700 each
+    if not journal.context.get("lazy_folder"):  # (bootstrap: made only when a file moves)
+        private.private_dir(folder)  # .alembic_repair/backups/<stamp>/: 0700 each
     ctx.journal = journal
     for number, step in enumerate(steps, start=1):
         name = step_name(number, step)

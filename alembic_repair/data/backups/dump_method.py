@@ -22,9 +22,10 @@ from ...engine.project import Project
 from ...engine.url import parse_url
 from ...errors import AlembicRepairError, ConfigError
 from ...masking import redact
+from . import manifest
 from .checksums import Progress, TableSum, _utc_session, table_checksum_sql
 from .dump_format import _DUMP_TRAILER, _dump_path, _DumpCounter, _feed_dump, _read_lines
-from .manifest import Manifest, TableInfo, _open_private
+from .manifest import Manifest, TableInfo
 from .tables import _mysql_schema, _write_schema
 
 
@@ -191,7 +192,7 @@ def _compress_dump(process: subprocess.Popen[bytes], target: Path, totals: dict[
     assert process.stdout is not None
     counter = stream.counter
     try:
-        with _open_private(target) as raw, _dump_writer(raw, stream, target) as out:
+        with manifest.open_private(target) as raw, _dump_writer(raw, stream, target) as out:
             for chunk in _read_lines(process.stdout):  # type: ignore[arg-type]
                 out.write(chunk)
                 counter.feed(chunk)

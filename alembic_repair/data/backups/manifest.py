@@ -149,7 +149,7 @@ def _mkdir_private(path: Path) -> None:
     private.private_dir(path)  # every folder it creates 0700, not only the last
 
 
-def _open_private(path: Path) -> BinaryIO:
+def open_private(path: Path) -> BinaryIO:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "wb")

@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from . import manifest
 from .checksums import Progress, _count, decode_value
-from .manifest import TableInfo, _corrupt, _open_private
+from .manifest import TableInfo, _corrupt
 from .tables import _info, _mysql_schema, _write_schema
 
 
@@ -28,7 +29,7 @@ def _backup_mysql(conn: Connection, path: Path, progress: Progress | None
     for name in names:
         file = f"{name}.jsonl.gz"
         total = _count(conn, name) if progress is not None else None
-        with _open_private(path / file) as raw, \
+        with manifest.open_private(path / file) as raw, \
                 gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
             infos.append(_info(conn, name, out, file, progress, total))  # type: ignore[arg-type]
     return tuple(infos)

@@ -16,8 +16,9 @@ from ...engine.endpoint import busy_timeout
 from ...engine.project import Project
 from ...engine.url import parse_url
 from ...errors import ConfigError
+from . import manifest
 from .checksums import Progress
-from .manifest import SQLITE_FILE, TableInfo, _open_private
+from .manifest import SQLITE_FILE, TableInfo
 from .tables import _fk_order, _info
 
 
@@ -31,7 +32,7 @@ def _sqlite_path(url: str) -> Path:
 def _backup_sqlite(project: Project, path: Path, progress: Progress | None
                    ) -> tuple[TableInfo, ...]:
     target = path / SQLITE_FILE
-    _open_private(target).close()
+    manifest.open_private(target).close()
     source_path = _sqlite_path(project.url)
     source = sqlite3.connect(str(source_path), timeout=busy_timeout())
     try:

@@ -11,8 +11,9 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from ...engine.state.schema import VERSION_TABLE, is_user_table
+from . import manifest
 from .checksums import _BATCH, Progress, table_checksum, table_columns
-from .manifest import SCHEMA_FILE, TableInfo, _open_private
+from .manifest import SCHEMA_FILE, TableInfo
 
 
 def _wanted(name: str) -> bool:
@@ -54,5 +55,5 @@ def _mysql_schema(conn: Connection) -> tuple[list[str], dict[str, str], dict[str
 
 
 def _write_schema(path: Path, schema: dict[str, str]) -> None:
-    with _open_private(path / SCHEMA_FILE) as handle:
+    with manifest.open_private(path / SCHEMA_FILE) as handle:
         handle.write(json.dumps(schema, indent=2).encode("utf-8") + b"\n")

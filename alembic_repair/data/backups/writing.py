@@ -18,6 +18,7 @@ from ...engine.database import connect
 from ...engine.locking import migration_lock
 from ...engine.project import Project
 from ...errors import AlembicRepairError, BackupCorrupt, ConfigError
+from . import manifest as manifest_file
 from .checksums import Progress
 from .dump_format import DUMP_FILE, DUMP_GZ
 from .dump_method import _backup_mysql_dump, dump_tools
@@ -26,7 +27,6 @@ from .manifest import (
     Manifest,
     _check_dialect,
     _mkdir_private,
-    _open_private,
     _seal,
     _sha256,
     database_identity,
@@ -169,7 +169,7 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
                             files, database_identity(project.url), method)
         doc = manifest.as_dict()
         doc["seal"] = _seal(doc)
-        with _open_private(path / MANIFEST) as handle:
+        with manifest_file.open_private(path / MANIFEST) as handle:
             handle.write(json.dumps(doc, indent=2).encode("utf-8") + b"\n")
         path = _place(path, final, named=dest is not None)
         # the dump was verified as it was written (rows per table against the server's

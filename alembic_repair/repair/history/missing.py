@@ -13,6 +13,7 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 
 from ...diagnose.findings import Finding
+from ...diagnose.subjects import MissingParent, RevisionFile
 from ...engine.models import project_on_path
 from ...engine.replay import scratch_database
 from ...engine.state.graph import RevisionGraph
@@ -131,10 +132,11 @@ def plan_missing_revision(state: State, finding: Finding) -> Step | str:
     if any(s.error or s.revision is None for s in scripts) or graph.duplicates() or \
             graph.cycle():
         return "repair the other revision-file findings first, then run fix again"
-    pairs = [(s, p) for s, p in graph.dangling() if state.project.rel(s.path) == finding.location]
-    if not pairs:
+    subject, facts = finding.subject, finding.facts
+    if not isinstance(subject, RevisionFile) or not isinstance(facts, MissingParent) or not any(
+            s.revision == subject.revision and p == facts.parent for s, p in graph.dangling()):
         return "restore the deleted revision file from git, then run fix again"
-    missing = pairs[0][1]
+    missing = facts.parent
     children, candidates, descendants = missing_parent(scripts, missing)
     restore = "restore the deleted revision file from git (or a teammate's clone)"
     if any(len(files.down_revisions) > 1 for files in scripts if files.revision in children):

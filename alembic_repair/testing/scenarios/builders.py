@@ -27,12 +27,12 @@ from sqlalchemy import (
     table,
     text,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from alembic_repair.engine import scaffold
 from alembic_repair.engine.project import Project
-from alembic_repair.engine.url import DatabaseUrl
+from alembic_repair.engine.url import DatabaseUrl, parse_url
 
 MODELS_SPEC = "app.models:Base"
 VERSIONS = "alembic/versions"
@@ -345,18 +345,18 @@ def percent_encoded(url: str) -> str:
     if "%" in url:
         return url
     base, sep, query = url.partition("?")
-    database = make_url(url).database or ""
+    database = parse_url(url).database or ""
     if not database or not base.endswith(database):
         raise ValueError(f"cannot percent-encode {url!r}: no database name at the end")
     encoded = f"{base[:-1]}%{ord(base[-1]):02X}{sep}{query}"
-    if make_url(encoded).database != database:
+    if parse_url(encoded).database != database:
         raise ValueError(f"cannot percent-encode {url!r}: the driver would read another name")
     return encoded
 
 
 def backend_of(url: str) -> str:
     """``sqlite`` or ``mariadb`` (MySQL URLs count as mariadb)."""
-    name = make_url(url).get_backend_name()
+    name = parse_url(url).get_backend_name()
     if name == "sqlite":
         return "sqlite"
     if name in ("mysql", "mariadb"):
