@@ -1,34 +1,29 @@
 """alembic_repair: diagnose and repair broken Alembic migration setups without losing data.
 
-Start here:
+Start here. `api.py` is the facade: one short function per command, each resolving the
+`Project` and handing it to the folder that does the work. The folders follow the pipeline,
+and each imports only from the ones before it (tests/test_architecture.py):
 
-- `Project` (project.py) finds alembic.ini, the scripts folder, the models and the database URL.
-- `bootstrap` (api.py) is the container start-up flow in one safe, idempotent, locked call.
-- `doctor` (api.py) reads the four sources of truth (state/: revision files, alembic_version,
-  live schema, models), replays the history on a scratch database (replay.py), and runs the
-  rules (rules/, codes in findings.py) into a `Diagnosis` (diagnose.py).
-- `autogenerate` / `upgrade` (api.py) are Alembic's commands with our guarantees: no empty
-  revision, no silent drop, one run at a time.
-- `write_alembic_ini` / `write_env_py` / `write_script_template` (scaffold.py) regenerate the
-  setup files, keeping any file the user edited.
-- `trash_drop` / `trash_list` / `trash_restore` / `trash_purge` (api.py, trash.py): soft drop,
-  a table renamed into ``_ar_trash_*`` (O(1)) and renamed back on demand.
-- `backup` / `restore` (api.py, backups.py) and `verify` (backups.py): verified logical backups
-  with a checksummed manifest; restore places what fits and reports the rest.
-- `reset` / `plan_reset` (api.py, safe_reset.py): the safe reset (backup, drop, regenerate the
-  setup and one baseline, upgrade, restore, verify), journalled (journal.py) so a killed run
-  is finished by the next one.
-- `fix` / `plan_fix` (api.py): doctor's findings -> a `Plan` of steps (plan.py, steps.py),
-  applied with a backup, a journal and a row check (apply.py), layer after layer.
-- `squash` / `plan_squash` (api.py, squashing.py): collapse the history up to a revision into one
-  baseline revision, proved equal (fingerprints) on scratch databases, restamped, journalled.
-- `drop` (api.py, rewrite/): a revision that drops tables/columns so its downgrade() brings
-  them back (soft: into the trash; hard: after a verified backup); libcst rewrites keep the
-  user's file (rewrite/engine.py), and `rewrite_unique_columns` turns a unique NOT NULL
-  add_column on a table with rows into add nullable, backfill, then constrain.
-- Errors (errors.py) carry the CLI's exit code; `str(err)` is the one-line message.
+- `engine/`: where things are and how to talk to them. `Project` (project.py: alembic.ini,
+  scripts, models, the URL parsed once in url.py), connecting (database.py, endpoint.py: the host
+  the driver really uses, which the remote guard judges), Alembic on our connection
+  (migrations.py), the models' metadata (models.py), the setup files (scaffold.py, env_filter*),
+  and `state/`: the four sources of truth read into a `State` (revision files with ast, the one
+  revision graph in graph.py, alembic_version through recorder.py, the live schema, the models).
+- `data/`: the rows. Verified backups and restore (backups/), the trash of soft drops
+  (trash.py), the guards every change passes (guards.py).
+- `rewrite/`: libcst transforms of revision files (safe drops, unique columns, hidden tables).
+- `diagnose/`: the findings catalogue (findings.py: every code's words), what each finding is
+  about (subjects.py), the rules (rules/, each declaring its codes), `Diagnosis` (diagnosis.py).
+- `repair/`: what resolves each code (registry.py, repairs/: one module per layer), the plan
+  (plan.py walks the registry), the steps (steps/), the one runner (runner.py: journal, backup,
+  steps, row check; a killed run is finished or rolled back), and the commands built on it:
+  fix.py, reset.py, squash.py, drop.py, bootstrap.py, history/ (recreating lost revisions).
+- `cli/`: the Typer app (app.py) and all printing (report.py); entry.py is the console script.
 
-The CLI (cli.py) is a thin layer over these functions.
+Public names (below) are imported on first use: the command line's quick path must not pay for
+Alembic when it does not need it. Errors (errors.py) carry the CLI's exit code; `str(err)` is the
+one-line message.
 """
 
 from __future__ import annotations
