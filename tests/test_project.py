@@ -150,3 +150,27 @@ def test_ini_url_with_escaped_percent_round_trips(password: str, tmp_path_factor
                      database="app").render_as_string(hide_password=False)
     ini(root, url.replace("%", "%%"))
     assert make_url(Project.discover(root, environ={}).url).password == password
+
+
+def test_project_on_path_forgets_the_projects_modules_but_never_its_own(tmp_path: Path) -> None:
+    """Modules first imported while the project is on sys.path are re-imported fresh next
+    time (a long-lived process sees edited models), except alembic_repair's own lazy imports:
+    dropping those would leave two copies of a registry (of step kinds) in one process."""
+    import importlib
+    import sys
+
+    from alembic_repair.engine.models import project_on_path
+
+    (tmp_path / "appmod_for_path_test.py").write_text("VALUE = 1\n")
+    saved = sys.modules.pop("alembic_repair.version")
+    try:
+        with project_on_path(tmp_path):
+            ours = importlib.import_module("alembic_repair.version")
+            theirs = importlib.import_module("appmod_for_path_test")
+        with project_on_path(tmp_path):
+            assert "appmod_for_path_test" not in sys.modules  # forgotten: imported afresh
+            assert sys.modules["alembic_repair.version"] is ours  # kept
+        assert theirs.VALUE == 1
+    finally:
+        sys.modules["alembic_repair.version"] = saved
+        sys.modules.pop("appmod_for_path_test", None)

@@ -68,6 +68,8 @@ def project_on_path(root: Path) -> Iterator[None]:
         with suppress(ValueError):
             sys.path.remove(str(root))
         for name in set(sys.modules) - before:
+            if name.partition(".")[0] == __package__.partition(".")[0]:
+                continue  # our own modules imported lazily meanwhile: never the project's
             file = getattr(sys.modules[name], "__file__", None) or ""
             if file and not file.startswith(_INSTALLED):
                 _IMPORTED.add(name)

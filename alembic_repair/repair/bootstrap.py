@@ -5,37 +5,44 @@ Scaffold what is missing, adopt an existing database the revision files do not k
 baseline written and stamped, no table touched), apply pending revisions, autogenerate a
 revision only when the models really differ, and apply it. Every command reports what it did
 as `Action` values, in order (`_Recorder`), and bootstrap returns them in a `BootstrapResult`.
-Run at every container start, so it imports nothing it does not need.
+
+Bootstrap reads the state and decides; what changes the database or the history runs as steps
+(`bootstrap_steps`) through the one runner (runner.py), journalled like fix or reset, so a
+killed bootstrap is finished by the next one. The setup files are written before (atomically,
+from templates, idempotent: the models must be loadable to plan anything). At head nothing is
+journalled: run at every container start, bootstrap imports neither the runner nor the steps
+unless something must change (`_MustChange`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData, inspect
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from ..engine import migrations, replay, revisions, scaffold
+from ..engine import migrations, revisions, scaffold
 from ..engine.database import connect
 from ..engine.locking import migration_lock
 from ..engine.models import discover_models, import_models, load_target_metadata, project_on_path
 from ..engine.project import Project
-from ..engine.state.graph import history_order
 from ..engine.state.schema import is_user_table
-from ..errors import ConfigError, NeedsRepair
-from .journal import crash_point
+from ..errors import AlembicRepairError, ConfigError, NeedsRepair
+from .journal import Journal
 
 if TYPE_CHECKING:
-    from alembic.operations.ops import UpgradeOps
+    from .steps import Context, Step
 
 __all__ = ["Action", "BootstrapResult", "OnAction", "bootstrap", "upgrade_to",
            "write_models_revision"]
 
 OnAction = Callable[["Action"], None]
+COMMAND = "bootstrap"
+_STEPS, _RUNNER = f"{__package__}.bootstrap_steps", f"{__package__}.runner"
 
 
 @dataclass(frozen=True)
@@ -102,102 +109,6 @@ def _scaffold(project: Project, models: str | None, say: _Recorder) -> None:
         say("scaffold", f"created {project.rel(project.versions_dir)}/", keep.path)
 
 
-ADOPTING = "bootstrap-adopt.json"
-
-
-def _adopt(project: Project, conn: Connection, metadata: MetaData, tables: list[str],
-           recorded: tuple[str, ...], say: _Recorder) -> None:
-    """Make the revision files describe the existing database, then stamp it. Drops nothing.
-    The revision is recorded (``.alembic_repair/bootstrap-adopt.json``) before it is written
-    and the record goes once it is stamped, so a bootstrap killed in between stamps the file
-    it wrote instead of refusing it as a history it does not know (`_own_baseline`)."""
-    ops, message = _adoption(conn, metadata)
-    revision = revisions.stable_revision_id([], ops)
-    local = migrations.revisions(project)
-    note = project.state_dir / ADOPTING
-    if revision in local:
-        written = revisions.Written(revision, Path(local[revision].path))
-    else:
-        _write_note(note, {"revision": revision, "recorded": list(recorded)})
-        written = revisions.write_revision(project, conn, message, ops, rev_id=revision)
-        crash_point("bootstrap.adopt.written")
-    if written.revision is None or written.path is None:
-        raise NeedsRepair(f"{project.masked_url}: nothing to adopt as a baseline; run "
-                          "`alembic-repair doctor`")
-    if recorded != (written.revision,):
-        migrations.log_stamp(project, recorded, (written.revision,))
-    migrations.stamp(project, conn, written.revision)
-    conn.commit()
-    note.unlink(missing_ok=True)
-    where = project.rel(written.path)
-    if recorded == (written.revision,):
-        message = (f"recreated revision {written.revision} ({where}), which the database "
-                   f"({len(tables)} tables) already records; no table touched")
-    else:
-        before = f"was at {', '.join(recorded)}" if recorded else "had no alembic_version row"
-        message = (f"adopted the existing database ({len(tables)} tables, {before}) as "
-                   f"revision {written.revision} ({where}); no table touched")
-    say("adopt", message, written.path, written.revision)
-
-
-def _write_note(path: Path, data: dict[str, object]) -> None:
-    import json
-
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def _adoption(conn: Connection, metadata: MetaData) -> tuple[UpgradeOps, str]:
-    """The baseline bootstrap adopts a database with (its operations, its message)."""
-    upgrade_ops, held = revisions.pending_model_changes(conn, metadata)
-    conn.rollback()
-    if upgrade_ops.is_empty() and not held:
-        # The database is exactly the models: the same initial revision a fresh database
-        # gets, with the same content-derived id.
-        return revisions.create_ops(metadata), "initial schema"
-    return (revisions.create_ops(revisions.reflect_user_tables(conn)),
-            "baseline: the existing database, adopted")
-
-
-def _own_baseline(project: Project, recorded: tuple[str, ...], local: Iterable[str]) -> bool:
-    """True when the only revision file is the baseline an interrupted bootstrap recorded
-    writing (`_adopt`) while the database still records what it recorded then."""
-    import json
-
-    try:
-        note = json.loads((project.state_dir / ADOPTING).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (isinstance(note, dict) and list(local) == [note.get("revision")]
-            and note.get("recorded") == list(recorded))
-
-
-def _recreate_lost_child(project: Project, engine: Engine, conn: Connection,
-                         metadata: MetaData, recorded: str, say: _Recorder) -> bool:
-    """The database is at a revision bootstrap wrote on top of our head in another container
-    (and that never reached this folder). Autogenerating from the same models on top of the
-    same head gives the same content-derived id: if it does, write that file back."""
-    directory = migrations.scripts(project)
-    with replay.scratch_database(project, engine) as scratch:
-        for script in history_order(directory):
-            replay.apply_revision(scratch, script)
-        ops, held = revisions.pending_model_changes(scratch, metadata)
-    if held or ops.is_empty():
-        return False
-    candidate = revisions.stable_revision_id(directory.get_heads(), ops)
-    if candidate != recorded:
-        return False
-    written = revisions.write_revision(project, conn, "models changed", ops)
-    conn.commit()
-    if written.path is not None:
-        say("adopt", f"recreated revision {recorded} ({project.rel(written.path)}), which the "
-            "database records but this folder had lost; no table touched", written.path,
-            recorded)
-    return True
-
-
 def bootstrap(project: Project, *, models: str | None = None, upgrade: bool = True,
               lock_timeout: float = 600.0, on_action: OnAction | None = None
               ) -> BootstrapResult:
@@ -209,13 +120,32 @@ def bootstrap(project: Project, *, models: str | None = None, upgrade: bool = Tr
         say("note", note)
     engine = connect(project)
     try:
-        with project_on_path(project.root), migration_lock(
-            engine, project.state_dir, timeout=lock_timeout,
-            notify=lambda message: say("wait", message),
-        ) as conn:
-            return _bootstrap_locked(project, engine, conn, models, upgrade, say)
+        with migration_lock(engine, project.state_dir, timeout=lock_timeout,
+                            notify=lambda message: say("wait", message)) as conn:
+            try:
+                with project_on_path(project.root):
+                    return _bootstrap_locked(project, conn, models, upgrade, say)
+            except _MustChange:
+                conn.rollback()
+                from . import bootstrap_steps, runner  # noqa: F401  (see _MustChange)
+            with project_on_path(project.root):
+                return _bootstrap_locked(project, conn, models, upgrade, say)
     finally:
         engine.dispose()
+
+
+class _MustChange(Exception):
+    """Something must change and the runner and the step kinds are not imported yet (the
+    fast path needs neither). They are imported outside `project_on_path`, which takes every
+    module first imported inside it for the project's and re-imports it on its next use (a
+    second step registry), and bootstrap reads the state again."""
+
+
+def _kinds() -> Any:
+    """The step kinds (`bootstrap_steps`), once `bootstrap` imported them and the runner."""
+    if _STEPS not in sys.modules or _RUNNER not in sys.modules:
+        raise _MustChange
+    return sys.modules[_STEPS]
 
 
 def _models(project: Project, models: str | None) -> MetaData:
@@ -279,8 +209,29 @@ def _protect(project: Project, say: _Recorder) -> None:
         say(done[0], done[1], project.env_py)
 
 
-def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models: str | None,
+@dataclass(frozen=True)
+class _State:
+    """What bootstrap decides from: the revision files, what alembic_version records, the
+    tables (user tables apart)."""
+
+    local: dict[str, Any]
+    recorded: tuple[str, ...]
+    names: list[str]
+    tables: list[str]
+
+
+def _read(project: Project, conn: Connection) -> _State:
+    local = migrations.revisions(project)
+    recorded = migrations.current_heads(conn)
+    names = inspect(conn).get_table_names()
+    conn.commit()
+    return _State(local, recorded, names, [t for t in names if is_user_table(t)])
+
+
+def _bootstrap_locked(project: Project, conn: Connection, models: str | None,
                       upgrade: bool, say: _Recorder) -> BootstrapResult:
+    """Check, scaffold, finish an interrupted bootstrap, read the state; then, only when
+    something must change, plan the steps and run them through the runner (`_run`)."""
     _check_layout(project)
     _check_script_location(project, conn)
     migrations.check_version_column(conn)
@@ -289,81 +240,122 @@ def _bootstrap_locked(project: Project, engine: Engine, conn: Connection, models
         import_models(models, project)  # a wrong --models refuses before env.py is rewritten
     _scaffold(project, models, say)
     metadata = _models(project, models)
-    local = migrations.revisions(project)
-    recorded = migrations.current_heads(conn)
-    names = inspect(conn).get_table_names()
-    tables = [t for t in names if is_user_table(t)]
-    conn.commit()
-    if project.ignore_tables or any(t.startswith("_ar_") for t in names):
+    state = _read(project, conn)
+    if project.ignore_tables or any(t.startswith("_ar_") for t in state.names):
         _protect(project, say)
+    journal = Journal.load(project.state_dir)
+    if journal is not None and journal.command == COMMAND:
+        _resume(project, conn, models, metadata, say)
+        state = _read(project, conn)
+    local, recorded, tables = state.local, state.recorded, state.tables
+    steps: list[Step] = []
     unknown = [rev for rev in recorded if rev not in local]
-    if unknown and not tables:
-        migrations.stamp(project, conn, "base")
-        conn.commit()
-        migrations.log_stamp(project, recorded, ())
-        say("adopt", f"cleared alembic_version: it recorded {', '.join(unknown)}, but the "
-            "database has no tables")
-        recorded, unknown = (), []
-    if unknown and local and len(unknown) == 1 and _recreate_lost_child(
-            project, engine, conn, metadata, unknown[0], say):
-        local = migrations.revisions(project)
-        unknown = []
-    if unknown or (not recorded and tables):
-        if local and not _own_baseline(project, recorded, local):
-            what = (f"is at revision {', '.join(unknown)}, which no file in "
-                    f"{project.rel(project.versions_dir)} defines" if unknown else
-                    f"has {len(tables)} tables but no alembic_version row")
-            raise NeedsRepair(
-                f"{project.masked_url}: the database {what}, while revision files exist; "
-                "bootstrap will not guess which one the schema matches: restore the file "
-                "(git checkout), or run `alembic-repair doctor` to find the revision to stamp"
-            )
-        _adopt(project, conn, metadata, tables, recorded, say)
-        local = migrations.revisions(project)
-        recorded = migrations.current_heads(conn)
     heads = sorted(rev for rev, script in local.items() if script.is_head)
+    if unknown and not tables:
+        steps.append(_kinds().ClearVersions(recorded, tuple(unknown)))
+        recorded = ()
+    elif unknown and local and len(unknown) == 1:
+        steps.append(_kinds().RecreateLost(unknown[0], len(tables)))
+        heads = list(unknown)  # written on our head: the one head
+    elif unknown or (not recorded and tables):
+        if local:
+            raise _kinds().unknown_refusal(project, unknown, len(tables))
+        steps.append(_kinds().AdoptDatabase(recorded, len(tables)))
+        heads = []  # the baseline: recorded as it is written
     branches = len(heads) > 1 and all(local[h].branch_labels for h in heads)
     if len(heads) > 1 and not branches:
         raise NeedsRepair(
             f"{project.rel(project.versions_dir)}: {len(heads)} heads ({', '.join(heads)}); "
             "merge them with `alembic merge heads -m merge`, then run bootstrap again"
         )
-    if upgrade and set(recorded) != set(heads):
-        recorded = _upgrade(project, conn, recorded, tuple(heads), say)
+    if upgrade and heads and set(recorded) != set(heads):
+        steps.append(_kinds().UpgradeHeads(recorded, tuple(heads)))
+        recorded = tuple(heads)
     if branches:
+        if steps:
+            _run(project, conn, steps, models, metadata, say)
         say("note", f"{len(heads)} labelled branches ({', '.join(heads)}): upgraded each; "
             "autogenerate skipped (it needs one head)")
         return BootstrapResult(project.root, project.masked_url, project.url_source, recorded,
                                tuple(say.actions))
-    held: tuple[str, ...] = ()
-    if not local and not tables:
-        pending, message = revisions.create_ops(metadata), "initial schema"
-    else:
+    has_revisions = bool(local) or any(s.kind == "bootstrap-adopt" for s in steps)
+    if not steps and has_revisions:
+        # At head (the fast path): the models are compared; a run starts only when they differ.
         pending, held = revisions.pending_model_changes(conn, metadata)
-        message = "models changed"
-    for reason in held:
-        say("kept", reason)
-    if not pending.is_empty() and (upgrade or not local):
-        written = revisions.write_revision(project, conn, message, pending)
-        conn.commit()
-        crash_point("bootstrap.autogenerate.written")
-        if written.revision is not None and written.path is not None:
-            say("autogenerate", f"wrote revision {written.revision} "
-                f"({project.rel(written.path)}): {message}", written.path, written.revision)
-            if upgrade:
-                recorded = _upgrade(project, conn, recorded, (written.revision,), say)
+        conn.rollback()
+        if pending.is_empty() or not upgrade:
+            for reason in held:
+                say("kept", reason)
+            return BootstrapResult(project.root, project.masked_url, project.url_source,
+                                   recorded, tuple(say.actions))
+    autogenerate = None
+    if upgrade or not has_revisions:  # (it then says what it holds back itself)
+        autogenerate = _kinds().AutogenerateModels(upgrade)
+        steps.append(autogenerate)
+    ctx = _run(project, conn, steps, models, metadata, say)
+    if steps[0].kind == "bootstrap-adopt":
+        recorded = migrations.current_heads(conn)
+    if autogenerate is None:
+        for reason in revisions.pending_model_changes(conn, metadata)[1]:
+            say("kept", reason)
+    elif upgrade and (written := ctx.recall(autogenerate).get("revision")):
+        recorded = (written,)
     conn.commit()
     return BootstrapResult(project.root, project.masked_url, project.url_source, recorded,
                            tuple(say.actions))
 
 
-def _upgrade(project: Project, conn: Connection, before: tuple[str, ...],
-             target: tuple[str, ...], say: _Recorder) -> tuple[str, ...]:
-    migrations.upgrade(project, conn, "heads")
-    conn.commit()
-    start = ", ".join(before) if before else "an empty database"
-    say("upgrade", f"upgraded {start} to {', '.join(target)}", revision=", ".join(target))
-    return target
+def _run(project: Project, conn: Connection, steps: list[Step], models: str | None,
+         metadata: MetaData, say: _Recorder) -> Context:
+    """Journal `steps` and run them through the runner (no backup, no row check: bootstrap
+    only adds; another command's interrupted run is finished first)."""
+    _kinds()  # (the runner is imported: see _MustChange)
+    from . import runner
+
+    runner.interrupted(project, COMMAND)
+    run = runner.Run(COMMAND, tuple(steps), check_rows=False,
+                     context={"again": f"alembic-repair {COMMAND}", "lazy_folder": True})
+    journal = runner.begin(project, run)
+    return _execute(project, conn, journal, models, metadata, say)
+
+
+def _resume(project: Project, conn: Connection, models: str | None, metadata: MetaData,
+            say: _Recorder) -> None:
+    """Finish the bootstrap a kill interrupted (its journal): the same crash-resume path as
+    every journalled command."""
+    _kinds()  # (the runner is imported: see _MustChange)
+    from . import runner
+
+    journal = runner.recover(project, COMMAND, say, "planning again")
+    if journal is not None:
+        left = [s.name for s in journal.steps if s.state != "done"]
+        say("resume", f"an interrupted bootstrap stopped at step {left[0]}; finishing it"
+            if left else "an interrupted bootstrap stopped after its last step; closing it")
+        _execute(project, conn, journal, models, metadata, say)
+
+
+def _execute(project: Project, conn: Connection, journal: Journal, models: str | None,
+             metadata: MetaData, say: _Recorder) -> Context:
+    """`runner.execute`, then the journal goes. A step that fails with a clear error closes
+    the run too (the next bootstrap plans from the state it finds, as a failed revision is
+    for `fix`), unless what it wrote must be finished rather than planned again
+    (`kept_after_error`: an adopted baseline not yet stamped)."""
+    kinds = _kinds()
+    from . import runner
+
+    ctx: Context = kinds.BootstrapContext(project, conn, runner.folder_of(journal), models,
+                                          say=say, metadata=metadata)
+    try:
+        journal = runner.execute(project, conn, journal, ctx)
+    except AlembicRepairError:
+        current = ctx.journal or journal
+        started: list[Any] = [s for n, s in enumerate(runner.steps_of(current), start=1)
+                              if current.state(runner.step_name(n, s)) == "started"]
+        if not any(s.kept_after_error(ctx) for s in started):
+            current.finish()
+        raise
+    journal.finish()
+    return ctx
 
 
 def write_models_revision(project: Project, message: str, models: str | None = None
