@@ -9,11 +9,13 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if "doctor" in args:
-        from ..diagnose.verdict_cache import answer
+        from ..diagnose.verdict_cache import cached_answer
 
-        code = answer(args)
-        if code is not None:
-            sys.exit(code)
+        verdict = cached_answer(args)
+        if verdict is not None:
+            sys.stdout.write(verdict)
+            sys.stdout.flush()
+            sys.exit(0)
     from .app import main as full
 
     full(args)

@@ -132,8 +132,9 @@ def parse(argv: list[str]) -> tuple[dict[str, str], str] | None:
     return options, fmt
 
 
-def answer(argv: list[str]) -> int | None:
-    """Print the cached healthy verdict and return 0, or None to run the full doctor."""
+def cached_answer(argv: list[str]) -> str | None:
+    """The stored healthy verdict for this doctor command line (text or JSON, as printed the
+    first time), or None to run the full doctor. The console script prints it."""
     parsed = parse(argv)
     if parsed is None:
         return None
@@ -149,6 +150,4 @@ def answer(argv: list[str]) -> int | None:
     verdict = _recall(key) if key else None
     if verdict is None or fmt not in verdict:
         return None
-    sys.stdout.write(verdict[fmt])
-    sys.stdout.flush()
-    return 0
+    return str(verdict[fmt])
