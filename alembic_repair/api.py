@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .data import trash
 from .engine.project import Project
 from .repair import bootstrap as _bootstrap
-from .repair.bootstrap import Action, BootstrapResult, OnAction, _Recorder
+from .repair.bootstrap import Action, BootstrapResult, OnAction, Recorder
 
 if TYPE_CHECKING:  # imported when used: bootstrap, run at every container start, needs none
     from .data.backups import Manifest, Progress, RestoreReport
@@ -107,7 +107,7 @@ def trash_drop(project: ProjectLike, table: str, *, yes: bool = False,
 
     project = as_project(project)
     return _trash_drop(project, table, yes=yes, allow_remote=allow_remote,
-                       say=_Recorder(project, on_action))
+                       say=Recorder(project, on_action))
 
 
 def trash_list(project: ProjectLike = None) -> tuple[trash.TrashEntry, ...]:
@@ -178,7 +178,7 @@ def reset(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool 
     call. Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`. With `plan`
     (from `plan_reset`): exactly that plan, refused if the project changed since."""
     project = as_project(project, models=models)
-    say = _Recorder(project, on_action)
+    say = Recorder(project, on_action)
     from .repair import reset as _reset
 
     return _reset.reset(project, yes=yes, allow_remote=allow_remote, discard_data=discard_data,
@@ -210,7 +210,7 @@ def fix(project: ProjectLike = None, *, yes: bool = False, allow_remote: bool = 
     from .repair import fix as _fix
 
     project = as_project(project, models=models, strict=False)
-    say = _Recorder(project, on_action)
+    say = Recorder(project, on_action)
     return _fix.fix(project, yes=yes, allow_remote=allow_remote, only=only, models=models,
                     rollback=rollback, plan=_fix.as_fix_plan(plan),
                     say=lambda kind, message: say(kind, message))
@@ -238,7 +238,7 @@ def squash(project: ProjectLike = None, *, to: str | None = None, yes: bool = Fa
     With `plan` (from `plan_squash`): exactly that plan, refused if the files or the version
     rows changed since."""
     project = as_project(project)
-    say = _Recorder(project, on_action)
+    say = Recorder(project, on_action)
     from .repair.squash import squash as _run_squash
 
     return _run_squash(project, to=to, yes=yes, allow_remote=allow_remote, plan=plan,

@@ -16,8 +16,9 @@ from helpers import execute, table_digest, write_project
 from sqlalchemy.engine import make_url
 
 from alembic_repair import BackupCorrupt, Project
-from alembic_repair.data import backups as backups_module
 from alembic_repair.data.backups import backup, dump_method, dump_tools, restore, verify
+from alembic_repair.data.backups.dump_format import DumpCounter, dump_counts
+from alembic_repair.data.backups.manifest import file_sha256, seal_of
 
 pytestmark = pytest.mark.skipif(dump_tools() is None, reason="mariadb-dump/mariadb not on PATH")
 
@@ -100,11 +101,11 @@ def _rewrite(path: Path, data: bytes) -> None:
     file = path / "data.sql.gz"
     file.write_bytes(gzip.compress(data))
     doc = json.loads((path / "manifest.json").read_text())
-    doc["files"]["data.sql.gz"] = backups_module._sha256(file)
+    doc["files"]["data.sql.gz"] = file_sha256(file)
     doc["files"].pop("data.sql", None)
     for table in doc["tables"]:
         table["file"] = "data.sql.gz"
-    doc["seal"] = backups_module._seal(doc)
+    doc["seal"] = seal_of(doc)
     (path / "manifest.json").write_text(json.dumps(doc))
 
 
@@ -113,7 +114,7 @@ def test_verify_reads_the_dump_without_a_server(tmp_path: Path, mariadb_url: str
     manifest = backup(project, method="dump")
     data = (manifest.path / "data.sql").read_bytes()
     assert b"-- Dump completed" in data and b"0x00FF28292C" in data  # --hex-blob
-    assert backups_module._dump_counts(manifest.path / "data.sql") == {"author": 3}
+    assert dump_counts(manifest.path / "data.sql") == {"author": 3}
     (manifest.path / "data.sql").unlink()
 
     _rewrite(manifest.path, data.rsplit(b"-- Dump completed", 1)[0])
@@ -129,11 +130,11 @@ def test_verify_reads_the_dump_without_a_server(tmp_path: Path, mariadb_url: str
 
 
 def test_counter_on_both_dump_layouts() -> None:
-    counter = backups_module._DumpCounter()
+    counter = DumpCounter()
     counter.feed(b"INSERT INTO `a` (`id`, `s`) VALUES (1,'x\\'),(y'),(2,'(')," + b"\n")
     counter.feed(b"(3,NULL);\n-- (comment) ),(\nINSERT INTO `b``c` (`id`) VALUES (1),(2);\n")
     assert counter.rows == {"a": 3, "b`c": 2}
-    counter = backups_module._DumpCounter()  # one row per line, no "),(" at all
+    counter = DumpCounter()  # one row per line, no "),(" at all
     counter.feed(b"INSERT INTO `a` (`id`) VALUES (1,'x\\'y'),\n(2,'(a'),\n")
     counter.feed(b"(3,'\\n(');\n--\n-- Dumping data for table `b`\n--\n")
     counter.feed(b"INSERT INTO `b` (`id`) VALUES (1);\nINSERT INTO `b` (`id`) VALUES (2);\n")

@@ -22,6 +22,7 @@ from alembic_repair.data.backups import (
     sqlite_method,
     verify,
 )
+from alembic_repair.data.backups.manifest import file_sha256, seal_of
 
 SCHEMA = [
     "CREATE TABLE author (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL)",
@@ -103,8 +104,8 @@ def test_truncated_data_file(tmp_path: Path, backend) -> None:
     assert table_digest(backend.url) == before
     # even with a manifest that agrees with the truncated file's sha256, the data is refused
     doc = json.loads((manifest.path / "manifest.json").read_text())
-    doc["files"][file.name] = backups_module._sha256(file)
-    doc["seal"] = backups_module._seal(doc)
+    doc["files"][file.name] = file_sha256(file)
+    doc["seal"] = seal_of(doc)
     (manifest.path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(BackupCorrupt) as err:
         restore(project, manifest.path, yes=True)
@@ -222,7 +223,7 @@ def test_disk_full_during_backup(tmp_path: Path, backend,
         def copy(source: Any, target: Path, source_path: Path) -> None:
             target.write_bytes(b"partial")
             raise __import__("sqlite3").OperationalError("database or disk is full")
-        monkeypatch.setattr(sqlite_method, "_sqlite_copy", copy)
+        monkeypatch.setattr(sqlite_method, "sqlite_copy", copy)
     else:
         opener = manifest.open_private  # every writer opens its files through it
         budget = [3_000]

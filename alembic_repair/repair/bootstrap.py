@@ -4,7 +4,7 @@ guarantees (the migration lock, one connection, no empty revision, no drop).
 Scaffold what is missing, adopt an existing database the revision files do not know (a
 baseline written and stamped, no table touched), apply pending revisions, autogenerate a
 revision only when the models really differ, and apply it. Every command reports what it did
-as `Action` values, in order (`_Recorder`), and bootstrap returns them in a `BootstrapResult`.
+as `Action` values, in order (`Recorder`), and bootstrap returns them in a `BootstrapResult`.
 
 Bootstrap reads the state and decides; what changes the database or the history runs as steps
 (`bootstrap_steps`) through the one runner (runner.py), journalled like fix or reset, so a
@@ -70,7 +70,7 @@ class BootstrapResult:
         return any(a.kind not in ("wait", "note", "kept") for a in self.actions)
 
 
-class _Recorder:
+class Recorder:
     """Records each `Action` a command reports, in order, and passes it to `on_action`."""
 
     def __init__(self, project: Project, on_action: OnAction | None) -> None:
@@ -87,7 +87,7 @@ class _Recorder:
             self.on_action(action)
 
 
-def _scaffold(project: Project, models: str | None, say: _Recorder) -> None:
+def _scaffold(project: Project, models: str | None, say: Recorder) -> None:
     for change in (scaffold.write_alembic_ini(project), scaffold.write_script_template(project)):
         if change.changed:
             say("scaffold", f"{change.status} {project.rel(change.path)}", change.path)
@@ -115,7 +115,7 @@ def bootstrap(project: Project, *, models: str | None = None, upgrade: bool = Tr
     """`alembic_repair.bootstrap` (api.py) on a resolved project: holds the database's
     migration lock throughout, and works on the one connection that holds it; each step is
     committed as it completes."""
-    say = _Recorder(project, on_action)
+    say = Recorder(project, on_action)
     for note in project.notes:
         say("note", note)
     engine = connect(project)
@@ -199,7 +199,7 @@ def _check_script_location(project: Project, conn: Connection) -> None:
         "bootstrap again")
 
 
-def _protect(project: Project, say: _Recorder) -> None:
+def _protect(project: Project, say: Recorder) -> None:
     """Trash or kept tables exist: make sure plain autogenerate cannot see them (env_filter:
     reads env.py with ast; libcst is loaded only when env.py must change)."""
     from ..engine.env_filter_install import protect
@@ -229,7 +229,7 @@ def _read(project: Project, conn: Connection) -> _State:
 
 
 def _bootstrap_locked(project: Project, conn: Connection, models: str | None,
-                      upgrade: bool, say: _Recorder) -> BootstrapResult:
+                      upgrade: bool, say: Recorder) -> BootstrapResult:
     """Check, scaffold, finish an interrupted bootstrap, read the state; then, only when
     something must change, plan the steps and run them through the runner (`_run`)."""
     _check_layout(project)
@@ -306,7 +306,7 @@ def _bootstrap_locked(project: Project, conn: Connection, models: str | None,
 
 
 def _run(project: Project, conn: Connection, steps: list[Step], models: str | None,
-         metadata: MetaData, say: _Recorder) -> Context:
+         metadata: MetaData, say: Recorder) -> Context:
     """Journal `steps` and run them through the runner (no backup, no row check: bootstrap
     only adds; another command's interrupted run is finished first)."""
     _kinds()  # (the runner is imported: see _MustChange)
@@ -320,7 +320,7 @@ def _run(project: Project, conn: Connection, steps: list[Step], models: str | No
 
 
 def _resume(project: Project, conn: Connection, models: str | None, metadata: MetaData,
-            say: _Recorder) -> None:
+            say: Recorder) -> None:
     """Finish the bootstrap a kill interrupted (its journal): the same crash-resume path as
     every journalled command."""
     _kinds()  # (the runner is imported: see _MustChange)
@@ -335,7 +335,7 @@ def _resume(project: Project, conn: Connection, models: str | None, metadata: Me
 
 
 def _execute(project: Project, conn: Connection, journal: Journal, models: str | None,
-             metadata: MetaData, say: _Recorder) -> Context:
+             metadata: MetaData, say: Recorder) -> Context:
     """`runner.execute`, then the journal goes. A step that fails with a clear error closes
     the run too (the next bootstrap plans from the state it finds, as a failed revision is
     for `fix`), unless what it wrote must be finished rather than planned again

@@ -23,8 +23,8 @@ from ..engine import migrations, revisions
 from ..engine.state.schema import is_user_table
 from ..errors import NeedsRepair
 from .journal import crash_point
-from .steps.base import Context, Step, _keep_aside, register
-from .steps.schema import _finish_revisions
+from .steps.base import Context, Step, keep_aside, register
+from .steps.schema import finish_revisions
 
 if TYPE_CHECKING:
     from alembic.operations.ops import UpgradeOps
@@ -72,7 +72,7 @@ def _own_file(ctx: Context, revision: str | None) -> Path | None:
         return None
     intact, partial = revisions.own_files(ctx.project, revision)
     for path in partial:
-        _keep_aside(ctx, path)
+        keep_aside(ctx, path)
     return intact[0] if intact else None
 
 
@@ -81,7 +81,7 @@ def _upgrade(ctx: Context, step: Step) -> None:
     kill, it finishes a revision left half-applied (MySQL/MariaDB commit each DDL statement),
     skipping what already took effect, as fix's `Upgrade` does."""
     if ctx.recall(step).get("upgrading"):
-        _finish_revisions(ctx)
+        finish_revisions(ctx)
     else:
         ctx.remember(step, upgrading=True)
     migrations.upgrade(ctx.project, ctx.conn, "heads")

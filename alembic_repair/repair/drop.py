@@ -55,7 +55,7 @@ __all__ = ["DropResult", "NewRevision", "drop", "env_filter_or_refuse", "pending
            "trash_drop", "write_drop_revision"]
 
 COMMAND = "drop"
-Say = Callable[..., None]  # (kind, message, path): api's _Recorder
+Say = Callable[..., None]  # (kind, message, path): bootstrap's Recorder
 
 
 # -- trash drop ----------------------------------------------------------------------------------

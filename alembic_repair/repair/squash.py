@@ -90,12 +90,12 @@ class WriteBaseline(Step):
         ctx.say("baseline", f"wrote revision {self.revision} ({project.rel(path)})")
 
     def undo(self, ctx: Context) -> None:
-        from .history import _by_revision
-        from .steps import _move
+        from .history import by_revision
+        from .steps import move
 
-        written = _by_revision(ctx.project).get(self.revision)
+        written = by_revision(ctx.project).get(self.revision)
         if written is not None:
-            _move(written.path, ctx.keep(written.path))
+            move(written.path, ctx.keep(written.path))
 
 
 @register

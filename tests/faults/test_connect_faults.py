@@ -29,7 +29,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from alembic_repair.data import backups
+from alembic_repair.data.backups.sqlite_method import sqlite_copy
 from alembic_repair.engine.endpoint import BUSY_TIMEOUT_ENV
 from alembic_repair.engine.privileges import missing_grant
 from alembic_repair.errors import LockTimeout
@@ -186,7 +186,7 @@ def test_sqlite_backup_copy_is_bounded(fault: Fault, holder: Holder,
     started = time.monotonic()
     try:
         with pytest.raises(LockTimeout, match=f"held by pid {proc.pid} "):
-            backups._sqlite_copy(source, fault.root / "copy.db", path)
+            sqlite_copy(source, fault.root / "copy.db", path)
     finally:
         source.close()
     assert time.monotonic() - started < 10

@@ -79,15 +79,10 @@ from .checksums import (
     table_checksum,
     table_columns,
 )
-from .dump_format import _dump_counts as _dump_counts
-from .dump_format import _DumpCounter as _DumpCounter
 from .dump_method import dump_tools
 from .manifest import MANIFEST, Manifest, TableInfo, database_identity
-from .manifest import _seal as _seal
-from .manifest import _sha256 as _sha256
 from .restore_plan import RestoreReport
 from .restoring import restore, restore_locked
-from .sqlite_method import _sqlite_copy as _sqlite_copy
 from .verifying import verify
 from .writing import backup, backup_locked
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ...errors import ConfigError
 
-_BATCH = 1000
+BATCH = 1000
 Row = Sequence[Any]
 
 
@@ -94,12 +94,12 @@ def _order(conn: Connection, name: str, columns: Sequence[str]) -> list[str]:
     return list(pk) or list(columns)
 
 
-def _stream(conn: Connection, name: str, columns: Sequence[str]) -> Iterator[Row]:
+def stream(conn: Connection, name: str, columns: Sequence[str]) -> Iterator[Row]:
     """The rows of `name`, raw driver values, in primary-key order, streamed."""
     order = _order(conn, name, columns)
     query: Any = (select(*[column(c) for c in columns]).select_from(table(name))
              .order_by(*[column(c) for c in order]))
-    result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
+    result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
     try:
         yield from result
     finally:
@@ -115,7 +115,7 @@ def table_checksum(conn: Connection, name: str, columns: Sequence[str] | None = 
     """Row count and content checksum of table `name` (over `columns`, default all, in that
     order), rows in primary-key order. The one definition used by backup, verify and restore."""
     cols = list(columns) if columns is not None else table_columns(conn, name)
-    return rows_checksum(_stream(conn, name, cols), each_row)
+    return rows_checksum(stream(conn, name, cols), each_row)
 
 
 def checksum_kind(conn: Connection) -> str:
@@ -154,7 +154,7 @@ def server_checksum(conn: Connection, name: str, columns: Sequence[str],
     return TableSum(int(row[0]), f"{kind}:{total:016x}")
 
 
-def _kind_of(checksum: str) -> str:
+def kind_of(checksum: str) -> str:
     return checksum.split(":", 1)[0]
 
 
@@ -177,7 +177,7 @@ def table_checksum_sql(conn: Connection, name: str, schema: str | None = None) -
     return TableSum(rows, f"{_TABLE_KIND}{_server_version(conn)}:{value}")
 
 
-def _columns_signature(conn: Connection, name: str, schema: str) -> list[tuple[Any, ...]]:
+def columns_signature(conn: Connection, name: str, schema: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in conn.exec_driver_sql(
         "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLLATION_NAME FROM "
         "information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
@@ -185,7 +185,7 @@ def _columns_signature(conn: Connection, name: str, schema: str) -> list[tuple[A
 
 
 @contextmanager
-def _utc_session(conn: Connection) -> Iterator[None]:
+def utc_session(conn: Connection) -> Iterator[None]:
     before = conn.exec_driver_sql("SELECT @@session.time_zone").scalar()
     conn.exec_driver_sql("SET SESSION time_zone = '+00:00'")
     try:
@@ -194,5 +194,5 @@ def _utc_session(conn: Connection) -> Iterator[None]:
         conn.exec_driver_sql("SET SESSION time_zone = %s", (before,))
 
 
-def _count(conn: Connection, name: str) -> int:
+def row_count(conn: Connection, name: str) -> int:
     return int(conn.execute(select(func.count()).select_from(table(name))).scalar_one())

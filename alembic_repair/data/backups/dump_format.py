@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from .checksums import Progress
-from .manifest import _CHUNK, MANIFEST, Manifest, _corrupt
+from .manifest import CHUNK, MANIFEST, Manifest, corrupt
 
 DUMP_FILE = "data.sql"  # the dump method's data; "data.sql.gz" with compress=True
 DUMP_GZ = "data.sql.gz"
-_DUMP_TRAILER = b"-- Dump completed"
+DUMP_TRAILER = b"-- Dump completed"
 _STRINGS = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'|`[^`]*(?:``[^`]*)*`")
 _INSERT_RAW = re.compile(rb"\nINSERT INTO `((?:[^`]|``)+)` ")  # literal prefix: a fast search
 _INSERT_BLANK = re.compile(rb"^INSERT INTO '' \((?:''(?:, ?)?)*\) VALUES ", re.M)
@@ -37,7 +37,7 @@ def _open_dump(file: Path) -> BinaryIO:
     return file.open("rb")
 
 
-class _DumpCounter:
+class DumpCounter:
     """Counts the rows per table in a mariadb-dump data stream fed in line-complete chunks.
 
     String literals and quoted names are blanked first (the dump escapes newlines inside
@@ -94,7 +94,7 @@ class _DumpCounter:
             self.current = name if stop == end else None
 
 
-def _read_lines(handle: BinaryIO, size: int = _CHUNK) -> Iterator[bytes]:
+def read_lines(handle: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
     """Chunks of about `size` bytes that end at a newline (the last one may not)."""
     rest = b""
     while block := handle.read(size):
@@ -109,21 +109,21 @@ def _read_lines(handle: BinaryIO, size: int = _CHUNK) -> Iterator[bytes]:
         yield rest
 
 
-def _dump_counts(file: Path) -> dict[str, int]:
+def dump_counts(file: Path) -> dict[str, int]:
     """Rows per table in a dump file; `BackupCorrupt` if it does not decompress, does not
     parse, or lacks mariadb-dump's completion trailer."""
-    counter = _DumpCounter()
+    counter = DumpCounter()
     tail = b""
     try:
         with _open_dump(file) as handle:
-            for chunk in _read_lines(handle):
+            for chunk in read_lines(handle):
                 counter.feed(chunk)
                 tail = (tail + chunk[-256:])[-256:]
     except (OSError, EOFError, zlib.error, ValueError, UnicodeDecodeError) as err:
-        raise _corrupt(file, f"the data does not read ({type(err).__name__})") from None
+        raise corrupt(file, f"the data does not read ({type(err).__name__})") from None
     if not tail.rstrip().splitlines() or not tail.rstrip().splitlines()[-1].startswith(
-            _DUMP_TRAILER):
-        raise _corrupt(file, "the dump is incomplete (no completion trailer)")
+            DUMP_TRAILER):
+        raise corrupt(file, "the dump is incomplete (no completion trailer)")
     return counter.rows
 
 
@@ -131,13 +131,13 @@ _BOUNDARY = re.compile(rb"^(?:-- Dumping data for table `((?:[^`]|``)+)`|"
                        rb"/\*!40103 SET TIME_ZONE=@OLD_TIME_ZONE)", re.M)
 
 
-def _feed_dump(file: Path, wanted: set[str], totals: dict[str, int], out: IO[bytes],
+def feed_dump(file: Path, wanted: set[str], totals: dict[str, int], out: IO[bytes],
                progress: Progress | None) -> None:
     """Copy the dump to `out`, keeping the header and footer (session settings) and the data
     sections of the `wanted` tables only, each closed by a COMMIT."""
     current: str | None = None  # the table whose section is being read
     strict = False
-    counter = _DumpCounter() if progress is not None else None
+    counter = DumpCounter() if progress is not None else None
 
     def segment(data: bytes) -> None:
         if current is not None and current not in wanted:
@@ -149,7 +149,7 @@ def _feed_dump(file: Path, wanted: set[str], totals: dict[str, int], out: IO[byt
 
     out.write(b"SET autocommit=0;\n")
     with _open_dump(file) as handle:
-        for chunk in _read_lines(handle):
+        for chunk in read_lines(handle):
             start = 0
             for match in _BOUNDARY.finditer(chunk):
                 segment(chunk[start:match.start()])
@@ -167,12 +167,12 @@ def _feed_dump(file: Path, wanted: set[str], totals: dict[str, int], out: IO[byt
     out.write(b"COMMIT;\n")
 
 
-def _dump_path(manifest: Manifest) -> Path:
+def dump_path(manifest: Manifest) -> Path:
     """The dump file of a dump backup; `BackupCorrupt` unless every table is in the one file
     the manifest lists."""
     names = {info.file for info in manifest.tables}
     name = names.pop() if len(names) == 1 else None
     if manifest.tables and (name not in (DUMP_FILE, DUMP_GZ) or name not in manifest.files):
-        raise _corrupt(manifest.path / MANIFEST, f"the tables are not all in one listed "
+        raise corrupt(manifest.path / MANIFEST, f"the tables are not all in one listed "
                        f"{DUMP_FILE} or {DUMP_GZ}")
     return manifest.path / (name or DUMP_FILE)

@@ -23,10 +23,10 @@ from ...engine.url import parse_url
 from ...errors import AlembicRepairError, ConfigError
 from ...masking import redact
 from . import manifest
-from .checksums import Progress, TableSum, _utc_session, table_checksum_sql
-from .dump_format import _DUMP_TRAILER, _dump_path, _DumpCounter, _feed_dump, _read_lines
+from .checksums import Progress, TableSum, table_checksum_sql, utc_session
+from .dump_format import DUMP_TRAILER, DumpCounter, dump_path, feed_dump, read_lines
 from .manifest import Manifest, TableInfo
-from .tables import _mysql_schema, _write_schema
+from .tables import mysql_schema, write_schema
 
 
 def dump_tools() -> tuple[str, str] | None:
@@ -79,7 +79,7 @@ def _tool_error(what: str, stderr: bytes, url: str) -> AlembicRepairError:
     return AlembicRepairError(f"{what} failed: {detail}")
 
 
-def _backup_mysql_dump(project: Project, conn: Connection, target: Path,
+def backup_mysql_dump(project: Project, conn: Connection, target: Path,
                        progress: Progress | None
                        ) -> tuple[tuple[TableInfo, ...], tuple[str, int]]:
     """mariadb-dump for the data, the server for counts and checksums, consistent because our
@@ -90,13 +90,13 @@ def _backup_mysql_dump(project: Project, conn: Connection, target: Path,
     sha256 of the compressed bytes as written."""
     tools = dump_tools()
     assert tools is not None
-    names, schema, columns = _mysql_schema(conn)
-    _write_schema(target.parent, schema)
+    names, schema, columns = mysql_schema(conn)
+    write_schema(target.parent, schema)
     database = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
     quote = conn.dialect.identifier_preparer.quote
     sums: dict[str, TableSum] = {}
     stream = _Stream()
-    with _utc_session(conn), _client_options(project.url) as (options, options_fd):
+    with utc_session(conn), _client_options(project.url) as (options, options_fd):
         conn.commit()
         if names:
             conn.exec_driver_sql("LOCK TABLES " + ", ".join(f"{quote(n)} READ" for n in names))
@@ -133,7 +133,7 @@ def _backup_mysql_dump(project: Project, conn: Connection, target: Path,
                 conn.exec_driver_sql("UNLOCK TABLES")
             conn.commit()
     lines = stream.tail.rstrip().splitlines()
-    if not lines or not lines[-1].startswith(_DUMP_TRAILER):
+    if not lines or not lines[-1].startswith(DUMP_TRAILER):
         raise AlembicRepairError(f"backup: {Path(tools[0]).name} stopped before the end of its "
                                  "output; run the backup again")
     for name in names:
@@ -152,7 +152,7 @@ class _Stream:
     end of the dump, and the exception that stopped it, if any."""
 
     def __init__(self) -> None:
-        self.counter = _DumpCounter()
+        self.counter = DumpCounter()
         self.digest = hashlib.sha256()
         self.size = 0  # bytes written
         self.tail = b""
@@ -193,7 +193,7 @@ def _compress_dump(process: subprocess.Popen[bytes], target: Path, totals: dict[
     counter = stream.counter
     try:
         with manifest.open_private(target) as raw, _dump_writer(raw, stream, target) as out:
-            for chunk in _read_lines(process.stdout):  # type: ignore[arg-type]
+            for chunk in read_lines(process.stdout):  # type: ignore[arg-type]
                 out.write(chunk)
                 counter.feed(chunk)
                 stream.tail = (stream.tail + chunk[-256:])[-256:]
@@ -207,7 +207,7 @@ def _compress_dump(process: subprocess.Popen[bytes], target: Path, totals: dict[
         process.stdout.close()
 
 
-def _load_dump(project: Project, manifest: Manifest, tables: Sequence[str], database: str,
+def load_dump(project: Project, manifest: Manifest, tables: Sequence[str], database: str,
                progress: Progress | None) -> None:
     """Feed the dump's rows of `tables` to the mariadb client, into `database`; each table in
     one transaction (a killed load leaves a table empty or whole)."""
@@ -226,7 +226,7 @@ def _load_dump(project: Project, manifest: Manifest, tables: Sequence[str], data
         assert process.stdin is not None
         broken = False
         try:
-            _feed_dump(_dump_path(manifest), wanted, totals, process.stdin, progress)
+            feed_dump(dump_path(manifest), wanted, totals, process.stdin, progress)
         except BrokenPipeError:
             broken = True  # the client stopped: its message says why
         finally:

@@ -20,7 +20,7 @@ MANIFEST = "manifest.json"
 SQLITE_FILE = "database.sqlite"
 SCHEMA_FILE = "schema.json"
 FORMAT = 1
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Manifest:
                 "method": self.method}
 
 
-def _seal(doc: dict[str, Any]) -> str:
+def seal_of(doc: dict[str, Any]) -> str:
     """sha256 over the manifest's own content: an edited or damaged manifest is caught even
     where the data cannot be checked without a server (the dump method's checksums)."""
     body = {k: v for k, v in doc.items() if k != "seal"}
@@ -66,25 +66,25 @@ def _seal(doc: dict[str, Any]) -> str:
                           .encode("utf-8")).hexdigest()
 
 
-def _check_seal(path: Path, manifest: Manifest) -> None:
+def check_seal(path: Path, manifest: Manifest) -> None:
     file = path / MANIFEST
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
-        raise _corrupt(file, "the manifest does not parse") from None
+        raise corrupt(file, "the manifest does not parse") from None
     seal = doc.get("seal")
     if seal is None and manifest.method == "python":
         return  # written before manifests were sealed: the data checks cover it
-    if seal != _seal(doc):
-        raise _corrupt(file, "the manifest's seal does not match its content (it was edited "
+    if seal != seal_of(doc):
+        raise corrupt(file, "the manifest's seal does not match its content (it was edited "
                        "or damaged)")
 
 
-def _corrupt(path: Path, why: str) -> BackupCorrupt:
+def corrupt(path: Path, why: str) -> BackupCorrupt:
     return BackupCorrupt(f"backup {path}: {why}; the backup cannot be trusted, use another one")
 
 
-def _read_manifest(path: Path) -> Manifest:
+def read_manifest(path: Path) -> Manifest:
     file = path / MANIFEST
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -106,16 +106,16 @@ def _read_manifest(path: Path) -> Manifest:
         raise ConfigError(f"{file}: cannot be read ({err.strerror}); name a backup folder "
                           "(under .alembic_repair/backups/)") from None
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-        raise _corrupt(file, "the manifest does not parse") from None
+        raise corrupt(file, "the manifest does not parse") from None
     if manifest.method not in ("python", "dump") or (
             manifest.method == "dump" and manifest.dialect != "mysql"):
-        raise _corrupt(file, f"the manifest names an unknown method {manifest.method!r}")
+        raise corrupt(file, f"the manifest names an unknown method {manifest.method!r}")
     if manifest.dialect not in ("sqlite", "mysql"):
-        raise _corrupt(file, f"the manifest names an unknown dialect {manifest.dialect!r}")
+        raise corrupt(file, f"the manifest names an unknown dialect {manifest.dialect!r}")
     for name in manifest.files:
         # a listed name must not reach outside the folder
         if not _SAFE_NAME.fullmatch(name) or name in (".", ".."):
-            raise _corrupt(file, f"the manifest lists a file {name!r} outside the backup")
+            raise corrupt(file, f"the manifest lists a file {name!r} outside the backup")
     return manifest
 
 
@@ -138,14 +138,14 @@ def database_identity(url: str) -> dict[str, Any]:
             "port": int(parsed.port or 3306), "database": parsed.database or ""}
 
 
-def _describe_identity(identity: dict[str, Any]) -> str:
+def describe_identity(identity: dict[str, Any]) -> str:
     if identity.get("dialect") == "sqlite":
         return f"the SQLite file {identity.get('path')}"
     return (f"the {identity.get('dialect')} database {identity.get('database')!r} at "
             f"{identity.get('host')}:{identity.get('port')}")
 
 
-def _mkdir_private(path: Path) -> None:
+def mkdir_private(path: Path) -> None:
     private.private_dir(path)  # every folder it creates 0700, not only the last
 
 
@@ -155,15 +155,15 @@ def open_private(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
+        while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _check_dialect(project: Project, action: str) -> str:
+def check_dialect(project: Project, action: str) -> str:
     dialect = project.dialect
     if dialect not in ("sqlite", "mysql", "mariadb"):
         raise ConfigError(f"{action}: the {dialect} dialect is not supported (SQLite, MySQL and "

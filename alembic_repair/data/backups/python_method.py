@@ -13,33 +13,33 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from . import manifest
-from .checksums import Progress, _count, decode_value
-from .manifest import TableInfo, _corrupt
-from .tables import _info, _mysql_schema, _write_schema
+from .checksums import Progress, decode_value, row_count
+from .manifest import TableInfo, corrupt
+from .tables import info, mysql_schema, write_schema
 
 
-def _backup_mysql(conn: Connection, path: Path, progress: Progress | None
+def backup_mysql(conn: Connection, path: Path, progress: Progress | None
                   ) -> tuple[TableInfo, ...]:
     conn.rollback()
     conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-    names, schema, _ = _mysql_schema(conn)
-    _write_schema(path, schema)
+    names, schema, _ = mysql_schema(conn)
+    write_schema(path, schema)
     infos = []
     for name in names:
         file = f"{name}.jsonl.gz"
-        total = _count(conn, name) if progress is not None else None
+        total = row_count(conn, name) if progress is not None else None
         with manifest.open_private(path / file) as raw, \
                 gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-            infos.append(_info(conn, name, out, file, progress, total))  # type: ignore[arg-type]
+            infos.append(info(conn, name, out, file, progress, total))  # type: ignore[arg-type]
     return tuple(infos)
 
 
-def _jsonl_rows(file: Path) -> Iterator[list[Any]]:
+def jsonl_rows(file: Path) -> Iterator[list[Any]]:
     try:
         with gzip.open(file, "rb") as handle:
             for line in handle:
                 yield [decode_value(v) for v in json.loads(line)]
     except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError,
             UnicodeDecodeError) as err:
-        raise _corrupt(file, f"the data does not read ({type(err).__name__})") from None
+        raise corrupt(file, f"the data does not read ({type(err).__name__})") from None

@@ -15,20 +15,20 @@ from ...errors import BackupCorrupt
 from .checksums import (
     Progress,
     TableSum,
-    _columns_signature,
-    _kind_of,
-    _utc_session,
     checksum_kind,
+    columns_signature,
+    kind_of,
     server_checksum,
     table_checksum_sql,
     table_columns,
+    utc_session,
 )
-from .dump_method import _load_dump
+from .dump_method import load_dump
 from .manifest import SCHEMA_FILE, Manifest
-from .restore_plan import RestoreReport, _Plan
+from .restore_plan import RestorePlan, RestoreReport
 
 
-def _apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: _Plan,
+def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: RestorePlan,
                 progress: Progress | None) -> RestoreReport:
     """Restore a mariadb-dump backup with the mariadb client. The backup's tables are first
     created, empty, in a scratch schema ``_ar_restore_<stamp>`` (dropped afterwards). A table
@@ -55,7 +55,7 @@ def _apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: _P
                                  dict(plan.missing), dropped, not_empty, already)
         scratch = scratch_schemas.new_name("restore")
         scratch_schemas.sweep(conn)  # those a killed run left (scratch.py)
-        with _utc_session(conn), scratch_schemas.claim(conn, scratch):
+        with utc_session(conn), scratch_schemas.claim(conn, scratch):
             conn.exec_driver_sql(f"CREATE DATABASE {quote(scratch)}")
             try:
                 conn.exec_driver_sql(f"USE {quote(scratch)}")
@@ -66,13 +66,13 @@ def _apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: _P
                     conn.exec_driver_sql(f"USE {quote(database)}")
                 conn.commit()
                 direct = [t for t in plan.fill if t not in dropped and
-                          _columns_signature(conn, t, database)
-                          == _columns_signature(conn, t, scratch)]
+                          columns_signature(conn, t, database)
+                          == columns_signature(conn, t, scratch)]
                 through = [t for t in wanted if t not in direct]
                 if direct:
-                    _load_dump(project, manifest, direct, database, progress)
+                    load_dump(project, manifest, direct, database, progress)
                 if through:
-                    _load_dump(project, manifest, through, scratch, progress)
+                    load_dump(project, manifest, through, scratch, progress)
                 for name in direct:
                     restored[name] = _check_loaded(conn, manifest, name, None).rows
                 kind = checksum_kind(conn)
@@ -147,7 +147,7 @@ def _check_loaded(conn: Connection, manifest: Manifest, name: str, schema: str |
     info = manifest.table(name)
     assert info is not None
     found = table_checksum_sql(conn, name, schema)
-    same_server = _kind_of(found.checksum) == _kind_of(info.checksum)
+    same_server = kind_of(found.checksum) == kind_of(info.checksum)
     if found.rows != info.rows or (same_server and found.checksum != info.checksum):
         raise _not_restored(manifest, name, found.rows, info.rows)
     return found

@@ -13,16 +13,16 @@ from sqlalchemy.engine import Connection
 from .checksums import (
     Row,
     TableSum,
-    _count,
-    _stream,
+    row_count,
     rows_checksum,
+    stream,
     table_checksum,
     table_checksum_sql,
     table_columns,
 )
 from .manifest import SQLITE_FILE, Manifest, TableInfo
-from .python_method import _jsonl_rows
-from .sqlite_method import _readonly_sqlite
+from .python_method import jsonl_rows
+from .sqlite_method import readonly_sqlite
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class RestoreReport:
 
 
 @dataclass
-class _Plan:
+class RestorePlan:
     create: list[str] = field(default_factory=list)
     fill: dict[str, list[str]] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
@@ -78,8 +78,8 @@ class _Plan:
         return "; ".join(parts)
 
 
-def _plan(conn: Connection, manifest: Manifest) -> _Plan:
-    plan = _Plan()
+def plan_restore(conn: Connection, manifest: Manifest) -> RestorePlan:
+    plan = RestorePlan()
     existing = set(inspect(conn).get_table_names())
     fresh = not any(t.name in existing for t in manifest.tables)
     for info in manifest.tables:
@@ -93,13 +93,13 @@ def _plan(conn: Connection, manifest: Manifest) -> _Plan:
         present = set(table_columns(conn, info.name))
         columns = [c for c in info.columns if c in present]
         gone = tuple(c for c in info.columns if c not in present)
-        rows = _count(conn, info.name)
+        rows = row_count(conn, info.name)
         if rows:
             if rows != info.rows or not columns:
                 plan.not_empty[info.name] = rows
             elif manifest.method == "dump" and gone:
                 plan.check[info.name] = rows  # the backup's checksum over fewer columns
-                plan.dropped[info.name] = gone  # needs the rows loaded: done by _apply_dump
+                plan.dropped[info.name] = gone  # needs the rows loaded: done by apply_dump
             elif _same_rows(conn, manifest, info, columns):
                 plan.already[info.name] = rows
                 if gone:
@@ -117,22 +117,22 @@ def _same_rows(conn: Connection, manifest: Manifest, info: TableInfo, columns: l
                ) -> bool:
     if manifest.method == "dump":
         return table_checksum_sql(conn, info.name) == TableSum(info.rows, info.checksum)
-    return table_checksum(conn, info.name, columns) == _backup_checksum(manifest, info, columns)
+    return table_checksum(conn, info.name, columns) == backup_checksum(manifest, info, columns)
 
 
-def _source_rows(manifest: Manifest, info: TableInfo, columns: Sequence[str]
+def source_rows(manifest: Manifest, info: TableInfo, columns: Sequence[str]
                  ) -> Iterator[Iterator[Row]]:
     """Yields one iterator over the backup's rows of `info`, projected onto `columns`."""
     index = [info.columns.index(c) for c in columns]
     if manifest.dialect == "sqlite":
-        with _readonly_sqlite(manifest.path / SQLITE_FILE) as conn:
-            yield ([row[i] for i in index] for row in _stream(conn, info.name, info.columns))
+        with readonly_sqlite(manifest.path / SQLITE_FILE) as conn:
+            yield ([row[i] for i in index] for row in stream(conn, info.name, info.columns))
     else:
         assert info.file is not None
-        yield ([row[i] for i in index] for row in _jsonl_rows(manifest.path / info.file))
+        yield ([row[i] for i in index] for row in jsonl_rows(manifest.path / info.file))
 
 
-def _backup_checksum(manifest: Manifest, info: TableInfo, columns: Sequence[str]) -> TableSum:
-    for rows in _source_rows(manifest, info, columns):
+def backup_checksum(manifest: Manifest, info: TableInfo, columns: Sequence[str]) -> TableSum:
+    for rows in source_rows(manifest, info, columns):
         return rows_checksum(rows)
     raise AssertionError("unreachable")

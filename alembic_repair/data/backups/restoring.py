@@ -15,11 +15,11 @@ from ...engine.locking import migration_lock
 from ...engine.project import Project
 from ...errors import BackupCorrupt, ConfigError, RefusedUnsafe
 from .. import guards
-from .checksums import _BATCH, Progress, table_checksum
-from .manifest import SCHEMA_FILE, Manifest, _check_dialect, _describe_identity, database_identity
-from .restore_dump import _apply_dump
-from .restore_plan import RestoreReport, _backup_checksum, _Plan, _plan, _source_rows
-from .sqlite_method import _schema_sqlite
+from .checksums import BATCH, Progress, table_checksum
+from .manifest import SCHEMA_FILE, Manifest, check_dialect, database_identity, describe_identity
+from .restore_dump import apply_dump
+from .restore_plan import RestorePlan, RestoreReport, backup_checksum, plan_restore, source_rows
+from .sqlite_method import schema_sqlite
 from .verifying import verify
 
 
@@ -27,7 +27,7 @@ def _check_backup(project: Project, path: Path, action: str, other_database: boo
                   ) -> Manifest:
     """Verify the backup and check that it fits the project's database (no change made)."""
     manifest = verify(path)
-    dialect = _check_dialect(project, action)
+    dialect = check_dialect(project, action)
     if dialect != manifest.dialect:
         raise ConfigError(f"{action}: the backup is of a {manifest.dialect} database and "
                           f"{project.masked_url} is {project.dialect}; restore it into a "
@@ -35,8 +35,8 @@ def _check_backup(project: Project, path: Path, action: str, other_database: boo
     here = database_identity(project.url)
     if manifest.database is not None and manifest.database != here and not other_database:
         raise RefusedUnsafe(
-            f"{action}: refused, the backup is of {_describe_identity(manifest.database)}, not "
-            f"of {_describe_identity(here)}; nothing changed; pass --other-database "
+            f"{action}: refused, the backup is of {describe_identity(manifest.database)}, not "
+            f"of {describe_identity(here)}; nothing changed; pass --other-database "
             "(other_database=True) to restore it into this one")
     return manifest
 
@@ -53,7 +53,7 @@ def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = Fal
     engine = connect(project)
     try:
         with migration_lock(engine, project.state_dir) as conn:
-            plan = _plan(conn, manifest)
+            plan = plan_restore(conn, manifest)
             conn.rollback()
             guards.require(yes, allow_remote, project,
                            f"{action}: would {plan.describe(manifest)}")
@@ -74,22 +74,22 @@ def restore_locked(project: Project, conn: Connection, path: Path, *,
     manifest = _check_backup(project, path, f"restore {path}", other_database)
     if conn.in_transaction():
         conn.rollback()
-    plan = _plan(conn, manifest)
+    plan = plan_restore(conn, manifest)
     conn.rollback()
     return _apply(project, conn, manifest, plan, progress)
 
 
-def _apply(project: Project, conn: Connection, manifest: Manifest, plan: _Plan,
+def _apply(project: Project, conn: Connection, manifest: Manifest, plan: RestorePlan,
            progress: Progress | None) -> RestoreReport:
     if manifest.method == "dump":
-        return _apply_dump(project, conn, manifest, plan, progress)
+        return apply_dump(project, conn, manifest, plan, progress)
     mysql = manifest.dialect == "mysql"
     if mysql:
         conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
         ddl = json.loads((manifest.path / SCHEMA_FILE).read_text(encoding="utf-8"))
     try:
         for name in plan.create:
-            statements = [ddl[name]] if mysql else _schema_sqlite(manifest.path, name)
+            statements = [ddl[name]] if mysql else schema_sqlite(manifest.path, name)
             for statement in statements:
                 conn.exec_driver_sql(statement)
             conn.commit()
@@ -101,11 +101,11 @@ def _apply(project: Project, conn: Connection, manifest: Manifest, plan: _Plan,
             inserted = 0
             if progress is not None:
                 progress(name, 0, info.rows)
-            for rows in _source_rows(manifest, info, columns):
+            for rows in source_rows(manifest, info, columns):
                 batch: list[dict[str, Any]] = []
                 for row in rows:
                     batch.append(dict(zip(columns, row, strict=True)))
-                    if len(batch) >= _BATCH:
+                    if len(batch) >= BATCH:
                         conn.execute(insert(target), batch)
                         inserted += len(batch)
                         batch = []
@@ -124,7 +124,7 @@ def _apply(project: Project, conn: Connection, manifest: Manifest, plan: _Plan,
     for name, columns in plan.fill.items():
         info = manifest.table(name)
         assert info is not None
-        expected = _backup_checksum(manifest, info, columns)
+        expected = backup_checksum(manifest, info, columns)
         found = table_checksum(conn, name, columns)
         if found != expected:
             raise BackupCorrupt(

@@ -19,7 +19,7 @@ from ...errors import ConfigError
 from . import manifest
 from .checksums import Progress
 from .manifest import SQLITE_FILE, TableInfo
-from .tables import _fk_order, _info
+from .tables import fk_order, info
 
 
 def _sqlite_path(url: str) -> Path:
@@ -29,22 +29,22 @@ def _sqlite_path(url: str) -> Path:
     return Path(database).expanduser().resolve()
 
 
-def _backup_sqlite(project: Project, path: Path, progress: Progress | None
+def backup_sqlite(project: Project, path: Path, progress: Progress | None
                    ) -> tuple[TableInfo, ...]:
     target = path / SQLITE_FILE
     manifest.open_private(target).close()
     source_path = _sqlite_path(project.url)
     source = sqlite3.connect(str(source_path), timeout=busy_timeout())
     try:
-        _sqlite_copy(source, target, source_path)
+        sqlite_copy(source, target, source_path)
     finally:
         source.close()
     os.chmod(target, 0o600)
-    with _readonly_sqlite(target) as conn:
-        return tuple(_info(conn, name, progress=progress) for name in _fk_order(conn))
+    with readonly_sqlite(target) as conn:
+        return tuple(info(conn, name, progress=progress) for name in fk_order(conn))
 
 
-def _sqlite_copy(source: sqlite3.Connection, target: Path, source_path: Path) -> None:
+def sqlite_copy(source: sqlite3.Connection, target: Path, source_path: Path) -> None:
     copy = sqlite3.connect(str(target))
     try:
         # bounded: Python retries a source another writer keeps locked forever otherwise
@@ -66,12 +66,12 @@ class _ReadonlySqlite:
         self.engine.dispose()
 
 
-def _readonly_sqlite(path: Path) -> _ReadonlySqlite:
+def readonly_sqlite(path: Path) -> _ReadonlySqlite:
     return _ReadonlySqlite(path)
 
 
-def _schema_sqlite(path: Path, name: str) -> list[str]:
-    with _readonly_sqlite(path / SQLITE_FILE) as conn:
+def schema_sqlite(path: Path, name: str) -> list[str]:
+    with readonly_sqlite(path / SQLITE_FILE) as conn:
         rows = conn.execute(text("SELECT type, sql FROM sqlite_master WHERE tbl_name = :t AND "
                                  "sql IS NOT NULL"), {"t": name}).all()
     return [r.sql for r in rows if r.type == "table"] + [r.sql for r in rows if r.type != "table"]

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ...engine.state.schema import VERSION_TABLE, is_user_table
 from . import manifest
-from .checksums import _BATCH, Progress, table_checksum, table_columns
+from .checksums import BATCH, Progress, table_checksum, table_columns
 from .manifest import SCHEMA_FILE, TableInfo
 
 
@@ -20,12 +20,12 @@ def _wanted(name: str) -> bool:
     return is_user_table(name) or name == VERSION_TABLE
 
 
-def _fk_order(conn: Connection) -> list[str]:
+def fk_order(conn: Connection) -> list[str]:
     names = [n for n, _ in inspect(conn).get_sorted_table_and_fkc_names() if n is not None]
     return [n for n in names if _wanted(n)]
 
 
-def _info(conn: Connection, name: str, out: BinaryIO | None = None, file: str | None = None,
+def info(conn: Connection, name: str, out: BinaryIO | None = None, file: str | None = None,
           progress: Progress | None = None, total: int | None = None) -> TableInfo:
     cols = table_columns(conn, name)
     done = 0
@@ -37,7 +37,7 @@ def _info(conn: Connection, name: str, out: BinaryIO | None = None, file: str | 
         if out is not None:
             out.write(line + b"\n")
         done += 1
-        if progress is not None and done % _BATCH == 0:
+        if progress is not None and done % BATCH == 0:
             progress(name, done, total)
 
     found = table_checksum(conn, name, cols, each_row=each_row)
@@ -46,14 +46,14 @@ def _info(conn: Connection, name: str, out: BinaryIO | None = None, file: str | 
     return TableInfo(name, tuple(cols), found.rows, found.checksum, file)
 
 
-def _mysql_schema(conn: Connection) -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
-    names = _fk_order(conn)
+def mysql_schema(conn: Connection) -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
+    names = fk_order(conn)
     quote = conn.dialect.identifier_preparer.quote
     schema = {name: str(conn.exec_driver_sql(f"SHOW CREATE TABLE {quote(name)}").one()[1])
               for name in names}
     return names, schema, {name: table_columns(conn, name) for name in names}
 
 
-def _write_schema(path: Path, schema: dict[str, str]) -> None:
+def write_schema(path: Path, schema: dict[str, str]) -> None:
     with manifest.open_private(path / SCHEMA_FILE) as handle:
         handle.write(json.dumps(schema, indent=2).encode("utf-8") + b"\n")

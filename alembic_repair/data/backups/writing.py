@@ -21,19 +21,19 @@ from ...errors import AlembicRepairError, BackupCorrupt, ConfigError
 from . import manifest as manifest_file
 from .checksums import Progress
 from .dump_format import DUMP_FILE, DUMP_GZ
-from .dump_method import _backup_mysql_dump, dump_tools
+from .dump_method import backup_mysql_dump, dump_tools
 from .manifest import (
     MANIFEST,
     Manifest,
-    _check_dialect,
-    _mkdir_private,
-    _seal,
-    _sha256,
+    check_dialect,
     database_identity,
+    file_sha256,
+    mkdir_private,
+    seal_of,
 )
-from .python_method import _backup_mysql
-from .sqlite_method import _backup_sqlite
-from .verifying import _verify
+from .python_method import backup_mysql
+from .sqlite_method import backup_sqlite
+from .verifying import verify_backup
 
 #: A backup being written: ``<final name>.partial-<pid>`` beside where it will be renamed.
 _PARTIAL = re.compile(r"^.+\.partial-(\d+)$")
@@ -48,7 +48,7 @@ def _new_dir(project: Project, dest: Path | None) -> tuple[Path, Path]:
         _remove_stale_partials(final.parent)
         work = final.with_name(f"{final.name}.partial-{os.getpid()}")
         _discard(work)  # an earlier failed attempt of this very process
-        _mkdir_private(work)
+        mkdir_private(work)
         return final, work
     except OSError as err:  # before anything is written: a bad destination is a usage error
         where = err.filename or dest or project.state_dir
@@ -61,11 +61,11 @@ def _final_dir(project: Project, dest: Path | None) -> Path:
         dest = Path(dest)
         if dest.exists() and any(dest.iterdir()):
             raise ConfigError(f"backup: {dest} is not empty; name a new folder")
-        _mkdir_private(dest.parent)
+        mkdir_private(dest.parent)
         return dest
     root = project.state_dir / "backups"
-    _mkdir_private(project.state_dir)
-    _mkdir_private(root)
+    mkdir_private(project.state_dir)
+    mkdir_private(root)
     return _free_name(root)
 
 
@@ -124,7 +124,7 @@ def backup(project: Project, dest: Path | None = None, *, method: str = "auto",
     `progress(table, rows_done, rows_total)` is called per table and per batch of rows.
     `compress`: the dump method's data gzipped (level 1; about 3.5x smaller, and on a busy
     machine about 2x slower)."""
-    _check_dialect(project, "backup")
+    check_dialect(project, "backup")
     _method(project, method)
     engine = connect(project)
     try:
@@ -142,7 +142,7 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
     `migration_lock` yields it): no lock taken, no guard. Any transaction open on `conn` is
     ended (rolled back) first, so commit your own changes before; `conn` is left without an
     open transaction. Returns the verified manifest."""
-    dialect = _check_dialect(project, "backup")
+    dialect = check_dialect(project, "backup")
     method = _method(project, method)
     if conn.in_transaction():
         conn.rollback()
@@ -150,16 +150,16 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
     try:
         try:
             if dialect == "sqlite":
-                tables = _backup_sqlite(project, path, progress)
+                tables = backup_sqlite(project, path, progress)
             elif method == "dump":
                 data = DUMP_GZ if compress else DUMP_FILE
-                tables, written = _backup_mysql_dump(project, conn, path / data, progress)
+                tables, written = backup_mysql_dump(project, conn, path / data, progress)
             else:
-                tables = _backup_mysql(conn, path, progress)
+                tables = backup_mysql(conn, path, progress)
         finally:
             if conn.in_transaction():
                 conn.rollback()
-        files = {p.name: written[0] if method == "dump" and p.name == data else _sha256(p)
+        files = {p.name: written[0] if method == "dump" and p.name == data else file_sha256(p)
                  for p in sorted(path.iterdir())}
         if method == "dump" and (path / data).stat().st_size != written[1]:
             raise BackupCorrupt(f"backup: {path / data} does not hold the bytes written "
@@ -168,13 +168,13 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
                             datetime.now(timezone.utc).isoformat(timespec="seconds"), tables,
                             files, database_identity(project.url), method)
         doc = manifest.as_dict()
-        doc["seal"] = _seal(doc)
+        doc["seal"] = seal_of(doc)
         with manifest_file.open_private(path / MANIFEST) as handle:
             handle.write(json.dumps(doc, indent=2).encode("utf-8") + b"\n")
         path = _place(path, final, named=dest is not None)
         # the dump was verified as it was written (rows per table against the server's
         # counts, completion trailer, sha256 of the bytes written): not read back again
-        return _verify(path, deep=method != "dump")
+        return verify_backup(path, deep=method != "dump")
     except BaseException as err:
         _discard(path)
         if _disk_full(err):

@@ -19,7 +19,7 @@ class Junk:
     sample: str
 
 
-def _predicate(declared: str, column: str) -> str | None:
+def predicate(declared: str, column: str) -> str | None:
     """SQL true for a value that does not fit `declared` (None: anything fits)."""
     kind = declared.upper()
     if "INT" in kind or kind.startswith("BOOL"):
@@ -41,7 +41,7 @@ def find_junk(conn: Connection) -> tuple[Junk, ...]:
     for table in user_tables(conn):
         for col in insp.get_columns(table):
             declared = str(col["type"])
-            where = _predicate(declared, quote(col["name"]))
+            where = predicate(declared, quote(col["name"]))
             if where is None:
                 continue
             rows = conn.execute(text(

@@ -33,7 +33,7 @@ from .baseline import InsertBaseline, plan_baseline
 from .files import Relink, read_scripts_of, relink_file, render_revision
 from .missing import RecreateMissing, missing_parent, plan_missing_revision
 from .proof import (
-    _by_revision,
+    by_revision,
     invoke_ops,
     kept_tables,
     prove,
@@ -41,7 +41,7 @@ from .proof import (
     schema_after_downgrades,
 )
 
-__all__ = ["InsertBaseline", "RecreateMissing", "Relink", "_by_revision",
+__all__ = ["InsertBaseline", "RecreateMissing", "Relink", "by_revision",
            "invoke_ops", "kept_tables", "missing_parent", "plan_baseline",
            "plan_missing_revision", "prove", "read_scripts_of", "reflect_metadata",
            "relink_file", "render_revision", "schema_after_downgrades"]

@@ -16,9 +16,9 @@ from ...engine.state.graph import history_chain
 from ...engine.state.read import State
 from ...errors import NeedsRepair
 from ..journal import crash_point
-from ..steps.base import Context, Step, _move, register
+from ..steps.base import Context, Step, move, register
 from .files import relink_file, render_revision
-from .proof import _by_revision, kept_tables, prove, schema_after_downgrades
+from .proof import by_revision, kept_tables, prove, schema_after_downgrades
 
 _MISSING_OBJECT = ("no such table", "no such column", "doesn't exist", "unknown column",
                    "unknown table", "can't drop", "check that column/key exists",
@@ -48,7 +48,7 @@ class InsertBaseline(Step):
             directory = migrations.scripts(project)
             chain = [Path(s.path) for s in history_chain(directory, self.recorded)]
         names = [Path(p).name for p in chain]
-        if not chain or _by_revision(project)[self.base].path.name != names[-1]:
+        if not chain or by_revision(project)[self.base].path.name != names[-1]:
             raise NeedsRepair(f"revision {self.recorded} does not descend from {self.base}")
         before = schema_after_downgrades(project, ctx.conn,
                                          kept_tables(project, ctx.conn, ctx.models), chain)
@@ -60,7 +60,7 @@ class InsertBaseline(Step):
 
     def apply(self, ctx: Context) -> None:
         project = ctx.project
-        files = _by_revision(project)
+        files = by_revision(project)
         base = files.get(self.base)
         if base is None:
             raise NeedsRepair(f"revision {self.base} has no file any more")
@@ -85,16 +85,16 @@ class InsertBaseline(Step):
                 f"{self.recorded} equals this database's")
 
     def _take_back(self, ctx: Context, revision: str) -> None:
-        files = _by_revision(ctx.project)
+        files = by_revision(ctx.project)
         base = files.get(self.base)
         if base is not None:
             relink_file(base.path, revision, None)
         written = files.get(revision)
         if written is not None:
-            _move(written.path, ctx.keep(written.path))
+            move(written.path, ctx.keep(written.path))
 
     def undo(self, ctx: Context) -> None:
-        base = _by_revision(ctx.project).get(self.base)
+        base = by_revision(ctx.project).get(self.base)
         if base is not None and base.down_revisions:
             self._take_back(ctx, base.down_revisions[0])
 

@@ -22,9 +22,9 @@ from ...engine.state.schema import is_user_table
 from ...engine.state.scripts import ScriptFile
 from ...errors import NeedsRepair
 from ..journal import crash_point
-from ..steps.base import Context, Step, _move, register
+from ..steps.base import Context, Step, move, register
 from .files import relink_file, render_revision
-from .proof import _by_revision, _load, _run, kept_tables, prove, schema_after_downgrades
+from .proof import by_revision, kept_tables, load, prove, run, schema_after_downgrades
 
 
 @register
@@ -61,7 +61,7 @@ class RecreateMissing(Step):
         chain = graph.chain(self.parent) if self.parent else []
         with project_on_path(project.root), scratch_database(project, conn.engine) as scratch:
             for rev in chain:
-                _run(scratch, _load(files[rev].path).upgrade)
+                run(scratch, load(files[rev].path).upgrade)
             context = MigrationContext.configure(scratch, opts={
                 "compare_type": True, "target_metadata": after,
                 "include_name": lambda name, type_, _: type_ != "table" or is_user_table(
@@ -73,7 +73,7 @@ class RecreateMissing(Step):
 
     def apply(self, ctx: Context) -> None:
         project = ctx.project
-        files = _by_revision(project)
+        files = by_revision(project)
         relinked = all(files[c].down_revisions == ((self.parent,) if self.parent else ())
                        for c in self.children if c in files)
         if self.missing not in files and not relinked:
@@ -88,7 +88,7 @@ class RecreateMissing(Step):
                                        "bridge (recreated)", operations)
                 ctx.say("bridge", f"recreated revision {self.missing} ({project.rel(path)})")
                 crash_point("recreate-missing.written")
-        files = _by_revision(project)
+        files = by_revision(project)
         target = self.recorded
         if self.recorded == self.missing and self.missing not in files:
             target = self.parent or ""  # relinked: the version rows are restamped next round
@@ -101,10 +101,10 @@ class RecreateMissing(Step):
                 f"{target} equals this database's")
 
     def _take_back(self, ctx: Context) -> None:
-        files = _by_revision(ctx.project)
+        files = by_revision(ctx.project)
         written = files.get(self.missing)
         if written is not None:
-            _move(written.path, ctx.keep(written.path))
+            move(written.path, ctx.keep(written.path))
         for child in self.children:
             if child in files and self.missing not in files[child].down_revisions:
                 relink_file(files[child].path, self.parent, self.missing)

@@ -24,7 +24,7 @@ from ...engine.state.scripts import ScriptFile, read_scripts
 from ...errors import AlembicRepairError, NeedsRepair
 
 
-def _run(conn: Connection, fn: Callable[[], Any]) -> None:
+def run(conn: Connection, fn: Callable[[], Any]) -> None:
     """One revision function (upgrade or downgrade) through Alembic's operations."""
     with Operations.context(MigrationContext.configure(conn)):
         fn()
@@ -49,7 +49,7 @@ def reflect_metadata(conn: Connection, tables: Iterable[str] | None = None) -> M
     return metadata
 
 
-def _load(path: Path) -> ModuleType:
+def load(path: Path) -> ModuleType:
     from alembic.util import load_python_file
 
     return load_python_file(str(path.parent), path.name)
@@ -93,7 +93,7 @@ def schema_after_downgrades(project: Project, conn: Connection, tables: list[str
         invoke_ops(scratch, revisions.create_ops(live))
         for path in downgrades:
             try:
-                _run(scratch, _load(path).downgrade)
+                run(scratch, load(path).downgrade)
             except Exception as err:  # the revision's own code
                 scratch.rollback()
                 raise NeedsRepair(
@@ -133,7 +133,7 @@ def _difference(live: SchemaSnapshot, expected: SchemaSnapshot, recorded: str) -
 
 
 
-def _by_revision(project: Project) -> dict[str, ScriptFile]:
+def by_revision(project: Project) -> dict[str, ScriptFile]:
     return {s.revision: s for s in read_scripts(project.versions_dir) if s.revision}
 
 

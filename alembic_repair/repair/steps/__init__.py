@@ -17,7 +17,7 @@ that read or stamp alembic_version around the steps.
 from __future__ import annotations
 
 from ...engine.state.recorder import version_rows, write_version_rows
-from .base import FILES_DIR, STEP_KINDS, Context, Say, Step, _move, from_dict, register
+from .base import FILES_DIR, STEP_KINDS, Context, Say, Step, from_dict, move, register
 from .revisions import MoveToBackup, RemoveHiddenDrops, RewritePending, WriteMerge
 from .schema import Autogenerate, CompleteRevision, Upgrade
 from .setup_files import (
@@ -35,6 +35,6 @@ __all__ = [
     "FILES_DIR", "STEP_KINDS", "AdoptSchema", "Autogenerate", "ClearJunk", "CompleteRevision",
     "Context", "EditIni", "EnsureVersionsDir", "HideFromAutogenerate", "MoveToBackup",
     "RemoveHiddenDrops", "RewritePending", "Say", "SetEnvOption", "Stamp", "Step", "Upgrade",
-    "WriteMerge", "WriteSetupFile", "_move", "adoption_ops", "double_percent", "from_dict",
+    "WriteMerge", "WriteSetupFile", "move", "adoption_ops", "double_percent", "from_dict",
     "register", "version_rows", "write_version_rows",
 ]

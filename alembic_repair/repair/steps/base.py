@@ -144,7 +144,7 @@ def from_dict(data: dict[str, Any]) -> Step:
 # -- files kept in the backup folder -------------------------------------------------------------
 
 
-def _move(source: Path, dest: Path) -> bool:
+def move(source: Path, dest: Path) -> bool:
     """Move a file into the backup folder (made private: folders 0700, files 0600) or back
     into the project (a new file's mode)."""
     if not source.exists() or dest.exists():
@@ -158,7 +158,7 @@ def _move(source: Path, dest: Path) -> bool:
     return True
 
 
-def _keep_copy(ctx: Context, path: Path) -> None:
+def keep_copy(ctx: Context, path: Path) -> None:
     """A copy of `path` in the backup folder (once: the first copy is the original)."""
     kept = ctx.keep(path)
     if not kept.exists():
@@ -167,7 +167,7 @@ def _keep_copy(ctx: Context, path: Path) -> None:
         kept.chmod(0o600)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """A temporary file, then a rename (mode kept): a kill -9 never leaves half a file, which
     the step run again could not parse."""
     temporary = path.with_name(f".{path.name}.ar-tmp")
@@ -177,7 +177,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def _restore_copy(ctx: Context, path: Path) -> None:
+def restore_copy(ctx: Context, path: Path) -> None:
     kept = ctx.keep(path)
     if kept.exists():
         shutil.copy2(kept, path)
@@ -187,16 +187,16 @@ def _restore_copy(ctx: Context, path: Path) -> None:
 # -- revision files a step wrote itself -----------------------------------------------------------
 
 
-def _keep_aside(ctx: Context, path: Path) -> None:
+def keep_aside(ctx: Context, path: Path) -> None:
     """Move a file a step wrote into the backup folder (a new name if one is there already)."""
     dest, number = ctx.keep(path), 1
     while dest.exists():
         number += 1
         dest = dest.with_name(f"{ctx.keep(path).name}.{number}")
-    _move(path, dest)
+    move(path, dest)
 
 
-def _reuse_own_revision(ctx: Context, step: Step) -> str | None:
+def reuse_own_revision(ctx: Context, step: Step) -> str | None:
     """The revision `step` recorded (`remember`) and wrote before a crash, when its file is
     whole; a file cut short is moved into the backup folder (the step writes it again)."""
     revision = ctx.recall(step).get("revision")
@@ -204,13 +204,13 @@ def _reuse_own_revision(ctx: Context, step: Step) -> str | None:
         return None
     intact, partial = revisions.own_files(ctx.project, revision)
     for path in partial:
-        _keep_aside(ctx, path)
+        keep_aside(ctx, path)
         ctx.say("move", f"moved {ctx.project.rel(path)} (cut short by the interrupted run) "
                 "into the backup folder")
     return revision if intact else None
 
 
-def _take_own_revision_back(ctx: Context, step: Step) -> None:
+def take_own_revision_back(ctx: Context, step: Step) -> None:
     """Undo of a step that wrote a revision file: move the file it recorded writing (never
     one that was there before it ran) into the backup folder, whole or cut short."""
     memo = ctx.recall(step)
@@ -219,5 +219,5 @@ def _take_own_revision_back(ctx: Context, step: Step) -> None:
         return
     intact, partial = revisions.own_files(ctx.project, revision)
     for path in intact + partial:
-        _keep_aside(ctx, path)
+        keep_aside(ctx, path)
 

@@ -13,11 +13,11 @@ from ...engine.models import project_on_path
 from .base import (
     Context,
     Step,
-    _keep_aside,
-    _keep_copy,
-    _move,
-    _restore_copy,
+    keep_aside,
+    keep_copy,
+    move,
     register,
+    restore_copy,
 )
 
 
@@ -35,12 +35,12 @@ class MoveToBackup(Step):
 
     def apply(self, ctx: Context) -> None:
         source = ctx.project.root / self.path
-        if _move(source, ctx.keep(source)):
+        if move(source, ctx.keep(source)):
             ctx.say("move", f"moved {self.path} into {ctx.project.rel(ctx.keep(source))}")
 
     def undo(self, ctx: Context) -> None:
         source = ctx.project.root / self.path
-        _move(ctx.keep(source), source)
+        move(ctx.keep(source), source)
 
 
 
@@ -59,7 +59,7 @@ class WriteMerge(Step):
     def apply(self, ctx: Context) -> None:
         intact, partial = revisions.own_files(ctx.project, self.revision)
         for path in partial:  # cut short by a kill: Alembic writes it in place
-            _keep_aside(ctx, path)
+            keep_aside(ctx, path)
         if intact:
             return
         config = migrations.alembic_config(ctx.project, ctx.conn)
@@ -74,7 +74,7 @@ class WriteMerge(Step):
     def undo(self, ctx: Context) -> None:
         intact, partial = revisions.own_files(ctx.project, self.revision)  # read, never imported
         for path in intact + partial:
-            _keep_aside(ctx, path)
+            keep_aside(ctx, path)
 
     @staticmethod
     def revision_for(heads: tuple[str, ...]) -> str:
@@ -112,7 +112,7 @@ class RewritePending(Step):
         from ...rewrite import rewrite_unique_columns, rewrite_upgrade_drops
 
         path = ctx.project.root / self.path
-        _keep_copy(ctx, path)
+        keep_copy(ctx, path)
         schema = revisions.reflect_user_tables(ctx.conn)
         if self.transform == "soft-drops":
             done = rewrite_upgrade_drops(path, list(self.drops), schema=schema,
@@ -127,7 +127,7 @@ class RewritePending(Step):
             ctx.say("rewrite", f"rewrote {self.path} ({self.transform})")
 
     def undo(self, ctx: Context) -> None:
-        _restore_copy(ctx, ctx.project.root / self.path)
+        restore_copy(ctx, ctx.project.root / self.path)
 
 
 
@@ -150,11 +150,11 @@ class RemoveHiddenDrops(Step):
         from ...rewrite.hidden import remove_table_ops
 
         path = ctx.project.root / self.path
-        _keep_copy(ctx, path)
+        keep_copy(ctx, path)
         done = remove_table_ops(path, set(self.tables))
         if done.changed:
             ctx.say("rewrite", f"rewrote {self.path}: removed what it did to "
                     f"{', '.join(self.tables)}")
 
     def undo(self, ctx: Context) -> None:
-        _restore_copy(ctx, ctx.project.root / self.path)
+        restore_copy(ctx, ctx.project.root / self.path)

@@ -26,9 +26,9 @@ from ..journal import crash_point
 from .base import (
     Context,
     Step,
-    _reuse_own_revision,
-    _take_own_revision_back,
     register,
+    reuse_own_revision,
+    take_own_revision_back,
 )
 
 
@@ -49,7 +49,7 @@ class Upgrade(Step):
             # killed during the upgrade: on MySQL/MariaDB each DDL statement committed, so
             # the revision it was in is half-applied; finish it (and the rest) skipping what
             # already took effect, instead of failing on it forever
-            _finish_revisions(ctx)
+            finish_revisions(ctx)
         else:
             ctx.remember(self, upgrading=True)
             crash_point("upgrade.started")
@@ -60,7 +60,7 @@ class Upgrade(Step):
         ctx.conn.rollback()
 
 
-def _finish_revisions(ctx: Context) -> None:
+def finish_revisions(ctx: Context) -> None:
     """Every revision the database has not applied, in order, through `CompleteRevision`."""
     from ...engine.state.pending import pending_ids
     from ...engine.state.scripts import read_scripts
@@ -95,7 +95,7 @@ class Autogenerate(Step):
     def apply(self, ctx: Context) -> None:
         from ...engine.models import load_target_metadata
 
-        revision = _reuse_own_revision(ctx, self)
+        revision = reuse_own_revision(ctx, self)
         if revision is not None:
             # An interrupted run wrote it: the models are compared with it, not written again
             # on top of it. Its operations already in the live schema (MariaDB commits each
@@ -143,7 +143,7 @@ class Autogenerate(Step):
         if (why := self.undo_refusal(ctx)) is not None:
             raise RefusedUnsafe(f"autogenerate cannot be undone: {why}; finish the run with "
                                 "`alembic-repair fix --yes`")
-        _take_own_revision_back(ctx, self)
+        take_own_revision_back(ctx, self)
 
 
 def _already(conn: Connection, operation: Any) -> bool:

@@ -13,11 +13,11 @@ from ...errors import NeedsRepair
 from .base import (
     Context,
     Step,
-    _keep_copy,
-    _move,
-    _restore_copy,
-    _write_atomic,
+    keep_copy,
+    move,
     register,
+    restore_copy,
+    write_atomic,
 )
 
 
@@ -42,7 +42,7 @@ class WriteSetupFile(Step):
     def apply(self, ctx: Context) -> None:
         project, path = ctx.project, self._target(ctx.project)
         if path.exists() and not scaffold.is_generated(path):
-            _move(path, ctx.keep(path))
+            move(path, ctx.keep(path))
         if path == project.ini_path:
             change = scaffold.write_alembic_ini(project)
         elif path == project.env_py:
@@ -59,7 +59,7 @@ class WriteSetupFile(Step):
         kept = ctx.keep(path)
         if kept.exists():
             path.unlink(missing_ok=True)
-            _move(kept, path)
+            move(kept, path)
 
 
 @register
@@ -136,15 +136,15 @@ class EditIni(Step):
             new = double_percent(raw) if self.change == "double-percent" else (
                 raw if raw.startswith(("%(here)s", "/")) else f"%(here)s/{raw}")
             if new != raw:
-                _keep_copy(ctx, path)
+                keep_copy(ctx, path)
                 lines[number] = f"{key.rstrip()} = {new}\n"
                 changed = True
         if changed:
-            _write_atomic(path, "".join(lines))
+            write_atomic(path, "".join(lines))
             ctx.say("edit", f"alembic.ini: corrected {self.key}")
 
     def undo(self, ctx: Context) -> None:
-        _restore_copy(ctx, ctx.project.ini_path)
+        restore_copy(ctx, ctx.project.ini_path)
 
 
 @register
@@ -169,12 +169,12 @@ class SetEnvOption(Step):
         source = path.read_text(encoding="utf-8")
         rewritten = set_configure_keyword(source, self.option, self.value)
         if rewritten != source:
-            _keep_copy(ctx, path)
-            _write_atomic(path, rewritten)
+            keep_copy(ctx, path)
+            write_atomic(path, rewritten)
             ctx.say("edit", f"env.py: context.configure(..., {self.option}={self.value})")
 
     def undo(self, ctx: Context) -> None:
-        _restore_copy(ctx, ctx.project.env_py)
+        restore_copy(ctx, ctx.project.env_py)
 
 
 
@@ -212,7 +212,7 @@ class HideFromAutogenerate(Step):
         if self.tables and pyproject.is_file():
             text = record_ignore_tables(pyproject, self.tables)
             if text is not None:
-                _keep_copy(ctx, pyproject)
+                keep_copy(ctx, pyproject)
                 pyproject.write_text(text, encoding="utf-8")
                 ctx.say("edit", f"pyproject.toml: [tool.alembic_repair] ignore_tables now "
                         f"lists {', '.join(self.tables)}")
@@ -232,7 +232,7 @@ class HideFromAutogenerate(Step):
             ctx.say(*done)
 
     def undo(self, ctx: Context) -> None:
-        _restore_copy(ctx, ctx.project.env_py)
-        _restore_copy(ctx, ctx.project.root / "pyproject.toml")
+        restore_copy(ctx, ctx.project.env_py)
+        restore_copy(ctx, ctx.project.root / "pyproject.toml")
 
 

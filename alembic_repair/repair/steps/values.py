@@ -42,7 +42,7 @@ class ClearJunk(Step):
         return ((self.table, self.column),)
 
     def apply(self, ctx: Context) -> None:
-        from ...engine.state.junk import _predicate
+        from ...engine.state.junk import predicate
 
         conn = ctx.conn
         insp = inspect(conn)
@@ -54,7 +54,7 @@ class ClearJunk(Step):
             raise NeedsRepair(f"{self.table}.{self.column} is NOT NULL, so its junk values "
                               "cannot be cleared; correct them by hand (doctor lists them)")
         quote = conn.dialect.identifier_preparer.quote
-        where = _predicate(self.declared, quote(self.column))
+        where = predicate(self.declared, quote(self.column))
         if where is None:
             return
         key = insp.get_pk_constraint(self.table).get("constrained_columns") or ["rowid"]

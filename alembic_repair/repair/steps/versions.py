@@ -20,9 +20,9 @@ from ..journal import crash_point
 from .base import (
     Context,
     Step,
-    _reuse_own_revision,
-    _take_own_revision_back,
     register,
+    reuse_own_revision,
+    take_own_revision_back,
 )
 
 # -- alembic_version ---------------------------------------------------------------------------
@@ -98,7 +98,7 @@ class AdoptSchema(Step):
                 f"{': ' + self.why if self.why else ''}")
 
     def apply(self, ctx: Context) -> None:
-        revision = _reuse_own_revision(ctx, self)
+        revision = reuse_own_revision(ctx, self)
         if revision is None:
             operations = adoption_ops(ctx.project, ctx.conn, self.parent)
             parents = [self.parent] if self.parent else []
@@ -121,6 +121,6 @@ class AdoptSchema(Step):
         # From what apply recorded before it acted, never recomputed: the live schema and
         # the history may be exactly what the failed run left half-changed.
         write_version_rows(ctx.project, ctx.conn, self.before)
-        _take_own_revision_back(ctx, self)
+        take_own_revision_back(ctx, self)
 
 

@@ -26,7 +26,7 @@ from .builders import (
 )
 
 
-def _fm08_version_rows_without_pk(root: Path, url: str) -> None:
+def fm08_version_rows_without_pk(root: Path, url: str) -> None:
     base_project(root, url, upgrade_to="bbb222")
     execute(url, "DROP TABLE alembic_version",
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)",
@@ -37,7 +37,7 @@ NAME_INDEXED = (AUTHOR[0], "name: Mapped[str] = mapped_column(String(100), index
                 AUTHOR[2])
 
 
-def _fm08_version_num_too_short(root: Path, url: str) -> None:
+def fm08_version_num_too_short(root: Path, url: str) -> None:
     base_project(root, url, models=models_py(NAME_INDEXED))
     execute(url, "ALTER TABLE alembic_version MODIFY version_num VARCHAR(8) NOT NULL")
     write_revisions(root, {"4d2f0a9c1b7e_index_author_name.py": revision_py(
@@ -47,7 +47,7 @@ def _fm08_version_num_too_short(root: Path, url: str) -> None:
         date="2024-02-01 10:00:00.000000")})
 
 
-def _fm09_create_all(root: Path, url: str) -> None:
+def fm09_create_all(root: Path, url: str) -> None:
     write_app(root)
     write_scaffold(root, url)
     write_revisions(root, base_revisions())
@@ -55,7 +55,7 @@ def _fm09_create_all(root: Path, url: str) -> None:
     insert_rows(url)
 
 
-def _fm09_empty_version_table(root: Path, url: str) -> None:
+def fm09_empty_version_table(root: Path, url: str) -> None:
     base_project(root, url)
     execute(url, "DELETE FROM alembic_version")
 
@@ -63,7 +63,7 @@ def _fm09_empty_version_table(root: Path, url: str) -> None:
 DDD444_HALF = "ddd444_author_bio_post_summary.py"
 
 
-def _fm13_half_applied(root: Path, url: str) -> None:
+def fm13_half_applied(root: Path, url: str) -> None:
     base_project(root, url)
     author = (AUTHOR[0], AUTHOR[1], "email: Mapped[str | None] = mapped_column(String(200), "
               "index=True)", "bio: Mapped[str | None] = mapped_column(Text)")
@@ -86,29 +86,29 @@ def _fm13_half_applied(root: Path, url: str) -> None:
     raise RuntimeError("ddd444 was expected to fail on its third operation")
 
 
-def _fm13_half_applied_corrected(root: Path, url: str) -> None:
-    _fm13_half_applied(root, url)
+def fm13_half_applied_corrected(root: Path, url: str) -> None:
+    fm13_half_applied(root, url)
     path = versions(root) / DDD444_HALF
     path.write_text(path.read_text(encoding="utf-8").replace('["emial"]', '["email"]'),
                     encoding="utf-8")
 
 
-def _fm15_wrong_stamp_head(root: Path, url: str) -> None:
+def fm15_wrong_stamp_head(root: Path, url: str) -> None:
     base_project(root, url, upgrade_to="bbb222")
     stamp(root, url, "head")
 
 
-def _fm15_manual_alter(root: Path, url: str) -> None:
+def fm15_manual_alter(root: Path, url: str) -> None:
     base_project(root, url)
     execute(url, "ALTER TABLE author ADD COLUMN x INTEGER", "UPDATE author SET x = id * 10")
 
 
-def _fm24_model_removed(root: Path, url: str) -> None:
+def fm24_model_removed(root: Path, url: str) -> None:
     base_project(root, url)
     (root / "app" / "models.py").write_text(models_py(post=None), encoding="utf-8")
 
 
-def _fm24_orphan_table(root: Path, url: str) -> None:
+def fm24_orphan_table(root: Path, url: str) -> None:
     base_project(root, url)
     execute(url, "CREATE TABLE legacy_stats (id INTEGER NOT NULL PRIMARY KEY, "
                  "day VARCHAR(10) NOT NULL, hits INTEGER NOT NULL)",
@@ -116,11 +116,11 @@ def _fm24_orphan_table(root: Path, url: str) -> None:
             "(1, '2023-12-30', 120), (2, '2023-12-31', 98)")
 
 
-def _fm03_behind_head(root: Path, url: str) -> None:
+def fm03_behind_head(root: Path, url: str) -> None:
     base_project(root, url, upgrade_to="bbb222")
 
 
-def _fm45_sqlite_junk(root: Path, url: str) -> None:
+def fm45_sqlite_junk(root: Path, url: str) -> None:
     base_project(root, url)
     execute(url, "UPDATE post SET views = 'abc' WHERE id = 2",
             "UPDATE post SET created_at = 'yesterday' WHERE id = 3")

@@ -30,7 +30,7 @@ def _pending_revision(root: Path, url: str, name: str, message: str, upgrade_cod
                                              downgrade_code, date="2024-02-01 10:00:00.000000")})
 
 
-def _fm24_pending_drop_table(root: Path, url: str) -> None:
+def fm24_pending_drop_table(root: Path, url: str) -> None:
     recreate = '''
         op.create_table(
             "post",
@@ -49,7 +49,7 @@ def _fm24_pending_drop_table(root: Path, url: str) -> None:
                       recreate, models=models_py(post=None))
 
 
-def _fm34_not_null_on_rows(root: Path, url: str) -> None:
+def fm34_not_null_on_rows(root: Path, url: str) -> None:
     post = (*POST, "status: Mapped[str] = mapped_column(String(20))")
     _pending_revision(root, url, DDD444_STATUS, "add post status",
                       'op.add_column("post", sa.Column("status", sa.String(length=20), '
@@ -57,7 +57,7 @@ def _fm34_not_null_on_rows(root: Path, url: str) -> None:
                       models=models_py(post=post))
 
 
-def _fm35_unique_on_duplicates(root: Path, url: str) -> None:
+def fm35_unique_on_duplicates(root: Path, url: str) -> None:
     author = (AUTHOR[0], "name: Mapped[str] = mapped_column(String(100), unique=True)",
               AUTHOR[2])
     _pending_revision(root, url, DDD444_UNIQUE_NAME, "unique author name",
@@ -68,7 +68,7 @@ def _fm35_unique_on_duplicates(root: Path, url: str) -> None:
                  "'ada.lovelace@example.org')")
 
 
-def _fm35_default_evaluated_once(root: Path, url: str) -> None:
+def fm35_default_evaluated_once(root: Path, url: str) -> None:
     author = (*AUTHOR, "public_id: Mapped[str | None] = mapped_column(String(36), "
                        "default=str(uuid.uuid4()))")
     models = models_py(author).replace("from datetime import datetime\n",
@@ -78,7 +78,7 @@ def _fm35_default_evaluated_once(root: Path, url: str) -> None:
                       "nullable=True))", 'op.drop_column("author", "public_id")', models=models)
 
 
-def _fm32_type_change_too_short(root: Path, url: str) -> None:
+def fm32_type_change_too_short(root: Path, url: str) -> None:
     author = (AUTHOR[0], "name: Mapped[str] = mapped_column(String(10))", AUTHOR[2])
     _pending_revision(root, url, DDD444_SHORTER, "shorter author name", """
         op.alter_column("author", "name", existing_type=sa.String(length=100),
@@ -89,7 +89,7 @@ def _fm32_type_change_too_short(root: Path, url: str) -> None:
     """, models=models_py(author))
 
 
-def _fm13_several_ddl(root: Path, url: str) -> None:
+def fm13_several_ddl(root: Path, url: str) -> None:
     author = (*AUTHOR, "bio: Mapped[str | None] = mapped_column(Text)")
     post = (*POST, "summary: Mapped[str | None] = mapped_column(String(300))")
     _pending_revision(root, url, DDD444_SEVERAL, "author bio, post summary", """
@@ -101,7 +101,7 @@ def _fm13_several_ddl(root: Path, url: str) -> None:
     """, models=models_py(author, post))
 
 
-def _fm42_alter_outside_batch(root: Path, url: str) -> None:
+def fm42_alter_outside_batch(root: Path, url: str) -> None:
     author = (AUTHOR[0], "name: Mapped[str | None] = mapped_column(String(100))", AUTHOR[2])
     _pending_revision(root, url, DDD444_NULLABLE, "author name nullable", """
         op.alter_column("author", "name", existing_type=sa.String(length=100), nullable=True)
@@ -110,7 +110,7 @@ def _fm42_alter_outside_batch(root: Path, url: str) -> None:
     """, models=models_py(author))
 
 
-def _fm26_rename_as_drop_add(root: Path, url: str) -> None:
+def fm26_rename_as_drop_add(root: Path, url: str) -> None:
     author = (AUTHOR[0], "display_name: Mapped[str | None] = mapped_column(String(100))",
               AUTHOR[2])
     _pending_revision(root, url, DDD444_RENAME, "rename author name", """
@@ -125,7 +125,7 @@ def _fm26_rename_as_drop_add(root: Path, url: str) -> None:
     """, models=models_py(author))
 
 
-def _fm38_unnamed_constraint(root: Path, url: str) -> None:
+def fm38_unnamed_constraint(root: Path, url: str) -> None:
     author = (AUTHOR[0], AUTHOR[1],
               "email: Mapped[str | None] = mapped_column(String(200), unique=True)")
     _pending_revision(root, url, DDD444_UNNAMED, "unique author email",
@@ -134,7 +134,7 @@ def _fm38_unnamed_constraint(root: Path, url: str) -> None:
                       models=models_py(author))
 
 
-def _fm39_string_without_length(root: Path, url: str) -> None:
+def fm39_string_without_length(root: Path, url: str) -> None:
     post = (*POST, "slug: Mapped[str | None] = mapped_column(String)")
     _pending_revision(root, url, DDD444_SLUG, "add post slug",
                       'op.add_column("post", sa.Column("slug", sa.String(), nullable=True))',
