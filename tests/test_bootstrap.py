@@ -425,3 +425,17 @@ def test_lock_timeout_is_one_line_and_the_lock_is_released_after_a_failure(
     (root / "alembic" / "versions" / "ffff_bad.py").unlink()
     again = cli("bootstrap", "--lock-timeout", "1", cwd=root, url=backend.url)
     assert again.code == 0 and "waiting" not in again.stdout
+
+
+def test_a_first_bootstrap_leaves_no_state_folder_behind(tmp_path: Path, sqlite_url: str) -> None:
+    """The first start of a fresh clone journals its autogenerate and upgrade (a kill is
+    finished by the next start), then removes `.alembic_repair/`, which it made only for that
+    journal: nothing is left in the project that was not asked for."""
+    root = write_project(tmp_path / "proj")
+
+    first = cli("bootstrap", cwd=root, url=sqlite_url)
+
+    assert first.code == 0, first.output
+    assert list((root / "alembic" / "versions").glob("*.py"))  # it did change something
+    assert "alembic_version" in table_digest(sqlite_url)
+    assert not (root / ".alembic_repair").exists()

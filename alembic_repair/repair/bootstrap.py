@@ -16,6 +16,7 @@ unless something must change (`_MustChange`).
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -313,10 +314,26 @@ def _run(project: Project, conn: Connection, steps: list[Step], models: str | No
     from . import runner
 
     runner.interrupted(project, COMMAND)
+    fresh = not project.state_dir.exists()
     run = runner.Run(COMMAND, tuple(steps), check_rows=False,
                      context={"again": f"alembic-repair {COMMAND}", "lazy_folder": True})
     journal = runner.begin(project, run)
-    return _execute(project, conn, journal, models, metadata, say)
+    try:
+        return _execute(project, conn, journal, models, metadata, say)
+    finally:
+        if fresh:
+            _leave_no_trace(project.state_dir)
+
+
+def _leave_no_trace(state: Path) -> None:
+    """A bootstrap that made `.alembic_repair/` only for its journal removes it again: a first
+    start in a fresh clone leaves no folder behind unless it keeps something there."""
+    try:
+        files = [p.relative_to(state).as_posix() for p in state.rglob("*") if not p.is_dir()]
+    except OSError:
+        return
+    if files in ([], [".gitignore"]):
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _resume(project: Project, conn: Connection, models: str | None, metadata: MetaData,
