@@ -313,11 +313,16 @@ def test_heads_merged() -> None:
 
 
 def pending_state(*operations: object, rows: tuple[str, ...] = ("a1",),
-                  env: EnvFilter | None = SAFE_ENV) -> State:
+                  env: EnvFilter | None = SAFE_ENV, live: SchemaSnapshot | None = None
+                  ) -> State:
     revision = PendingRevision("b2", f"{VERSIONS}/b2.py",
                                tuple(PendingOp(op, 10 + n) for n, op in enumerate(operations)))
-    return state(script("a1"), script("b2", "a1"), rows=rows, env=env,
+    return state(script("a1"), script("b2", "a1"), rows=rows, env=env, live=live,
                  pending=Pending((revision,), dialect="sqlite"))
+
+
+EMPTY = SchemaSnapshot(frozenset())
+WITH_TABLES = SchemaSnapshot(frozenset({("table", "post")}))
 
 
 AT_B2 = RevisionFile(f"{VERSIONS}/b2.py", "b2", 10)
@@ -340,7 +345,7 @@ def test_drop_rewritten_as_soft_drop() -> None:
 
 def test_soft_drop_refused_when_not_next_or_env_unsafe() -> None:
     finding = F.AR501.finding("x", AT_B2, PendingChange("DropTableOp"))
-    p = plan(pending_state(ops.DropTableOp("legacy"), rows=()), finding)
+    p = plan(pending_state(ops.DropTableOp("legacy"), rows=(), live=EMPTY), finding)
     assert p.unrepairable[0][1] == ("revision b2 is not the next one to run; upgrade to its "
                                     "parent, then run fix again")
     p = plan(pending_state(ops.DropTableOp("legacy"), env=UNSAFE_ENV), finding)
@@ -488,3 +493,26 @@ def test_refusals_of_lower_layers_carried_into_the_plan() -> None:
     assert [f.code for f, _ in p.unrepairable] == ["AR113"]
     assert p.as_dict()["unrepairable"] == [{"code": "AR113", "location": "alembic/env.py",
                                             "reason": stray.fix}]
+
+
+@pytest.mark.parametrize("rows", [(), ("feedfacecafe",)], ids=["rows-missing", "rows-unknown"])
+def test_no_revision_file_moved_or_rewritten_when_what_ran_is_unknown(
+        rows: tuple[str, ...]) -> None:
+    """On a database with tables whose alembic_version rows are missing or unknown, every
+    revision only looks unapplied: an empty head is not moved away (it may be the history's real
+    head), and a pending revision is neither rewritten nor made to block with the wrong reason."""
+    empty = F.AR207.finding("x", RevisionFile(f"{VERSIONS}/e3.py", "e3"))
+    st = state(script("a1"), script("e3", "a1", upgrade="empty"), rows=rows, live=WITH_TABLES)
+    assert plan(st, empty).steps == ()
+    st = state(script("a1"), script("e3", "a1", upgrade="empty"), rows=rows, live=EMPTY)
+    assert plan(st, empty).steps == (() if rows else (MoveToBackup(
+        f"{VERSIONS}/e3.py", why="an empty revision no database here applied"),))
+
+    drop = F.AR501.finding("x", AT_B2, PendingChange("DropTableOp"))
+    hidden = F.AR511.finding("x", AT_B2, HiddenDrops(("_ar_trash_post",)))
+    for finding, operation in ((drop, ops.DropTableOp("legacy")),
+                               (hidden, ops.DropTableOp("_ar_trash_post"))):
+        p = plan(pending_state(operation, rows=rows, live=WITH_TABLES), finding)
+        assert p.steps == ()
+        assert "alembic_version does not say whether revision b2 ran here" in \
+            p.unrepairable[0][1]

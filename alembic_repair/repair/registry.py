@@ -62,6 +62,19 @@ class Draft:
         self.stopped = True
 
     @property
+    def applied_is_known(self) -> bool:
+        """Whether "not applied" is evidence: alembic_version records revisions the files
+        define, or the database holds no table at all (nothing was ever applied). When its rows
+        are missing or unknown on a database with tables, every revision only *looks* pending:
+        no revision file is moved or rewritten on that (the history's head could be moved)."""
+        state = self.state
+        versions = state.versions
+        known = {s.revision for s in state.scripts if s.revision}
+        if versions is not None and versions.exists and versions.rows:
+            return set(versions.rows) <= known
+        return state.live is not None and not state.live.tables
+
+    @property
     def recorded(self) -> tuple[str, ...]:
         if self.heads is not None:
             return self.heads

@@ -65,7 +65,7 @@ def recreate_missing(draft: Draft, finding: Finding) -> None:
 def move_empty(draft: Draft, finding: Finding) -> None:
     state = draft.state
     empty = _file(state, finding)
-    if (empty is not None and empty.revision is not None
+    if (empty is not None and empty.revision is not None and draft.applied_is_known
             and not state.graph.named_as_parent(empty.revision) and state.versions is not None
             and empty.revision not in state.graph.applied(state.versions.heads)):
         draft.add(finding.code, MoveToBackup(state.project.rel(empty.path),

@@ -30,6 +30,8 @@ def _not_next(draft: Draft, finding: Finding) -> str | None:
     revision = _revision(draft, finding)
     if revision is None:
         return "no upgrade runs until this revision is made safe"
+    if (why := _unknown(draft, revision)) is not None:
+        return why
     state = draft.state
     recorded = set(state.versions.heads) if state.versions is not None else set()
     script = next((s for s in state.scripts if s.revision == revision.revision), None)
@@ -38,6 +40,14 @@ def _not_next(draft: Draft, finding: Finding) -> str | None:
         return (f"revision {revision.revision} is not the next one to run; upgrade to its "
                 "parent, then run fix again")
     return None
+
+
+def _unknown(draft: Draft, revision: PendingRevision) -> str | None:
+    if draft.applied_is_known:
+        return None
+    return (f"alembic_version does not say whether revision {revision.revision} ran here (its "
+            "rows are missing or unknown), so its file is not rewritten: repair alembic_version "
+            "first (doctor's AR3xx findings say how), then run fix again")
 
 
 def _held(draft: Draft, finding: Finding) -> str:
@@ -54,6 +64,9 @@ def remove_hidden_drops(draft: Draft, finding: Finding) -> None:
     revision = _revision(draft, finding)
     if revision is None or not isinstance(finding.facts, HiddenDrops):
         draft.refuse(finding, "no upgrade runs until this revision is made safe")
+        return
+    if (why := _unknown(draft, revision)) is not None:
+        draft.refuse(finding, why)
         return
     draft.add(finding.code, RemoveHiddenDrops(revision.path, finding.facts.tables))
 
