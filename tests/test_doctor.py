@@ -209,3 +209,29 @@ def test_doctor_json_lists_the_pending_revisions(tmp_path: Path, sqlite_url: str
     run = cli("doctor", "--format", "json", cwd=root, url=sqlite_url,
               env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert json.loads(run.stdout)["state"]["pending"] == ["ccc333"]
+
+
+def test_json_on_stdout_alone_whatever_the_project_prints(tmp_path: Path, sqlite_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """env.py (and the application it imports) printing, logging to stdout or starting a
+    process that writes there: under --format json, stdout is the JSON and nothing else; the
+    project's own lines go to stderr."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "project"
+    build("healthy", root, sqlite_url)
+    env_py = root / "alembic" / "env.py"
+    env_py.write_text(
+        "import logging, subprocess, sys\n"
+        "print('hello from env.py')\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO)\n"
+        "logging.getLogger('app').info('a log line of the app')\n"
+        "subprocess.run([sys.executable, '-c', 'print(\"hello from a subprocess\")'])\n"
+        + env_py.read_text(encoding="utf-8"), encoding="utf-8")
+
+    done = cli("doctor", "--format", "json", cwd=root, url=sqlite_url)
+
+    data = json.loads(done.stdout)  # nothing but the JSON
+    assert done.code == 0 and data["healthy"] is True, done.output
+    for line in ("hello from env.py", "a log line of the app", "hello from a subprocess"):
+        assert line in done.stderr and line not in done.stdout

@@ -115,11 +115,12 @@ def doctor(
 
     Exit 0 healthy, 1 problems found, 2 configuration broken, 3 database unreachable.
     """
-    project = _discover(models, strict=False)
-    plain = not (models or no_replay or no_cache)
-    key = quick.fingerprint(project) if plain and not project.problems else None
-    diagnosis = api.doctor(project, models=models, replay=not no_replay,
-                           use_cache=not no_cache)
+    with report.stdout_reserved(format is Format.json):
+        project = _discover(models, strict=False)
+        plain = not (models or no_replay or no_cache)
+        key = quick.fingerprint(project) if plain and not project.problems else None
+        diagnosis = api.doctor(project, models=models, replay=not no_replay,
+                               use_cache=not no_cache)
     report.doctor(diagnosis, as_json=format is Format.json)
     if key is not None and diagnosis.healthy and not diagnosis.findings:
         text = io.StringIO()

@@ -9,9 +9,10 @@ object the API then runs (`api.fix(plan=...)`): a dry run plans once.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict
 from functools import cache
 from typing import TYPE_CHECKING, Any, TextIO
@@ -192,6 +193,30 @@ def _plain(kind: str, message: str) -> None:
 
 
 # -- doctor ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def stdout_reserved(reserve: bool) -> Iterator[None]:
+    """While the project's own code runs (env.py, the models, revision files), whatever it prints
+    or logs to standard output goes to standard error: under `--format json` standard output
+    holds the JSON alone. Redirected at the file descriptor too, for subprocesses and C code."""
+    if not reserve:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved: int | None = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:
+        saved = None
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def doctor(diagnosis: Diagnosis, *, as_json: bool) -> None:
