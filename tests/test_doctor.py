@@ -235,3 +235,55 @@ def test_json_on_stdout_alone_whatever_the_project_prints(tmp_path: Path, sqlite
     assert done.code == 0 and data["healthy"] is True, done.output
     for line in ("hello from env.py", "a log line of the app", "hello from a subprocess"):
         assert line in done.stderr and line not in done.stdout
+
+
+@pytest.mark.parametrize(("raised", "cached"), [
+    ("OperationalError('SELECT 1', {}, pymysql.err.OperationalError(2013, 'Lost connection to "
+     "server during query'))", False),
+    ("OperationalError('SET GLOBAL x', {}, pymysql.err.OperationalError(1227, 'Access denied; "
+     "you need (at least one of) the SUPER privilege(s) for this operation'))", False),
+    ("RuntimeError('the revision itself is broken')", True),
+], ids=["lost-connection", "privilege", "the-history"])
+def test_a_replay_failure_of_the_environment_is_never_cached(
+        raised: str, cached: bool, tmp_path: Path, sqlite_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replay's verdict is cached by the revision files' content; a failure caused by the
+    server or the account (granted tomorrow, reconnected next time) is not the history's."""
+    from alembic_repair.engine.replay import cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "project"
+    build("healthy", root, sqlite_url)
+    versions = root / "alembic" / "versions"
+    (versions / "ffff00000001_failing.py").write_text(
+        "import pymysql\nfrom sqlalchemy.exc import OperationalError\n\n"
+        f"revision = 'ffff00000001'\ndown_revision = {_head(versions)!r}\n"
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        f"def upgrade():\n    raise {raised}\n\n\ndef downgrade():\n    pass\n",
+        encoding="utf-8")
+
+    diagnosis = doctor(Project.discover(root, url=sqlite_url))
+
+    assert "AR404" in {f.code for f in diagnosis.findings}
+    written = list(cache_dir().glob("*.marshal")) if cache_dir().is_dir() else []
+    assert bool(written) is cached
+
+
+def _head(versions: Path) -> str:
+    """The one revision no other revision file names as its parent."""
+    import ast
+
+    ids: dict[str, tuple[str, ...]] = {}
+    for path in versions.glob("*.py"):
+        values = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target = (node.targets[0] if isinstance(node, ast.Assign) else
+                      node.target if isinstance(node, ast.AnnAssign) else None)
+            if isinstance(target, ast.Name) and node.value is not None and \
+                    target.id in ("revision", "down_revision"):
+                values[target.id] = ast.literal_eval(node.value)
+        parent = values.get("down_revision")
+        ids[values["revision"]] = (parent,) if isinstance(parent, str) else tuple(parent or ())
+    parents = {p for ps in ids.values() for p in ps}
+    (head,) = set(ids) - parents
+    return head

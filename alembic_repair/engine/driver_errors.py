@@ -27,6 +27,9 @@ ACCESS_DENIED = {1045, 1698}
 _DB_ACCESS_DENIED = 1044
 _UNKNOWN_DATABASE = 1049
 _CANNOT_CONNECT = {2002, 2003, 2005, 2006, 2013}
+#: MySQL/MariaDB's "denied": to a database (1044), a table (1142), an operation (1227), a column
+#: (1143), a routine (1370), the login itself (1045)
+DENIED = frozenset({1044, 1045, 1142, 1143, 1227, 1370})
 
 
 _ERRNO = re.compile(r"\[Errno (-?\d+)\] ([^)\]]+)")
@@ -269,3 +272,16 @@ def file_error(err: OSError, project: Project) -> AlembicRepairError:
     return DatabaseUnreachable(
         f"cannot reach the database at {where(url)} ({type(err).__name__}; URL from "
         f"{project.url_source})")
+
+
+def environmental(err: BaseException) -> bool:
+    """True when `err` says something about this server, account or connection (a missing
+    privilege, a lost connection, a locked or unwritable file) rather than about the history:
+    such a failure may be gone tomorrow, so it is never cached as the history's verdict."""
+    if not isinstance(err, DBAPIError):
+        return False
+    if err.connection_invalidated or _error_code(err) in DENIED | ACCESS_DENIED | _CANNOT_CONNECT:
+        return True
+    text = driver_message(err).lower()
+    return any(words in text for words in ("database is locked", "disk i/o error",
+                                           "unable to open database", "readonly database"))

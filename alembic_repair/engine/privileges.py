@@ -16,7 +16,7 @@ from .driver_errors import driver_message
 
 __all__ = ["denied", "missing_grant"]
 
-_DENIED = {1044, 1142, 1227}
+_DENIED = {1044, 1142, 1227}  # a statement refused (driver_errors.DENIED adds logins)
 
 
 def denied(err: BaseException) -> bool:

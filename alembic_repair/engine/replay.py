@@ -35,7 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from ..masking import redact
 from .database import engine_for
-from .driver_errors import driver_message
+from .driver_errors import driver_message, environmental
 from .project import Project
 from .state.catalogue import table_signatures
 from .state.graph import history_order
@@ -264,6 +264,7 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
     snapshots: dict[str, SchemaSnapshot] = {}
     applied: list[str] = []
     failed_at = error = location = None
+    transient = False  # failed because of the server or account, not the history
     partial: SchemaSnapshot | None = None
     current = SchemaSnapshot(frozenset())
     with scratch_database(project, live) as conn:
@@ -274,6 +275,7 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
             except Exception as err:  # the revision's own code, or the database refused it
                 conn.rollback()
                 failed_at = script.revision
+                transient = environmental(err)
                 detail = (driver_message(err) if isinstance(err, (DBAPIError, SQLAlchemyError))
                           else f"{type(err).__name__}: {err}".splitlines()[0])
                 error = redact(detail, project.url)
@@ -302,7 +304,7 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
         final = table_signatures(conn) if failed_at is None else {}
     replay = Replay(tuple(applied), snapshots, failed_at, error, location, partial=partial,
                     signatures=final)
-    if use_cache:
+    if use_cache and not transient:
         _save_cache(key, replay)
     return replay
 
