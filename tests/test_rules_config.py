@@ -64,3 +64,41 @@ def test_ar112_and_ar101_together_only_when_due(healthy: tuple[Path, str]) -> No
     shutil.rmtree(root / "alembic" / "versions")
     found = codes(root, url)
     assert "AR112" in found and "AR101" not in found
+
+
+@pytest.mark.parametrize(("options", "reported"), [
+    ("", True),  # never set anywhere: AR108
+    ("opts = {'render_as_batch': True}\n", False),  # through a dict of options
+    ("opts = dict(render_as_batch=True)\n", False),
+    ("opts = {}\nopts['render_as_batch'] = True\n", False),
+])
+def test_ar108_only_when_render_as_batch_is_provably_missing(
+        options: str, reported: bool, tmp_path: Path) -> None:
+    """env.py's options passed through a variable, or a configure(**options) call that cannot be
+    followed, never make a false AR108 (which fix could not repair either)."""
+    from alembic_repair.engine.state.config import read_config
+
+    root = tmp_path / "p"
+    (root / "alembic").mkdir(parents=True)
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/alembic\n")
+    call = "context.configure(connection=connection, **opts)" if options else \
+        "context.configure(connection=connection)"
+    (root / "alembic" / "env.py").write_text(
+        "from alembic import context\nconnection = None\n" + options + call + "\n")
+    project = Project(root, root / "alembic.ini", root / "alembic", "sqlite:///app.db")
+
+    assert read_config(project).render_as_batch is not reported
+
+
+def test_ar108_not_claimed_through_an_unfollowed_kwargs_call(tmp_path: Path) -> None:
+    from alembic_repair.engine.state.config import read_config
+
+    root = tmp_path / "p"
+    (root / "alembic").mkdir(parents=True)
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/alembic\n")
+    (root / "alembic" / "env.py").write_text(
+        "from alembic import context\nfrom app.settings import ALEMBIC_OPTIONS\n"
+        "context.configure(connection=None, **ALEMBIC_OPTIONS)\n")
+    project = Project(root, root / "alembic.ini", root / "alembic", "sqlite:///app.db")
+
+    assert read_config(project).render_as_batch

@@ -33,6 +33,14 @@ def _env_flags(env_py: Path) -> tuple[bool, bool]:
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "render_as_batch":
             batch = True
+        # passed through a variable ({"render_as_batch": ...}, opts["render_as_batch"]) or a
+        # configure(**options) we cannot follow: not provably missing, so never reported
+        if isinstance(node, ast.Constant) and node.value == "render_as_batch":
+            batch = True
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "configure"
+                and any(k.arg is None for k in node.keywords)):
+            batch = True
         if (isinstance(node, ast.keyword) and node.arg == "compare_type"
                 and isinstance(node.value, ast.Constant) and node.value.value is False):
             off = True
