@@ -25,6 +25,7 @@ from alembic_repair.engine.state.schema import (
     describe,
     from_metadata,
     normalize_default,
+    normalize_type,
     numeric_default,
     reflect,
 )
@@ -433,3 +434,21 @@ def test_replace_tables_takes_those_tables_from_the_other_snapshot() -> None:
     # a table missing from the other snapshot goes; one only there comes
     assert base.replace_tables(base.only(["author"]), ["post"]).tables == {"author"}
     assert base.only(["author"]).replace_tables(base, ["post"]) == base
+
+
+def test_float_precision_is_the_type_the_server_stores() -> None:
+    assert normalize_type("FLOAT(53)") == normalize_type("DOUBLE") == "DOUBLE"
+    assert normalize_type("float(25)") == "DOUBLE"
+    assert normalize_type("FLOAT(24)") == normalize_type("FLOAT") == "FLOAT"
+    assert normalize_type("FLOAT(10,2)") == "FLOAT(10,2)"  # MySQL's (M,D) form is kept as is
+
+
+@pytest.mark.mariadb
+def test_mariadb_double_is_a_float_53_model(mariadb_url: str) -> None:
+    """A model's `Float(53)` (what `Double` means) is created as DOUBLE: no drift."""
+    metadata = sa.MetaData()
+    sa.Table("measure", metadata, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("value", sa.Float(53)), sa.Column("small", sa.Float(10)))
+    live, models = created(metadata, mariadb_url)
+    assert ("column", "measure", "value", "DOUBLE", True, None) in live.facts
+    assert live == models

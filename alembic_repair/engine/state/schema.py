@@ -65,6 +65,10 @@ def normalize_type(text: str) -> str:
     text = _WIDTH.sub(lambda m: m.group(1), text)
     head, paren, rest = text.partition("(")
     head = _SYNONYMS.get(head, head)
+    if head == "FLOAT" and rest[:-1].isdigit():
+        # FLOAT(p) is a precision in bits, stored as FLOAT up to 24 and as DOUBLE above (MySQL,
+        # MariaDB and PostgreSQL alike): `Float(53)` in a model is the DOUBLE the server shows
+        return "DOUBLE" if int(rest[:-1]) > 24 else "FLOAT"
     return head + paren + rest
 
 
