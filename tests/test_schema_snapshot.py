@@ -452,3 +452,31 @@ def test_mariadb_double_is_a_float_53_model(mariadb_url: str) -> None:
     live, models = created(metadata, mariadb_url)
     assert ("column", "measure", "value", "DOUBLE", True, None) in live.facts
     assert live == models
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "mariadb"])
+def test_index_sort_order_and_expressions_are_not_drift(backend_name: str, tmp_path: Path,
+                                                        request: pytest.FixtureRequest) -> None:
+    """A DESC index column (reflected without its order by MariaDB before 10.8 and by SQLite)
+    equals its model, and an expression index (which SQLite's reflection skips) is left out on
+    both sides; an index on another column is still a difference."""
+    url = (f"sqlite:///{tmp_path / 'app.db'}" if backend_name == "sqlite"
+           else request.getfixturevalue("mariadb_url"))
+
+    def models(column: str) -> sa.MetaData:
+        metadata = sa.MetaData()
+        table = sa.Table("person", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("name", sa.String(50)), sa.Column("email", sa.String(50)))
+        sa.Index("ix_person_name", table.c[column].desc())
+        if backend_name == "sqlite":
+            sa.Index("ix_person_lower", sa.func.lower(table.c.email))
+        return metadata
+
+    live, expected = created(models("name"), url)
+    assert live == expected, diff_text(expected, live)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert from_metadata(models("email"), conn.dialect) != live
+    finally:
+        engine.dispose()

@@ -25,7 +25,8 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import CompileError
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnClause, TextClause, UnaryExpression
 from sqlalchemy.types import TypeEngine
 
 from ..env_filter import OWN_PREFIX
@@ -263,11 +264,27 @@ def from_metadata(metadata: MetaData, dialect: Dialect) -> SchemaSnapshot:
                            _action(constraint.ondelete),  # type: ignore[attr-defined]
                            _action(constraint.onupdate)))  # type: ignore[attr-defined]
         for index in table.indexes:
-            cols = tuple(getattr(c, "name", str(c)) for c in index.expressions)
-            facts.add(("unique" if index.unique else "index", name, cols))
+            cols = tuple(_index_part(c) for c in index.expressions)
+            if EXPRESSION not in cols:  # (see EXPRESSION)
+                facts.add(("unique" if index.unique else "index", name, cols))
     if dialect.name in ("mysql", "mariadb"):
         facts |= _mysql_fk_indexes(facts)
     return SchemaSnapshot(frozenset(facts))
+
+
+#: An index part that is an expression (a functional index). Such indexes are left out of
+#: the comparison on both sides: SQLite's reflection skips them, others list them with no column
+#: name, and the expression's text is each dialect's own spelling.
+EXPRESSION = "(expression)"
+
+
+def _index_part(part: Any) -> str:
+    """A column of an index as reflection names it: the column itself, whatever its sort order
+    (MariaDB before 10.8 and SQLite's reflection drop DESC), or `EXPRESSION`."""
+    if isinstance(part, UnaryExpression) and part.modifier in (operators.desc_op,
+                                                               operators.asc_op):
+        part = part.element
+    return part.name if isinstance(part, ColumnClause) else EXPRESSION
 
 
 def _mysql_fk_indexes(facts: set[Fact]) -> set[Fact]:
@@ -309,8 +326,9 @@ def reflect_tables(conn: Connection, tables: Iterable[str]) -> SchemaSnapshot:
         for cols in _unique_constraints(conn, insp, name):
             facts.add(("unique", name, cols))
         for index in insp.get_indexes(name):
-            cols = tuple(c for c in index["column_names"] if c is not None)
-            facts.add(("unique" if index.get("unique") else "index", name, cols))
+            cols = tuple(EXPRESSION if c is None else c for c in index["column_names"])
+            if EXPRESSION not in cols:  # (see EXPRESSION)
+                facts.add(("unique" if index.get("unique") else "index", name, cols))
     return SchemaSnapshot(frozenset(facts))
 
 
