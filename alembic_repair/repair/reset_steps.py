@@ -122,7 +122,8 @@ class ResetScaffold(_ResetStep):
         target = ctx.folder / FILES_DIR
         for rel in self.files:
             source, dest = project.root / rel, target / rel
-            if dest.exists() or not source.is_file() or sha256_of(source) != self.sha256[rel]:
+            if (dest.exists() or not source.is_file()
+                    or sha256_of(source) != self.sha256.get(rel)):  # none recorded: changed
                 continue  # moved by the interrupted run (and maybe replaced by ours since)
             private.move_private(source, dest)  # 0600 in a 0700 folder, like the backup
             moved += 1

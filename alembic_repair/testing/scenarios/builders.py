@@ -192,8 +192,8 @@ BBB222_DOWNGRADE = '''
 '''
 
 
-def bbb222(down: str | None = "aaa111", downgrade: str = BBB222_DOWNGRADE) -> str:
-    return revision_py("bbb222", down, "create post", '''
+#: The `post` table as revision bbb222 creates it (and a downgrade that drops it recreates it).
+CREATE_POST = '''
         op.create_table(
             "post",
             sa.Column("id", sa.Integer(), nullable=False),
@@ -206,7 +206,12 @@ def bbb222(down: str | None = "aaa111", downgrade: str = BBB222_DOWNGRADE) -> st
             sa.PrimaryKeyConstraint("id"),
         )
         op.create_index(op.f("ix_post_author_id"), "post", ["author_id"], unique=False)
-    ''', downgrade, date="2024-01-08 10:00:00.000000")
+    '''
+
+
+def bbb222(down: str | None = "aaa111", downgrade: str = BBB222_DOWNGRADE) -> str:
+    return revision_py("bbb222", down, "create post", CREATE_POST, downgrade,
+                       date="2024-01-08 10:00:00.000000")
 
 
 def ccc333(down: str | None = "bbb222") -> str:

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .builders import AUTHOR, POST, base_project, execute, models_py, revision_py, write_revisions
+from .builders import (
+    AUTHOR,
+    CREATE_POST,
+    POST,
+    base_project,
+    execute,
+    models_py,
+    revision_py,
+    write_revisions,
+)
 
 DDD444_DROP = "ddd444_remove_post.py"
 DDD444_STATUS = "ddd444_add_post_status.py"
@@ -31,20 +40,7 @@ def _pending_revision(root: Path, url: str, name: str, message: str, upgrade_cod
 
 
 def fm24_pending_drop_table(root: Path, url: str) -> None:
-    recreate = '''
-        op.create_table(
-            "post",
-            sa.Column("id", sa.Integer(), nullable=False),
-            sa.Column("title", sa.String(length=200), nullable=False),
-            sa.Column("body", sa.Text(), nullable=True),
-            sa.Column("views", sa.Integer(), nullable=False),
-            sa.Column("created_at", sa.DateTime(), nullable=True),
-            sa.Column("author_id", sa.Integer(), nullable=False),
-            sa.ForeignKeyConstraint(["author_id"], ["author.id"]),
-            sa.PrimaryKeyConstraint("id"),
-        )
-        op.create_index(op.f("ix_post_author_id"), "post", ["author_id"], unique=False)
-    '''
+    recreate = CREATE_POST
     _pending_revision(root, url, DDD444_DROP, "remove post", 'op.drop_table("post")',
                       recreate, models=models_py(post=None))
 
