@@ -22,7 +22,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from alembic_repair.testing.scenarios import CCC, VERSIONS, build
+from alembic_repair.testing.scenarios import (
+    AUTHOR,
+    CCC,
+    VERSIONS,
+    build,
+    models_py,
+    revision_py,
+    upgrade,
+    write_revisions,
+)
 from tests.helpers import Run, cli, table_digest, tree_digest
 
 FM05 = "fm05_deleted_intermediate_revision"
@@ -127,6 +136,36 @@ def test_fix_repairs_the_history(scenario: str, tmp_path: Path, backend,
         assert "op.create_table('author'" in source and "email" not in source
         assert f"Revises: {baseline}" in (versions / CCC).read_text()
     assert_repaired(root, backend.url, rows, fresh_url(backend.url))
+
+
+def test_baseline_when_the_database_is_past_the_old_base(
+        tmp_path: Path, sqlite_url: str, fresh_url: Callable[[str], str]) -> None:
+    """fm46 with one more revision applied after the old base: the baseline is rebuilt from
+    the live schema with the newer revision's downgrade undone first (base first in the
+    chain, downgrades newest first)."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    build(FM46, root, sqlite_url)
+    author = (*AUTHOR, "nickname: Mapped[str | None] = mapped_column(String(50))")
+    (root / "app" / "models.py").write_text(models_py(author), encoding="utf-8")
+    write_revisions(root, {"ddd444_add_author_nickname.py": revision_py(
+        "ddd444", "ccc333", "add author nickname",
+        'op.add_column("author", sa.Column("nickname", sa.String(length=50), nullable=True))',
+        'op.drop_column("author", "nickname")', date="2024-02-01 10:00:00.000000")})
+    upgrade(root, sqlite_url)
+    rows = user_rows(sqlite_url)
+
+    run = cli("fix", "--yes", cwd=root, url=sqlite_url)
+
+    assert run.code == 0, run.output
+    assert version_rows(sqlite_url) == ["ddd444"]
+    baseline = down_revision(root / VERSIONS / CCC)
+    assert isinstance(baseline, str) and len(baseline) == 12
+    (written,) = (root / VERSIONS).glob(f"{baseline}_*.py")
+    source = written.read_text()
+    assert "op.create_table('author'" in source
+    assert "email" not in source and "nickname" not in source
+    assert_repaired(root, sqlite_url, rows, fresh_url(sqlite_url))
 
 
 @pytest.mark.parametrize("scenario", [FM05, FM46])

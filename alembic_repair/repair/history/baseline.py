@@ -48,10 +48,12 @@ class InsertBaseline(Step):
             directory = migrations.scripts(project)
             chain = [Path(s.path) for s in history_chain(directory, self.recorded)]
         names = [Path(p).name for p in chain]
-        if not chain or by_revision(project)[self.base].path.name != names[-1]:
+        # history_chain lists the base first; the downgrades run newest first
+        if not chain or by_revision(project)[self.base].path.name != names[0]:
             raise NeedsRepair(f"revision {self.recorded} does not descend from {self.base}")
         before = schema_after_downgrades(project, ctx.conn,
-                                         kept_tables(project, ctx.conn, ctx.models), chain)
+                                         kept_tables(project, ctx.conn, ctx.models),
+                                         chain[::-1])
         operations = revisions.create_ops(before)
         if operations.is_empty():
             raise NeedsRepair(f"before {self.base} ran the database held no table, so a "
