@@ -153,6 +153,21 @@ def test_a_revision_that_needs_the_database_is_skipped_without_a_finding(lint: L
     assert lint('raise RuntimeError("not today")\nop.drop_table("post")') == []
 
 
+def test_a_revision_that_only_asks_its_dialect_is_read(lint: Lint) -> None:
+    """`op.get_bind().dialect.name` (published histories branch on it) needs no database: the
+    branch for the live dialect is what the lint reads."""
+    state = lint.state('bind = op.get_bind()\n'
+                       'if bind.dialect.name == bind.engine.name:\n'
+                       '    op.drop_table("post")\n'
+                       'else:\n'
+                       '    op.drop_table("author")')
+    assert state.pending is not None and state.pending.unreadable == ()
+    (revision,) = state.pending.revisions
+    assert [(type(i.operation).__name__, i.operation.table_name) for i in revision.ops] == [
+        ("DropTableOp", "post")]
+    assert [f.code for f in diagnose(state).findings if f.code == "AR501"] == ["AR501"]
+
+
 # -- AR501: drops ----------------------------------------------------------------------------
 
 

@@ -130,6 +130,26 @@ def _caller_line(files: set[str]) -> int | None:
     return None
 
 
+class DialectOnly:
+    """What ``op.get_bind()`` returns when nothing runs: a revision may ask which dialect it
+    runs on (``bind.dialect.name``, ``bind.engine.name``) and is read on; anything else it
+    asks of the connection (a query, reflection) makes it `Unreadable`."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+    @property
+    def engine(self) -> DialectOnly:
+        return self
+
+    @property
+    def name(self) -> str:
+        return str(self.dialect.name)
+
+    def __getattr__(self, attr: str) -> Any:
+        raise Unreadable("the revision asks for a database connection (op.get_bind())")
+
+
 def read_operations(module: Any, path: str, dialect: Dialect) -> tuple[PendingOp, ...]:
     """The operations `module.upgrade()` issues, recorded on an offline context (nothing runs).
     Raises `Unreadable` (or whatever the revision's own code raises) when it cannot be read."""
@@ -145,7 +165,7 @@ def read_operations(module: Any, path: str, dialect: Dialect) -> tuple[PendingOp
         return None
 
     def no_bind() -> Any:
-        raise Unreadable("the revision asks for a database connection (op.get_bind())")
+        return DialectOnly(dialect)
 
     with Operations.context(context) as operations:
         @contextmanager
