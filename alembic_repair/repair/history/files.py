@@ -51,8 +51,8 @@ def render_revision(project: Project, dialect: Dialect, revision: str,
     downgrades = render._indent(render._render_cmd_body(upgrade_ops.reverse(), autogen))
     path = project.versions_dir / f"{revision}_{_slug(message)}.py"
     temporary = path.with_name(f".{path.name}.tmp")
-    util.template_to_file(
-        template, temporary, "utf-8", up_revision=revision, down_revision=down_revision,
+    util.template_to_file(  # str paths: Alembic before 1.16 (its Mako call) takes no Path
+        str(template), str(temporary), "utf-8", up_revision=revision, down_revision=down_revision,
         branch_labels=None, depends_on=None, create_date=datetime.now(),
         comma=util.format_as_comma, message=message, upgrades=upgrades,
         downgrades=downgrades, imports="\n".join(sorted(autogen.imports)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from .builders import (
     AUTHOR,
     base_project,
@@ -14,6 +16,11 @@ from .builders import (
     set_ini_url,
     stock_env_py,
 )
+
+#: Where fm17 can be built: SQLAlchemy before 2.1 decodes no ``%XX`` in a URL's database part,
+#: so an SQLite URL (no password to escape) then has no spelling with a '%' naming the same file.
+FM17_BACKENDS = (("sqlite", "mariadb") if make_url("sqlite:///a%62").database == "ab"
+                 else ("mariadb",))
 
 
 def fm17_percent_in_ini_url(root: Path, url: str) -> None:

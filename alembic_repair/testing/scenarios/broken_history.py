@@ -163,5 +163,7 @@ def fm46_history_from_scratch(root: Path, url: str) -> None:
 
 
 def fm47_noop_downgrade(root: Path, url: str) -> None:
-    revisions = {**base_revisions(), BBB: bbb222(downgrade="pass")}
+    # ccc333 too: an empty downgrade below the current revision is only a note (AR208 info);
+    # on the current one, what `alembic downgrade -1` undoes, it is the warning
+    revisions = {**base_revisions(), BBB: bbb222(downgrade="pass"), CCC: ccc333(downgrade="pass")}
     base_project(root, url, revisions=revisions)

@@ -214,11 +214,12 @@ def bbb222(down: str | None = "aaa111", downgrade: str = BBB222_DOWNGRADE) -> st
                        date="2024-01-08 10:00:00.000000")
 
 
-def ccc333(down: str | None = "bbb222") -> str:
+def ccc333(down: str | None = "bbb222",
+           downgrade: str = 'op.drop_column("author", "email")') -> str:
     return revision_py(
         "ccc333", down, "add author email",
         'op.add_column("author", sa.Column("email", sa.String(length=200), nullable=True))',
-        'op.drop_column("author", "email")', date="2024-01-15 10:00:00.000000")
+        downgrade, date="2024-01-15 10:00:00.000000")
 
 
 def base_revisions() -> dict[str, str]:
@@ -345,8 +346,9 @@ def stock_env_py() -> str:
 
 
 def percent_encoded(url: str) -> str:
-    """The same URL with a ``%XX`` escape in it (the last character of the database name),
-    as URL.render_as_string or a .env writes special characters; kept if it has one already."""
+    """The same URL with a ``%XX`` escape in it (the last character of the database name,
+    else of the user name: SQLAlchemy decodes the database part only from 2.1 on), as
+    URL.render_as_string or a .env writes special characters; kept if it has one already."""
     if "%" in url:
         return url
     base, sep, query = url.partition("?")
@@ -354,9 +356,15 @@ def percent_encoded(url: str) -> str:
     if not database or not base.endswith(database):
         raise ValueError(f"cannot percent-encode {url!r}: no database name at the end")
     encoded = f"{base[:-1]}%{ord(base[-1]):02X}{sep}{query}"
-    if parse_url(encoded).database != database:
-        raise ValueError(f"cannot percent-encode {url!r}: the driver would read another name")
-    return encoded
+    if parse_url(encoded) == parse_url(url):
+        return encoded
+    scheme, _, rest = url.partition("://")
+    user = rest.partition("@")[0].partition(":")[0] if "@" in rest else ""
+    if user and user == parse_url(url).username:
+        encoded = f"{scheme}://{user[:-1]}%{ord(user[-1]):02X}{rest[len(user):]}"
+        if parse_url(encoded) == parse_url(url):
+            return encoded
+    raise ValueError(f"cannot percent-encode {url!r}: the driver would read another name")
 
 
 def backend_of(url: str) -> str:
