@@ -288,6 +288,11 @@ CASES: list[Case] = [
          lambda: healthy(replay_=None, replay_skipped="(1044) Access denied for user 'app'"),
          lambda: healthy(replay_=None), VERSIONS,
          "the replay could not start: (1044) Access denied"),
+    case("AR409", "env-py-connects-elsewhere",
+         lambda: healthy(replay_=replay({A: AT_A, B: AT_B}, fallback="env.py connects to "
+                                        "another database than the scratch database")),
+         healthy, "alembic/env.py",
+         "the history was replayed without env.py: env.py connects to another database"),
     # -- AR5xx: pending revisions (the rows' answers are in Pending.data) ------------------
     case("AR501", "drop-table-with-rows",
          _one_pending(ops.DropTableOp("post"), data={("rows", "post"): 3}),

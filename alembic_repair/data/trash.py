@@ -53,6 +53,7 @@ from ..engine.database import connect
 from ..engine.locking import migration_lock
 from ..engine.privileges import denied, missing_grant
 from ..engine.project import Project
+from ..engine.state.config import version_table
 from ..engine.state.schema import TRASH_PREFIX, VERSION_TABLE
 from ..errors import ConfigError, NeedsRepair, RefusedUnsafe
 from . import guards
@@ -195,7 +196,8 @@ def soft_drop(project: Project, table_name: str, *, yes: bool,
     """Rename `table_name` into the trash (O(1): no row is copied); returns its entry."""
     action = f"trash drop {table_name}"
     guards.require_local(allow_remote, project, action)
-    if table_name.startswith(TRASH_PREFIX) or table_name == VERSION_TABLE:
+    if table_name.startswith(TRASH_PREFIX) or table_name in (VERSION_TABLE,
+                                                             version_table(project)[0]):
         raise ConfigError(f"{action}: {table_name} is not an application table; name one of "
                           "your tables")
     with _locked(project) as conn:

@@ -160,7 +160,10 @@ AR207 = _code("AR207", "info", "empty revision",
               "Delete it if no database has applied it.", "FM25")
 AR208 = _code("AR208", "warning", "missing or empty downgrade()",
               "downgrade() is missing or does nothing although upgrade() changes the schema: "
-              "the revision cannot be undone.",
+              "the revision cannot be undone. A warning on a pending revision and on the "
+              "database's current one (what `alembic downgrade -1` undoes); only a note on a "
+              "revision applied below the current one: published histories ship many release "
+              "revisions that cannot be undone, and that is a fact of the history.",
               "Write the downgrade (or mark the revision irreversible on purpose).", "FM47")
 AR209 = _code("AR209", "error", "revision file fails to import",
               "The revision parses but raises when imported (a missing module, a custom type "
@@ -227,10 +230,24 @@ AR407 = _code("AR407", "warning", "values that do not fit the declared type (SQL
 
 AR408 = _code("AR408", "warning", "history could not be replayed",
               "The revisions could not be run on a scratch database (for MySQL/MariaDB the user "
-              "needs the right to create and drop a database): which revision the schema equals, "
-              "half-applied revisions and whether an empty database can be built are unknown.",
-              "Grant CREATE and DROP on `_ar_replay_%` databases to the user, or run doctor "
-              "with a user that has them.")
+              "needs the right to create and drop the scratch schemas `_ar_*`): which revision "
+              "the schema equals, half-applied revisions and whether an empty database can be "
+              "built are unknown.",
+              "Run the GRANT the detail names (ALL on `\\_ar\\_%`.*: the scratch schemas "
+              "only), or declare the server's root password in the compose file's database "
+              "service (MYSQL_ROOT_PASSWORD: then root creates and drops each scratch schema, "
+              "granting the user that one schema meanwhile; it is never printed or stored).")
+AR409 = _code("AR409", "info", "the history was replayed without env.py",
+              "Doctor replays the history the way `alembic upgrade heads` runs it: through the "
+              "project's env.py, on a scratch database. When env.py connects elsewhere than the "
+              "scratch database it is given (sqlalchemy.url and DATABASE_URL), configures no "
+              "connection, or fails before the first revision, nothing is run through it and "
+              "each revision's upgrade() runs on its own instead: revisions that need "
+              "`context.get_bind()`, `context.config` or the application's set-up may then fail "
+              "(AR404) although `alembic upgrade` builds the history.",
+              "Let env.py use the URL from `config.get_main_option('sqlalchemy.url')` or "
+              "DATABASE_URL; declare the application's set-up as `[tool.alembic_repair] setup "
+              '= "module:attr"` in pyproject.toml.')
 
 # -- AR5xx: revisions not yet applied (safety lint) ---------------------------------------------
 AR501 = _code("AR501", "warning", "pending drop without a backup or soft drop",

@@ -4,6 +4,9 @@ In a Dev Container the backend reaches the database by the compose service name,
 credentials in that service's ``MYSQL_*`` (or ``MARIADB_*``) variables. We only use this source
 when the service name resolves, i.e. when we are inside that compose network; elsewhere the
 published port belongs to whoever runs the stack and the user should say ``DATABASE_URL``.
+
+The same service's root password (`admin_from_compose`) is read only to create scratch
+schemas for an account that may not (scratch.py); it is never printed or stored.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +105,10 @@ def _resolves(host: str) -> bool:
     return True
 
 
-def database_from_compose(
-    compose_file: Path, environ: Mapping[str, str] | None = None
-) -> ComposeDatabase | None:
-    """The first MySQL/MariaDB service of `compose_file` as a URL, or None when there is none."""
+def _mysql_service(
+    compose_file: Path, environ: Mapping[str, str] | None
+) -> tuple[str, dict[str, Any], dict[str, str]] | None:
+    """(name, service, its variables) of the first MySQL/MariaDB service, or None."""
     import yaml  # only projects with a compose file pay for it
 
     try:
@@ -122,24 +125,95 @@ def database_from_compose(
         return None
     env = {**read_dotenv(compose_file.parent / ".env"), **(environ or os.environ)}
     for name, service in services.items():
-        if not isinstance(service, dict) or not _is_mysql_service(str(name), service):
-            continue
-        variables = _environment(service, compose_file.parent, env)
-        def get(key: str, variables: dict[str, str] = variables) -> str | None:
-            return variables.get(f"MYSQL_{key}") or variables.get(f"MARIADB_{key}")
-
-        user, password = get("USER"), get("PASSWORD")
-        if not user:
-            user, password = "root", get("ROOT_PASSWORD")
-        host = str(service.get("hostname") or name)
-        url = URL.create(
-            "mysql+pymysql",
-            username=user,
-            password=password or None,
-            host=host,
-            port=3306,
-            database=get("DATABASE"),
-            query={"charset": "utf8mb4"},
-        )
-        return ComposeDatabase(compose_file, str(name), url, reachable=_resolves(host))
+        if isinstance(service, dict) and _is_mysql_service(str(name), service):
+            return str(name), service, _environment(service, compose_file.parent, env)
     return None
+
+
+def _getter(variables: dict[str, str]) -> Callable[[str], str | None]:
+    def get(key: str) -> str | None:
+        return variables.get(f"MYSQL_{key}") or variables.get(f"MARIADB_{key}")
+
+    return get
+
+
+def database_from_compose(
+    compose_file: Path, environ: Mapping[str, str] | None = None
+) -> ComposeDatabase | None:
+    """The first MySQL/MariaDB service of `compose_file` as a URL, or None when there is none."""
+    found = _mysql_service(compose_file, environ)
+    if found is None:
+        return None
+    name, service, variables = found
+    get = _getter(variables)
+    user, password = get("USER"), get("PASSWORD")
+    if not user:
+        user, password = "root", get("ROOT_PASSWORD")
+    host = str(service.get("hostname") or name)
+    url = URL.create(
+        "mysql+pymysql",
+        username=user,
+        password=password or None,
+        host=host,
+        port=3306,
+        database=get("DATABASE"),
+        query={"charset": "utf8mb4"},
+    )
+    return ComposeDatabase(compose_file, name, url, reachable=_resolves(host))
+
+
+@dataclass(frozen=True)
+class AdminLogin:
+    """The server's root password a compose file declares for its database service (the
+    official images' ``MYSQL_ROOT_PASSWORD``/``MARIADB_ROOT_PASSWORD``, or an explicitly
+    allowed empty one). Used only for scratch schemas (scratch.py); never printed."""
+
+    compose_file: Path
+    service: str
+    hosts: frozenset[str]  # the names the service answers to on the compose network
+    variable: str  # where the password came from, for messages
+    password: str = field(repr=False)
+    #: the host ports the service publishes (``ports: ["3307:3306"]``): on loopback, only a
+    #: server on one of these is this service, not a tunnel to another server
+    ports: frozenset[int] = frozenset()
+
+
+_EMPTY_ALLOWED = ("MYSQL_ALLOW_EMPTY_PASSWORD", "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+                  "MARIADB_ALLOW_EMPTY_PASSWORD")
+
+
+def admin_from_compose(
+    compose_file: Path, environ: Mapping[str, str] | None = None
+) -> AdminLogin | None:
+    """The root login the compose file's database service declares, or None (none declared,
+    a random one, or a password kept in a secret file we do not read)."""
+    found = _mysql_service(compose_file, environ)
+    if found is None:
+        return None
+    name, service, variables = found
+    hosts = frozenset(str(h) for h in (name, service.get("hostname"),
+                                       service.get("container_name")) if h)
+    ports = published_ports(service.get("ports"))
+    for variable in ("MYSQL_ROOT_PASSWORD", "MARIADB_ROOT_PASSWORD"):
+        if variables.get(variable):
+            return AdminLogin(compose_file, name, hosts, variable, variables[variable], ports)
+    for variable in _EMPTY_ALLOWED:
+        if variables.get(variable):  # the images' test: set and not empty
+            return AdminLogin(compose_file, name, hosts, variable, "", ports)
+    return None
+
+
+def published_ports(entries: object) -> frozenset[int]:
+    """The host ports of a service's ``ports:`` list (short ``[ip:]host:container[/proto]``
+    and long ``{published: ...}`` forms); a container port alone publishes a random one."""
+    found: set[int] = set()
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict):
+            host = str(entry.get("published", ""))
+        else:
+            parts = str(entry).split("/")[0].rsplit(":", 2)
+            host = parts[-2] if len(parts) >= 2 else ""
+        first, _, last = host.partition("-")
+        if first.isdigit() and (not last or last.isdigit()):
+            found.update(range(int(first), int(last or first) + 1))
+    return frozenset(found)

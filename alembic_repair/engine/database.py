@@ -19,6 +19,7 @@ from ..errors import ConfigError, DatabaseUnreachable
 from .driver_errors import ACCESS_DENIED, file_error, translate
 from .endpoint import busy_timeout, connect_args, target, where
 from .project import Project
+from .state.recorder import bind_version_table
 
 
 def _utf8_password(engine: Engine) -> None:
@@ -74,7 +75,7 @@ def make_engine(project: Project) -> Engine:
     if found.error:
         raise ConfigError(f"{project.url_source}: {found.error}; fix the URL")
     try:
-        return engine_for(url)
+        return bind_version_table(engine_for(url), project)
     except NoSuchModuleError as err:
         raise ConfigError(
             f"{project.url_source}: no SQLAlchemy dialect/driver for {url.drivername!r}; install "
@@ -131,6 +132,7 @@ def connect_readonly(project: Project) -> Engine | None:
             return None
         engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool,
                                connect_args={"timeout": busy_timeout()})
+        bind_version_table(engine, project)
         try:
             with engine.connect() as conn:
                 _probe(conn)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,6 +31,7 @@ from .state.graph import RevisionGraph, history_chain
 from .state.recorder import (  # the version table lives there; callers say migrations.<name>
     DEFAULT_VERSION_WIDTH,
     read_versions,
+    version_table_of,
 )
 from .state.recorder import check_version_column as check_version_column
 from .state.recorder import current_heads as current_heads
@@ -129,10 +132,51 @@ def revisions(project: Project) -> dict[str, Script]:
     return {s.revision: s for s in directory.walk_revisions()}
 
 
+class _Branch:
+    """What ``Connection.connect()`` gave before SQLAlchemy 2.0: the same connection, which
+    leaving ``with`` (or ``close()``) does not close."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> Connection:
+        return self._connection
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+@contextmanager
+def lending_connect(config: Any) -> Iterator[None]:
+    """While an Alembic command runs with our Connection in ``config.attributes['connection']``
+    (Alembic's cookbook, "Sharing a Connection across one or more programmatic migration
+    commands"), an env.py written for an Engine (JupyterHub's: ``with connectable.connect()
+    as connection:``) gets a non-closing branch of it; env.py using the Connection itself
+    sees no difference (it is still a `Connection`)."""
+    attributes = getattr(config, "attributes", None)
+    connection = attributes.get("connection") if isinstance(attributes, dict) else None
+    if not isinstance(connection, Connection) or hasattr(connection, "connect"):
+        yield
+        return
+    connection.connect = lambda: _Branch(connection)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        with suppress(AttributeError):
+            del connection.connect  # type: ignore[attr-defined]
+
+
 def run_alembic(project: Project, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
     """Run one of Alembic's commands; its failures become one readable line."""
     try:
-        fn(*args, **kwargs)
+        with lending_connect(args[0] if args else None):
+            fn(*args, **kwargs)
     except CommandError as err:
         raise NeedsRepair(
             f"{what}: {redact(str(err), project.url)}; run `alembic-repair doctor` to see why"
@@ -161,8 +205,9 @@ def check_version_width(project: Project, connection: Connection, target: str, *
     """Refuse, before any DDL runs, to apply a revision whose id does not fit
     ``alembic_version.version_num``: on MySQL/MariaDB the revision's DDL commits statement by
     statement, and only then would the stamp fail, leaving it half applied."""
-    table = read_versions(connection)
+    table = read_versions(connection)  # env.py's version_table (the engine carries it)
     check_version_column(connection)
+    name = version_table_of(connection, project)[0]
     if connection.dialect.name == "sqlite":  # SQLite does not enforce VARCHAR lengths
         return
     width = table.length if table.exists else DEFAULT_VERSION_WIDTH
@@ -179,13 +224,13 @@ def check_version_width(project: Project, connection: Connection, target: str, *
     for script in pending:
         if script is not None and len(script.revision) > width:
             where = project.rel(script.path) if script.path else script.revision
-            fix = (f"widen the column first (ALTER TABLE alembic_version MODIFY version_num "
+            fix = (f"widen the column first (ALTER TABLE {name} MODIFY version_num "
                    f"VARCHAR({len(script.revision)}) NOT NULL)" if table.exists else
-                   f"create alembic_version with version_num VARCHAR({len(script.revision)}) "
+                   f"create {name} with version_num VARCHAR({len(script.revision)}) "
                    "first")
             raise RefusedUnsafe(
                 f"{where}: revision id {script.revision!r} has {len(script.revision)} "
-                f"characters, but alembic_version.version_num holds at most {width}; nothing "
+                f"characters, but {name}.version_num holds at most {width}; nothing "
                 f"applied; {fix}, or give the revision a shorter id")
 
 

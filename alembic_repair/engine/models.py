@@ -17,6 +17,7 @@ import sysconfig
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,15 +127,21 @@ def import_models(spec: str, project: Project) -> MetaData:
     return as_metadata(obj, spec)
 
 
-def capture_from_env_py(project: Project) -> MetaData | None:
-    """Run env.py offline and return the target_metadata it configures (None if it sets none)."""
+def capture_from_env_py(project: Project, options: dict[str, Any] | None = None
+                        ) -> MetaData | None:
+    """Run env.py offline and return the target_metadata it configures (None if it sets none);
+    `options`, when given, receives every option the offline path passed to configure()."""
     from .migrations import alembic_config  # local: migrations imports this module's helpers
+    from .state.config import remember_options
 
     config = alembic_config(project, output=io.StringIO())
     captured: dict[str, Any] = {}
 
     def capture(rev: Any, context: Any) -> list[Any]:
         captured["metadata"] = context.opts.get("target_metadata")
+        remember_options(project, context.opts)  # a version_table ast cannot read
+        if options is not None:
+            options.update(context.opts)
         return []
 
     with project_on_path(project.root):
@@ -165,6 +172,82 @@ def capture_from_env_py(project: Project) -> MetaData | None:
             )
         metadata = metadata[0]
     return as_metadata(metadata, str(project.env_py))
+
+
+#: Packages that hold or build a project's metadata without defining its tables.
+_FRAMEWORKS = frozenset({"sqlalchemy", "sqlmodel", "alembic", "flask_sqlalchemy",
+                         __package__.partition(".")[0]})
+
+
+@dataclass(frozen=True)
+class ModelsOwner:
+    """An installed package that defines the models (its files live outside the project): the
+    drift between them and the database belongs to that package's own history, not this one."""
+
+    package: str
+    file: str
+
+    @property
+    def advice(self) -> str:
+        parts = Path(self.file).parts
+        shown = self.file
+        for marker in ("site-packages", "dist-packages"):
+            if marker in parts:
+                shown = str(Path("…", *parts[parts.index(marker):]))
+                break
+        return (f"the models are defined by the installed package {self.package} ({shown}): "
+                "their drift belongs to that package's history; upgrade the package rather "
+                "than adding a revision here")
+
+
+def _defining_modules(metadata: MetaData) -> set[str]:
+    """The modules that define `metadata`'s tables: its declarative classes' modules (the Base's
+    registry mappers), else the Base's own module, else the modules whose globals hold it."""
+    bases: list[type] = []
+    holders: set[str] = set()
+    for name, module in list(sys.modules.items()):
+        if module is None or name.partition(".")[0] in _FRAMEWORKS:
+            continue
+        try:
+            values = list(vars(module).values())
+        except TypeError:
+            continue
+        for value in values:
+            if value is metadata:
+                holders.add(name)
+            elif isinstance(value, type) and vars(value).get("metadata") is metadata:
+                bases.append(value)
+    mapped = {mapper.class_.__module__ for base in bases
+              for mapper in getattr(vars(base).get("registry"), "mappers", ())}
+    for candidates in (mapped, {base.__module__ for base in bases}, holders):
+        found = {m for m in candidates if m.partition(".")[0] not in _FRAMEWORKS}
+        if found:
+            return found
+    return set()
+
+
+def models_owner(metadata: MetaData, root: Path) -> ModelsOwner | None:
+    """The installed package defining `metadata` when every one of its defining modules is
+    an installed one (site-packages) outside the project `root`. None: the project's own
+    models, or not known (a monorepo's models one folder up are still the project's own)."""
+    outside: list[tuple[str, str]] = []
+    project = root.resolve()
+    for name in sorted(_defining_modules(metadata)):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file:
+            continue
+        try:
+            path = Path(file).resolve()
+        except OSError:
+            return None
+        if path.is_relative_to(project) or not {"site-packages", "dist-packages"} & set(
+                path.parts):
+            return None
+        outside.append((name, file))
+    if not outside:
+        return None
+    name, file = outside[0]
+    return ModelsOwner(name.partition(".")[0], str(Path(file).resolve()))
 
 
 def discover_models(root: Path) -> str | None:

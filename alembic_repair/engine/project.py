@@ -56,6 +56,9 @@ class Project:
     problems: tuple[ConfigError, ...] = ()  # only with discover(strict=False)
     #: ``[tool.alembic_repair] ignore_tables``: tables kept out of autogenerate and doctor
     ignore_tables: tuple[str, ...] = ()
+    #: ``[tool.alembic_repair] setup``: what the application runs before Alembic (the replay
+    #: runs it first on its scratch database; see `setup_from_pyproject`)
+    setup: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, DatabaseUrl):
@@ -150,6 +153,7 @@ class Project:
         # ignore_tables value is a problem doctor reports (read before `problems` is frozen)
         models = models or models_from_pyproject(base)
         ignore_tables = attempt(lambda: ignore_tables_from_pyproject(base), lambda: ())
+        setup = attempt(lambda: setup_from_pyproject(base), lambda: None)
         return cls(
             root=base,
             ini_path=ini_path,
@@ -160,6 +164,7 @@ class Project:
             notes=tuple(notes),
             problems=tuple(problems),
             ignore_tables=ignore_tables,
+            setup=setup,
         )
 
 
@@ -355,6 +360,23 @@ def models_from_pyproject(root: Path) -> str | None:
     """``[tool.alembic_repair] models = "pkg.module:Base"`` from the project's pyproject.toml."""
     value = _tool_section(root)[1].get("models")
     return str(value) if value else None
+
+
+def setup_from_pyproject(root: Path) -> str | None:
+    """``[tool.alembic_repair] setup = "module:attr"``: the set-up the application runs before
+    Alembic, which the replay runs first on its empty scratch database. A MetaData or a
+    declarative Base gets ``create_all``; a callable is called with one argument, the scratch
+    database's URL as a string (``def setup(url: str) -> None``)."""
+    path, section = _tool_section(root)
+    value = section.get("setup")
+    if value is None:
+        return None
+    module, colon, attr = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not colon or not all(p.isidentifier() for p in (*module.split("."), *attr.split("."))):
+        raise PyprojectError(f"{path}: [tool.alembic_repair] setup must be \"module:attr\" (a "
+                             'MetaData, a declarative Base or a function of the database URL), '
+                             'e.g. setup = "myapp.db:Base"')
+    return str(value)
 
 
 def ignore_tables_from_pyproject(root: Path) -> tuple[str, ...]:

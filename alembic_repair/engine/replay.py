@@ -6,9 +6,15 @@ each revision's ``upgrade()`` through Alembic's `Operations`. After each revisio
 catalogue query per table tells which tables changed, and only those are reflected again: a
 history of hundreds of revisions costs about what ``alembic upgrade head`` costs.
 
+Doctor's replay (``run_replay(..., env=True)``) runs the history through the project's own
+env.py instead, as ``alembic upgrade heads`` does (`replay_env`, in a child process), and falls
+back to the bare replay above, saying why (`Replay.fallback`, AR409), when env.py cannot be
+pointed at the scratch database. Other callers (squash, the proofs) keep the bare replay.
+
 The result maps each revision to a `SchemaSnapshot`, so "which revision does this database
-equal?" is a lookup. It is cached by the content of the revision files (outside the project:
-doctor writes nothing there), so a second doctor on an unchanged history skips the replay.
+equal?" is a lookup. It is cached by the content of the revision files, env.py, alembic.ini and
+the declared set-up (outside the project: doctor writes nothing there), so a second doctor on
+an unchanged history skips the replay.
 """
 
 from __future__ import annotations
@@ -19,21 +25,22 @@ import os
 import re
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from alembic.operations import Operations, ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from ..masking import redact
+from . import replay_env
 from .database import engine_for
 from .driver_errors import driver_message, environmental
 from .project import Project
@@ -41,13 +48,16 @@ from .state.catalogue import table_signatures
 from .state.graph import history_order
 from .state.schema import Fact, SchemaSnapshot, is_user_table, reflect_tables
 
-CACHE_VERSION = 4
+CACHE_VERSION = 6
 
 
 @dataclass(frozen=True)
 class Replay:
     """Snapshots after each replayed revision, in order; where and why the replay stopped."""
 
+    #: the revisions applied, oldest first. A set-up that stamps (create_all + ``alembic
+    #: stamp head``) gives the stamped revisions the set-up's schema and their ancestors NO
+    #: snapshot (unknown, not equal): read `snapshots` with ``.get``.
     order: tuple[str, ...]
     snapshots: dict[str, SchemaSnapshot] = field(default_factory=dict)
     failed_at: str | None = None
@@ -60,6 +70,14 @@ class Replay:
     #: Catalogue signatures of the scratch schema after the whole history: live tables with the
     #: same signature have the same facts, so they need not be reflected again.
     signatures: dict[str, str] = field(default_factory=dict)
+    #: "env": ``alembic upgrade heads`` through env.py; "bare": each upgrade() on its own
+    mode: str = "bare"
+    #: why the replay through env.py could not be used (AR409); None when it was, or not asked
+    fallback: str | None = None
+    #: the options env.py passed to ``context.configure`` (mode "env"; see replay_child.OPTIONS)
+    env_options: dict[str, Any] = field(default_factory=dict)
+    #: the declared set-up (``[tool.alembic_repair] setup``) that ran before the history
+    setup: str | None = None
 
     @property
     def final(self) -> SchemaSnapshot | None:
@@ -71,11 +89,48 @@ class Replay:
 
 
 def cache_key(project: Project, order: list[Script]) -> str:
+    """The bare replay's key: the revision files' content, in history order."""
     digest = hashlib.sha256(f"{CACHE_VERSION}:{project.dialect}".encode())
     for script in order:
         digest.update(script.revision.encode())
         digest.update(Path(script.path).read_bytes())
     return digest.hexdigest()
+
+
+def env_cache_key(project: Project, paths: Iterable[str | os.PathLike[str]]) -> str:
+    """The replay through env.py's key: the revision files (`paths`, in any order), env.py,
+    alembic.ini and the declared set-up: whatever decides what ``alembic upgrade`` does."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}:env:{project.dialect}:{project.setup}".encode())
+    for path in (project.env_py, project.ini_path, *sorted(Path(p) for p in paths)):
+        digest.update(str(path).encode())
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()
+
+
+@dataclass
+class EnvStart:
+    """The replay through env.py, begun (`begin`): the cached result, or the running child."""
+
+    key: str
+    cached: Replay | None = None
+    child: replay_env.Child | None = None
+
+    def close(self) -> None:
+        if self.child is not None:
+            self.child.close()
+
+
+def begin(project: Project, live: Engine | None, paths: Iterable[str | os.PathLike[str]], *,
+          use_cache: bool = True) -> EnvStart | None:
+    """Start the replay through env.py in the background (None: there is no env.py to run).
+    Doctor calls it first and hands the result to `run_replay(started=...)`; close it when
+    it is not used."""
+    if not replay_env.usable(project):
+        return None
+    key = env_cache_key(project, paths)
+    if use_cache and (cached := _load_cache(key)) is not None:
+        return EnvStart(key, cached)
+    return EnvStart(key, child=replay_env.Child(project, live, project.setup))
 
 
 def cache_dir() -> Path:
@@ -111,7 +166,9 @@ def _load_cache(key: str) -> Replay | None:
                                   for rev, facts in data["snapshots"].items()},
                   data["failed_at"], data["error"], data["error_location"], cached=True,
                   partial=None if partial is None else SchemaSnapshot(partial),
-                  signatures=data["signatures"])
+                  signatures=data["signatures"], mode=data["mode"],
+                  fallback=data["fallback"], env_options=data["env_options"],
+                  setup=data["setup"])
 
 
 def _save_cache(key: str, replay: Replay) -> None:
@@ -121,7 +178,8 @@ def _save_cache(key: str, replay: Replay) -> None:
         "failed_at": replay.failed_at, "error": replay.error,
         "error_location": replay.error_location,
         "partial": None if replay.partial is None else replay.partial.facts,
-        "signatures": replay.signatures,
+        "signatures": replay.signatures, "mode": replay.mode, "fallback": replay.fallback,
+        "env_options": replay.env_options, "setup": replay.setup,
     })
 
 
@@ -146,17 +204,13 @@ def scratch_database(project: Project, live: Engine | None) -> Iterator[Connecti
     # leaves a schema that the next run's sweep can prove stale and drop.
     with live.connect() as holder:
         scratch.sweep(holder)
-        with scratch.claim(holder, name):
-            holder.execute(text(f"CREATE DATABASE `{name}`"))
-            holder.commit()
+        with scratch.created(holder, project, name):  # claimed; root's if need be
             engine = engine_for(url.set(database=name))  # our connect args (password bytes)
             try:
                 with engine.connect() as conn:
                     yield conn
             finally:
                 engine.dispose()
-                holder.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-                holder.commit()
 
 
 def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True,
@@ -185,8 +239,6 @@ def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True
         if use_cache:
             _write(path, {"signatures": signatures, "facts": snapshot.facts})
     return snapshot
-
-
 
 
 def _location(err: BaseException, script: Script, project: Project) -> str:
@@ -255,11 +307,42 @@ def apply_revision(conn: Connection, script: Script) -> Touched:
 
 
 def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None, *,
-               use_cache: bool = True) -> Replay:
-    """Replay the whole history once (or take it from the cache)."""
+               use_cache: bool = True, env: bool = False,
+               started: EnvStart | None = None) -> Replay:
+    """Replay the whole history once (or take it from the cache). With `env` (or `started`,
+    begun earlier), through the project's env.py first (doctor); the bare replay when that
+    cannot be used."""
     order = history_order(directory)
+    if started is None and env and \
+            Path(directory.dir).resolve() == project.script_location.resolve():
+        started = begin(project, live, [s.path for s in order], use_cache=use_cache)
+    fallback = None
+    if started is not None and started.cached is not None:
+        return started.cached
+    if started is not None and started.child is not None:
+        run, setup = started.child.result(), project.setup
+        if run.fallback is None:
+            replay = Replay(
+                run.applied, {rev: SchemaSnapshot(facts) for rev, facts in run.snapshots.items()},
+                run.failed_at, run.error, run.error_location,
+                partial=None if run.partial is None else SchemaSnapshot(run.partial),
+                signatures=run.signatures, mode="env", env_options=run.options, setup=setup)
+            if use_cache and not run.transient:
+                _save_cache(started.key, replay)
+            return replay
+        fallback = run.fallback
+    replay = _bare(project, order, live, use_cache)
+    if fallback is None:
+        return replay
+    # not cached: why env.py could not be used may lie outside the history (its imports, the
+    # environment's variables), and the next doctor must try again
+    return replace(replay, fallback=redact(fallback, project.url))
+
+
+def _bare(project: Project, order: list[Script], live: Engine | None, cache: bool) -> Replay:
+    """Each revision's upgrade() through a bare `Operations`, without env.py."""
     key = cache_key(project, order)
-    if use_cache and (cached := _load_cache(key)) is not None:
+    if cache and (cached := _load_cache(key)) is not None:
         return cached
     snapshots: dict[str, SchemaSnapshot] = {}
     applied: list[str] = []
@@ -304,7 +387,7 @@ def run_replay(project: Project, directory: ScriptDirectory, live: Engine | None
         final = table_signatures(conn) if failed_at is None else {}
     replay = Replay(tuple(applied), snapshots, failed_at, error, location, partial=partial,
                     signatures=final)
-    if use_cache and not transient:
+    if cache and not transient:
         _save_cache(key, replay)
     return replay
 

@@ -28,6 +28,7 @@ from sqlalchemy.sql import sqltypes
 
 from .migrations import alembic_config, revisions, run_alembic
 from .project import Project
+from .state.recorder import version_table_of
 from .state.schema import is_user_table
 
 
@@ -178,10 +179,12 @@ def pending_model_changes(
     """What autogenerate finds between the database and the models, minus every operation that
     could lose or alter data (drops, narrowing types, NOT NULL on rows), which are returned as
     sentences instead."""
+    version = {version_table_of(connection)[0]}  # env.py's version_table: not the app's
     context = MigrationContext.configure(connection, opts={
         "compare_type": True,
         "target_metadata": metadata,
-        "include_name": lambda name, type_, _: type_ != "table" or is_user_table(name or ""),
+        "include_name": lambda name, type_, _: type_ != "table" or is_user_table(
+            name or "", version),
     })
     upgrade_ops = produce_migrations(context, metadata).upgrade_ops
     assert upgrade_ops is not None
@@ -192,7 +195,8 @@ def pending_model_changes(
 
 def reflect_user_tables(connection: Connection) -> MetaData:
     live = MetaData()
-    live.reflect(connection, only=lambda name, _: is_user_table(name))
+    version = {version_table_of(connection)[0]}  # env.py's version_table: never adopted
+    live.reflect(connection, only=lambda name, _: is_user_table(name, version))
     return live
 
 

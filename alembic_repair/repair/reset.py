@@ -40,6 +40,7 @@ from ..engine.database import connect
 from ..engine.locking import migration_lock
 from ..engine.models import discover_models, load_target_metadata, project_on_path
 from ..engine.project import Project
+from ..engine.state.recorder import version_table_of
 from ..engine.state.schema import is_user_table
 from ..errors import ConfigError, RefusedUnsafe
 from . import runner
@@ -181,8 +182,9 @@ def _plan(project: Project, conn: Connection, spec: str, metadata: MetaData,
         files = tuple(project.rel(p) for p in _project_files(project))
         resume = ()
     dropping = {t for t, _ in drop}
+    version = {version_table_of(conn, project)[0]}  # dropped with the tables, not kept
     kept = tuple((t, count_rows(conn, t)) for t in ordered
-                 if is_user_table(t) and t in existing and t not in dropping)
+                 if is_user_table(t, version) and t in existing and t not in dropping)
     conn.rollback()
     return ResetPlan(project.masked_url, spec, drop, kept, files, discard_data, resume)
 

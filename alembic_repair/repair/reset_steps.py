@@ -19,6 +19,7 @@ from ..data import backups
 from ..engine import migrations, revisions, scaffold
 from ..engine.models import project_on_path
 from ..engine.project import PLACEHOLDER_URLS, Project, store_url
+from ..engine.state.recorder import version_table_of
 from ..engine.state.schema import VERSION_TABLE, is_user_table
 from ..errors import NeedsRepair
 from ..masking import password_of
@@ -71,10 +72,11 @@ def _drop(ctx: Context, names: list[str] | tuple[str, ...], *, only_empty: bool)
     try:
         existing = set(inspect(conn).get_table_names())
         quote = conn.dialect.identifier_preparer.quote
-        for number, name in enumerate([*names, VERSION_TABLE], start=1):
+        version = version_table_of(conn, ctx.project)[0]  # env.py's version_table, if it sets one
+        for number, name in enumerate([*names, version], start=1):
             if name not in existing:
                 continue
-            if only_empty and name != VERSION_TABLE and count_rows(conn, name):
+            if only_empty and name != version and count_rows(conn, name):
                 raise NeedsRepair(
                     f"reset: table {name} holds rows written since the interrupted reset "
                     f"recreated it; nothing more changed; the backup is "
@@ -200,8 +202,9 @@ class ResetUpgrade(_ResetStep):
 def _restore(ctx: Context) -> backups.RestoreReport:
     """The backup's rows, minus its alembic_version rows (the baseline's row stands)."""
     report = backups.restore_locked(ctx.project, ctx.conn, ctx.folder)
+    version = version_table_of(ctx.conn, ctx.project)[0]
     report = replace(report, not_empty={t: n for t, n in report.not_empty.items()
-                                        if t != VERSION_TABLE})
+                                        if t not in (VERSION_TABLE, version)})
     if isinstance(ctx, ResetContext):
         ctx.report = report
     return report

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from .. import private
 from ..data import backups
 from ..engine.project import Project
+from ..engine.state.recorder import version_table_of
 from ..engine.state.schema import TRASH_PREFIX, is_user_table
 from ..errors import AlembicRepairError, ConfigError, MigrationFailed, NeedsRepair, RefusedUnsafe
 from .journal import Journal
@@ -174,8 +175,9 @@ def execute(project: Project, conn: Connection | None, journal: Journal, ctx: Co
     check = bool(journal.context.get("check_rows", True))
     if check and conn is not None and "rows" not in journal.context:
         rewritten = {pair for step in steps for pair in step.rewrites()}
+        version = {version_table_of(conn)[0]}  # env.py's version_table: restamped, not data
         tables = {t: [c for c in backups.table_columns(conn, t) if (t, c) not in rewritten]
-                  for t in inspect(conn).get_table_names() if is_user_table(t)}
+                  for t in inspect(conn).get_table_names() if is_user_table(t, version)}
         journal = journal.note(rows=row_sums(conn, tables))
     if not journal.context.get("lazy_folder"):  # (bootstrap: made only when a file moves)
         private.private_dir(folder)  # .alembic_repair/backups/<stamp>/: 0700 each
@@ -252,8 +254,9 @@ def row_sums(conn: Connection, tables: dict[str, list[str]] | None = None
     given): computed by the server on MySQL/MariaDB (one scan, nothing leaves it), streamed
     in primary-key order on SQLite. Taken before the steps and compared after them."""
     if tables is None:
+        version = {version_table_of(conn)[0]}
         tables = {t: backups.table_columns(conn, t) for t in inspect(conn).get_table_names()
-                  if is_user_table(t)}
+                  if is_user_table(t, version)}
     sums: dict[str, dict[str, object]] = {}
     for name, columns in tables.items():
         if conn.dialect.name in ("mysql", "mariadb"):

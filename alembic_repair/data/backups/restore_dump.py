@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ...engine import scratch as scratch_schemas
-from ...engine.privileges import denied, missing_grant
+from ...engine.privileges import missing_grant
 from ...engine.project import Project
 from ...errors import BackupCorrupt
 from .checksums import (
@@ -44,7 +44,7 @@ def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: Res
     restored: dict[str, int] = {}
     wanted = list(plan.fill) + list(plan.check)
     if wanted:
-        _check_scratch_grant(conn, manifest)
+        _check_scratch_grant(conn, manifest, project)
     conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
     try:
         for name in plan.create:
@@ -55,8 +55,7 @@ def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: Res
                                  dict(plan.missing), dropped, not_empty, already)
         scratch = scratch_schemas.new_name("restore")
         scratch_schemas.sweep(conn)  # those a killed run left (scratch.py)
-        with utc_session(conn), scratch_schemas.claim(conn, scratch):
-            conn.exec_driver_sql(f"CREATE DATABASE {quote(scratch)}")
+        with utc_session(conn), scratch_schemas.created(conn, project, scratch):
             try:
                 conn.exec_driver_sql(f"USE {quote(scratch)}")
                 try:
@@ -113,23 +112,18 @@ def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: Res
                          dropped, not_empty, already)
 
 
-def _check_scratch_grant(conn: Connection, manifest: Manifest) -> None:
-    """Create and drop a scratch schema before anything changes: a user who may not create
-    one is told the GRANT instead of meeting 'Access denied' half-way through the restore."""
-    quote = conn.dialect.identifier_preparer.quote
-    probe = scratch_schemas.new_name("restore")
-    with scratch_schemas.claim(conn, probe):
-        try:
-            conn.exec_driver_sql(f"CREATE DATABASE {quote(probe)}")
-        except DBAPIError as err:
-            if not denied(err):
-                raise
-            raise missing_grant(
-                conn, f"restore {manifest.path}", err, "ALL PRIVILEGES", r"`\_ar\_%`.*",
-                "a restore loads the backup into a scratch schema _ar_restore_* first (doctor "
-                "replays into _ar_replay_*)") from None
-        conn.exec_driver_sql(f"DROP DATABASE {quote(probe)}")
-        conn.commit()
+def _check_scratch_grant(conn: Connection, manifest: Manifest, project: Project) -> None:
+    """Create and drop a scratch schema before anything changes (scratch.created: root's from
+    the compose file if need be): a user who may not create one is told the GRANT instead of
+    meeting 'Access denied' half-way through the restore."""
+    def refused(err: DBAPIError, why: str) -> Exception:
+        return missing_grant(
+            conn, f"restore {manifest.path}", err, "ALL PRIVILEGES", r"`\_ar\_%`.*",
+            "a restore loads the backup into a scratch schema _ar_restore_* first (doctor "
+            "replays into _ar_replay_*)", also=why)
+
+    with scratch_schemas.created(conn, project, scratch_schemas.new_name("restore"), refused):
+        pass
 
 
 def _not_restored(manifest: Manifest, name: str, found: int, expected: int) -> BackupCorrupt:

@@ -13,6 +13,7 @@ from . import rule
 @rule("AR201", "AR206", "AR207", "AR208")
 def files(state: State) -> Iterator[Finding]:
     rel = state.project.rel
+    settled = _settled(state)
     for script in state.scripts:
         where = rel(script.path)
         if script.error is not None:
@@ -25,8 +26,25 @@ def files(state: State) -> Iterator[Finding]:
             yield AR207.finding(f"revision {script.revision}: upgrade() does nothing",
                                 RevisionFile(where, script.revision))
         elif script.upgrade == "code" and script.downgrade != "code":
-            yield AR208.finding(f"revision {script.revision}: downgrade() is "
-                                f"{script.downgrade}", RevisionFile(where, script.revision))
+            below = script.revision in settled
+            yield AR208.finding(
+                f"revision {script.revision}: downgrade() is {script.downgrade}"
+                + (" (applied here, below the current revision: a fact of the history)"
+                   if below else ""), RevisionFile(where, script.revision),
+                severity="info" if below else None)
+
+
+def _settled(state: State) -> set[str]:
+    """Revisions this database applied before its current one(s): a downgrade only reaches
+    them after the current revisions are undone, and a published history ships many release
+    revisions that cannot be undone. An empty downgrade there is a fact of the history, not
+    a problem (AR208 says so as info); on the current revisions (what ``alembic downgrade -1``
+    undoes) and on pending ones, or when what the database applied is unknown, it warns."""
+    versions = state.versions
+    if versions is None or not versions.rows:
+        return set()
+    heads = set(versions.heads)
+    return state.graph.applied(heads) - heads
 
 
 @rule("AR202", "AR203", "AR204", "AR205", "AR209")

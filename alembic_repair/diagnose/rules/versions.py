@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...engine.state.locate import Location
 from ...engine.state.read import State
 from ..findings import AR301, AR302, AR303, AR304, AR305, AR306, AR307, Finding
 from ..subjects import SchemaEquals, VersionTable
 from . import rule
-from .schema import equal_revisions
+from .schema import equal_revisions, placed
 
 
-def _equals(state: State) -> SchemaEquals:
-    return SchemaEquals(tuple(equal_revisions(state)))
+def _equals(state: State) -> SchemaEquals | Location:
+    """The revisions the schema equals; when the replay stopped before some of them, where the
+    revisions' effects place it instead (the replayed snapshots only see the tables the
+    replay knew), unless the effects contradict each other and a snapshot does match. When a
+    snapshot matches and the effects place it elsewhere: no location (fix refuses)."""
+    equal = SchemaEquals(tuple(equal_revisions(state)))
+    place = placed(state)
+    if place is not None and (place.revisions or not equal.revisions):
+        return place.against(equal.revisions)
+    return equal
 
 
-def _matches(facts: SchemaEquals) -> str:
+def _matches(facts: SchemaEquals | Location) -> str:
+    if isinstance(facts, Location):
+        return f"; {facts.describe()}"
     equal = facts.revisions
     if not equal:
         return ""

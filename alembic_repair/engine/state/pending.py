@@ -47,8 +47,15 @@ ROW_CAP = 1000
 MARKER = "# alembic-repair: "
 
 
-class Unreadable(Exception):
-    """The revision needs a database to say what it does (``op.get_bind()``)."""
+class Unreadable(BaseException):  # noqa: N818
+    """The revision needs a database to say what it does (``op.get_bind()``). A
+    BaseException, so a revision's own ``except Exception`` (a has_table idiom) lets it by
+    instead of reading the guarded branch as unconditional; `read_operations` turns it into
+    `UnreadableRevision` for its callers."""
+
+
+class UnreadableRevision(Exception):
+    """`read_operations` could not read a revision offline: it asks for a database."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,8 @@ class DialectOnly:
 
 def read_operations(module: Any, path: str, dialect: Dialect) -> tuple[PendingOp, ...]:
     """The operations `module.upgrade()` issues, recorded on an offline context (nothing runs).
-    Raises `Unreadable` (or whatever the revision's own code raises) when it cannot be read."""
+    Raises `UnreadableRevision` (or whatever the revision's own code raises) when it cannot be
+    read."""
     files = {path, str(getattr(module, "__file__", path))}
     recorded: list[PendingOp] = []
     context = MigrationContext.configure(dialect=dialect, opts={
@@ -182,7 +190,10 @@ def read_operations(module: Any, path: str, dialect: Dialect) -> tuple[PendingOp
         upgrade = getattr(module, "upgrade", None)
         if upgrade is None:
             return ()
-        upgrade()
+        try:
+            upgrade()
+        except Unreadable as err:
+            raise UnreadableRevision(str(err)) from None
     return tuple(recorded)
 
 
@@ -458,4 +469,14 @@ def sqlite_drops_columns() -> bool:
     return sqlite3.sqlite_version_info >= (3, 35)
 
 
-DDL_WORDS = re.compile(r"^\s*(ALTER|DROP|CREATE|RENAME|TRUNCATE)\b", re.IGNORECASE)
+#: What a data-only statement starts with; anything else (DDL, SET, CALL, ...) may change the
+#: schema. Comments before a statement are skipped, except MySQL's ``/*! ... */``, which runs.
+DATA_WORDS = re.compile(r"(INSERT|UPDATE|DELETE|SELECT|REPLACE|WITH)\b", re.IGNORECASE)
+COMMENTS = re.compile(r"(\s+|--[^\n]*(\n|$)|#[^\n]*(\n|$)|/\*(?!!).*?\*/)*", re.DOTALL)
+
+
+def data_only(sql: str) -> bool:
+    """Whether raw SQL (``op.execute``) only reads or writes rows: each of its statements
+    starts, after comments, with a data word. Unsure (a ``;`` inside a literal) is False."""
+    parts = [part[COMMENTS.match(part).end():] for part in sql.split(";")]  # type: ignore[union-attr]
+    return any(parts) and all(DATA_WORDS.match(part) for part in parts if part)

@@ -5,15 +5,18 @@
 3. the live schema (`live`, a `SchemaSnapshot`),
 4. the models (`models`, the same form, for the database's dialect),
 
-plus the replayed schema after every revision (`replay`) and what the configuration files say.
+plus the replayed schema after every revision (`replay`, through the project's env.py when it
+can: `engine.replay_env`) and what the configuration files say.
 `diagnose` runs pure rules over this; nothing here decides what is wrong.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect
@@ -25,12 +28,20 @@ from ...masking import redact
 from ..database import connect_readonly
 from ..driver_errors import driver_message
 from ..migrations import alembic_config
-from ..models import capture_from_env_py, load_target_metadata, project_on_path
+from ..models import (
+    ModelsOwner,
+    capture_from_env_py,
+    load_target_metadata,
+    models_owner,
+    project_on_path,
+)
 from ..project import Project
-from ..replay import Replay, reflect_cached, run_replay
-from .config import ConfigState, read_config
+from ..replay import EnvStart, Replay, begin, reflect_cached, run_replay
+from .config import ConfigState, read_config, remember_options
+from .drift import ModelDrift, compare_options, read_drift
 from .graph import RevisionGraph
 from .junk import Junk, find_junk
+from .locate import Location, locate_live
 from .pending import Pending, project_module_files, read_pending
 from .recorder import VersionTable, read_versions
 from .schema import SchemaSnapshot, from_metadata, is_user_table
@@ -56,6 +67,10 @@ class State:
     database_missing: bool = False  # an SQLite file that does not exist (yet)
     hidden_tables: tuple[str, ...] = ()  # live tables autogenerate must not see (_ar_*, kept)
     kept_models: tuple[str, ...] = ()  # kept tables the models define after all (AR113)
+    left_out: tuple[str, ...] = ()  # the version table, tables env.py's own filters exclude
+    drift: ModelDrift | None = None  # the models against the database, as `alembic check`
+    models_owner: ModelsOwner | None = None  # an installed package defines the models
+    location: Location | None = None  # where the revisions' effects place it (replay stopped)
     db_error: DatabaseUnreachable | None = None
     metadata: MetaData | None = field(default=None, compare=False, repr=False)
 
@@ -118,6 +133,78 @@ def _hide_kept(state: dict[str, object], conn: Connection, project: Project,
             state[key] = snapshot.only(t for t in snapshot.tables if is_user_table(t, kept))
 
 
+def _leave_out(state: dict[str, object], project: Project, config: ConfigState,
+               metadata: MetaData | None, options: dict[str, object]) -> None:
+    """Take env.py's version table and the tables its include_name/include_object exclude
+    out of the comparisons, as `alembic check` does (`state.excluded`; `options`: what env.py's
+    offline path passed, captured while reading the models). The replayed snapshots lose them
+    too, with the kept tables: the history rules compare the live schema on the same tables."""
+    from .config import version_table
+    from .excluded import excluded_tables
+
+    live, models, replay = state.get("live"), state.get("models"), state.get("replay")
+    names = sorted(live.tables) if isinstance(live, SchemaSnapshot) else []
+    history: set[str] = set()
+    if isinstance(replay, Replay):  # the history's tables are asked about too
+        history.update(*(s.tables for s in replay.snapshots.values()))
+        history.update(replay.partial.tables if replay.partial is not None else ())
+    gone = excluded_tables(project, names, metadata, options, sorted(history))
+    table, schema = version_table(project)  # what the engine reads and stamps
+    version = {table} if schema is None else set()
+    state["left_out"] = tuple(sorted(gone.live | gone.models | version))
+    out = gone.live | version
+    if isinstance(live, SchemaSnapshot):
+        state["live"] = live.only(t for t in live.tables if t not in out)
+    if isinstance(models, SchemaSnapshot):
+        state["models"] = models.only(t for t in models.tables if t not in gone.models)
+    hidden = out | State(project, config, (), ()).kept_tables  # kept: _hide_kept's
+    if isinstance(replay, Replay) and hidden:  # the history rules compare the same tables
+        state["replay"] = replace(replay, snapshots={
+            rev: snap.only(t for t in snap.tables if t not in hidden)
+            for rev, snap in replay.snapshots.items()}, partial=None if replay.partial is None
+            else replay.partial.only(t for t in replay.partial.tables if t not in hidden))
+
+
+def _live_options(online: dict[str, Any], offline: dict[str, Any]) -> dict[str, Any]:
+    """The version-table options env.py passed in the replay (the online path: it stamps),
+    as they name the live database: a schema env.py derived from its connection is the
+    scratch schema's name there (``_ar_replay_...``), which means the live one's, Alembic's
+    default (None), unless the offline path named one."""
+    from ..env_filter import OWN_PREFIX
+
+    found = {**offline, **online}
+    schema = found.get("version_table_schema")
+    if isinstance(schema, str) and schema.startswith(OWN_PREFIX):
+        found["version_table_schema"] = offline.get("version_table_schema")
+    return found
+
+
+def _begin_replay(project: Project, scripts: tuple[ScriptFile, ...], graph: RevisionGraph,
+                  config: ConfigState, cleanup: ExitStack, *,
+                  use_cache: bool = True) -> EnvStart | None:
+    """Start the replay through env.py early: the child process runs the history while this
+    one reads the revision files and the database (`cleanup` stops it if it is not used)."""
+    if not (graph.ok and config.script_location_exists):
+        return None
+    live = None
+    if project.dialect != "sqlite":  # the scratch schema is made on the project's server
+        try:
+            live = connect_readonly(project)
+        except DatabaseUnreachable:
+            return None  # read_state records it
+        if live is None:
+            return None
+        cleanup.callback(live.dispose)
+    try:
+        started = begin(project, live, [s.path for s in scripts if s.revision],
+                        use_cache=use_cache)
+    except SQLAlchemyError:  # e.g. no right to create a scratch schema: said by the replay
+        return None
+    if started is not None:
+        cleanup.callback(started.close)
+    return started
+
+
 def read_state(project: Project, *, models: str | None = None, replay: bool = True,
                use_cache: bool = True) -> State:
     """Read everything doctor looks at. Raises only DatabaseUnreachable... never: an
@@ -126,16 +213,22 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
     scripts = read_scripts(project.versions_dir)
     graph = RevisionGraph.of(scripts)
     state: dict[str, object] = {}
-    with project_on_path(project.root):
+    offline_options: dict[str, object] = {}  # what env.py's offline path passes to configure()
+    with project_on_path(project.root), ExitStack() as cleanup:
         metadata = None
         try:
             if config.env_py_exists:
-                metadata = capture_from_env_py(project)
+                metadata = capture_from_env_py(project, offline_options)
                 state["models_none"] = metadata is None
             if models or metadata is None:
                 metadata = load_target_metadata(project, explicit=models, use_env_py=False)
         except ConfigError as err:
             state["models_error"] = err
+        if metadata is not None:  # whose models: the project's, or an installed package's
+            state["models_owner"] = models_owner(metadata, project.root)
+        # after the models: the forked replay shares the application's modules just imported
+        started = _begin_replay(project, scripts, graph, config, cleanup,
+                                use_cache=use_cache) if replay else None
         model_files = project_module_files(project)
         directory = None
         if graph.ok and config.script_location_exists:
@@ -151,9 +244,12 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
                 if directory is not None and replay:
                     try:
                         state["replay"] = run_replay(project, directory, engine,
-                                                     use_cache=use_cache)
+                                                     use_cache=use_cache, env=True,
+                                                     started=started)
                     except SQLAlchemyError as err:  # e.g. no right to create a scratch schema
                         state["replay_skipped"] = redact(driver_message(err), project.url)
+                if options := getattr(state.get("replay"), "env_options", None):
+                    remember_options(project, _live_options(options, offline_options))
                 with engine.connect() as conn:
                     state["versions"] = versions = read_versions(conn)
                     state["live"] = reflect_cached(conn, project, use_cache=use_cache,
@@ -162,10 +258,23 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
                     if metadata is not None:
                         state["models"] = from_metadata(metadata, conn.dialect)
                     _hide_kept(state, conn, project, config)
+                    _leave_out(state, project, config, metadata, offline_options)
+                    if metadata is not None:  # AR403: what `alembic check` reports
+                        state["drift"] = read_drift(
+                            conn, metadata, state["models"], state["live"],  # type: ignore[arg-type]
+                            {*state["hidden_tables"], *state.get("kept_models", ()),  # type: ignore[misc]
+                             *state["left_out"]},
+                            compare_options(offline_options,
+                                            getattr(state.get("replay"), "env_options", None),
+                                            types_on=config.compare_type_off))
                     if directory is not None:
                         state["pending"] = read_pending(
                             project, directory, scripts, versions.heads, conn,
                             state["live"], model_files)  # type: ignore[arg-type]
+                        state["location"] = locate_live(
+                            directory, state.get("replay"), state["live"], conn.dialect,  # type: ignore[arg-type]
+                            {*state["hidden_tables"], *state["left_out"],  # type: ignore[misc]
+                             *State(project, config, (), ()).kept_tables})
             except AlembicRepairError as err:
                 if isinstance(err, DatabaseUnreachable):
                     state["db_error"] = err
@@ -174,6 +283,7 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
             finally:
                 engine.dispose()
         elif directory is not None and replay and project.dialect == "sqlite":
-            state["replay"] = run_replay(project, directory, None, use_cache=use_cache)
+            state["replay"] = run_replay(project, directory, None, use_cache=use_cache,
+                                         env=True, started=started)
     return State(project, config, scripts, graph.heads(), metadata=metadata,
                  **state)  # type: ignore[arg-type]

@@ -217,6 +217,8 @@ def describe(fact: Fact) -> str:
     kind, table = fact[0], fact[1]
     if kind == "table":
         return f"table {table}"
+    if kind == "words":  # a difference told in Alembic's terms (engine/state/drift.py)
+        return str(fact[2])
     if kind == "column":
         _, _, name, type_, nullable, default = fact
         text = f"column {table}.{name} {type_}{'' if nullable else ' NOT NULL'}"
@@ -265,7 +267,7 @@ def from_metadata(metadata: MetaData, dialect: Dialect) -> SchemaSnapshot:
                            _action(constraint.ondelete),  # type: ignore[attr-defined]
                            _action(constraint.onupdate)))  # type: ignore[attr-defined]
         for index in table.indexes:
-            cols = tuple(_index_part(c) for c in index.expressions)
+            cols = tuple(index_part(c) for c in index.expressions)
             if EXPRESSION not in cols:  # (see EXPRESSION)
                 facts.add(("unique" if index.unique else "index", name, cols))
     if dialect.name in ("mysql", "mariadb"):
@@ -279,7 +281,7 @@ def from_metadata(metadata: MetaData, dialect: Dialect) -> SchemaSnapshot:
 EXPRESSION = "(expression)"
 
 
-def _index_part(part: Any) -> str:
+def index_part(part: Any) -> str:
     """A column of an index as reflection names it: the column itself, whatever its sort order
     (MariaDB before 10.8 and SQLite's reflection drop DESC), or `EXPRESSION`."""
     if isinstance(part, UnaryExpression) and part.modifier in (operators.desc_op,

@@ -19,4 +19,12 @@ def keep_orphans(draft: Draft, findings: list[Finding]) -> None:
 
 @repairs("AR403", layer=MODELS, each=False)
 def autogenerate(draft: Draft, findings: list[Finding]) -> None:
+    """A revision for the drift, written only when the models are the project's own code: an
+    installed package's models (optuna's) drift against that package's history, which a
+    revision here would fork (the head of a history the user does not own would move)."""
+    owner = draft.state.models_owner
+    if owner is not None:
+        for finding in findings:
+            draft.refuse(finding, owner.advice)
+        return
     draft.add("AR403", Autogenerate())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ...diagnose.findings import Finding
 from ...diagnose.rules.schema import HalfApplied
 from ...diagnose.subjects import SchemaEquals
+from ...engine.state.locate import BASE, Location
 from ..history import plan_baseline
 from ..registry import VERSIONS, Draft, refuses, repairs, reports
 from ..steps import AdoptSchema, CompleteRevision, Stamp, Upgrade
@@ -21,6 +22,8 @@ WRONG = ("AR301", "AR306", "AR302", "AR401")
 SHAPE = ("AR303", "AR305", "AR307")
 
 reports("AR408", why="the replay needs rights only the database administrator can grant")
+reports("AR409", why="how env.py connects is the project's code: make it use the URL it is "
+                    "given, or declare the application's set-up in pyproject.toml")
 
 
 @repairs(*WRONG, *SHAPE, layer=VERSIONS, each=False)
@@ -35,13 +38,19 @@ def version_rows(draft: Draft, findings: list[Finding]) -> None:
     if wrong:
         finding, code = wrong[0], wrong[0].code
         equal = finding.facts.revisions if isinstance(finding.facts, SchemaEquals) else ()
-        if equal:
+        if isinstance(finding.facts, Location):
+            _stamp_located(draft, finding, finding.facts, before)
+        elif equal:
             target = equal[-1]
             draft.add(code, Stamp((target,), before, why=f"the tables equal revision {target}"))
             draft.heads = (target,)
         elif not local:
             draft.add(code, AdoptSchema(None, before, why="no revision file describes it"))
             draft.heads = ()  # a new revision, not one of today's heads: upgrade afterwards
+        elif code == "AR302" and len(state.script_heads) == 1 and \
+                (no_bridge := _no_bare_replay(draft)) is not None:
+            draft.refuse(finding, no_bridge)
+            draft.stop()
         elif code == "AR302" and len(state.script_heads) == 1:
             head = state.script_heads[0]
             draft.add(code, AdoptSchema(head, before, why=f"{', '.join(before)} is lost; the "
@@ -59,6 +68,48 @@ def version_rows(draft: Draft, findings: list[Finding]) -> None:
         draft.add(code, Stamp(tidy, before, why="alembic_version in Alembic's own shape "
                               "(VARCHAR(32) primary key, one row per head)"))
     draft.heads = tidy
+
+
+def _no_bare_replay(draft: Draft) -> str | None:
+    """Why a bridge cannot be written: it replays the history bare from empty (no env.py, no
+    set-up), which fails when the replay stops, or builds the wrong tables when the history
+    follows the application's declared set-up. None: it can."""
+    replay = draft.state.replay
+    stopped, setup = getattr(replay, "failed_at", None), getattr(replay, "setup", None)
+    if stopped is not None:
+        return (f"the tables equal no revision, and the replay from empty stops at {stopped}, "
+                "so no bridge revision can be written: stamp the revision the tables are at "
+                "(`alembic-repair doctor` compares them), then autogenerate the difference")
+    if setup is not None:
+        return (f"the tables equal no revision, and the history follows the declared set-up "
+                f"{setup}, so a bridge revision (a replay from empty) would not describe them: "
+                "stamp the revision the tables are at, then autogenerate the difference")
+    return None
+
+
+def _stamp_located(draft: Draft, finding: Finding, place: Location,
+                   before: tuple[str, ...]) -> None:
+    """Stamp where the revisions' effects place the schema: only an exact location, never a
+    point guessed inside a range (which of its revisions ran, only the data can tell)."""
+    if place.exact is not None:
+        draft.add(finding.code, Stamp((place.exact,), before, why=(
+            f"the revisions' effects place the tables at revision {place.exact} (their "
+            f"operations read offline; the replay from empty stops at {place.stopped_at})")))
+        draft.heads = (place.exact,)
+        return
+    if place.revisions == (BASE,):
+        why = ("the revisions' effects place the tables before the first revision: if none "
+               "ran, leave alembic_version empty and run `alembic upgrade head`")
+    elif place.revisions:
+        kind = ("data-only, empty or unreadable revisions change nothing they can tell apart"
+                if place.run else "revisions that leave the same schema")
+        why = (f"the revisions' effects fit each of {place.span} ({kind}): check which of "
+               "them ran, then `alembic stamp` it")
+    else:
+        why = (f"no revision's effects fit the tables ({place.problem}): compare them with the "
+               "revision files, then stamp the closest revision and autogenerate the difference")
+    draft.refuse(finding, why)
+    draft.stop()
 
 
 @repairs("AR402", layer=VERSIONS, each=False)

@@ -13,9 +13,11 @@ from sqlalchemy.engine import Connection
 from ...engine import migrations, revisions
 from ...engine.models import project_on_path
 from ...engine.project import Project
+from ...engine.state.config import version_table_notes
 from ...engine.state.graph import history_chain
-from ...engine.state.recorder import write_version_rows
+from ...engine.state.recorder import version_table_of, write_version_rows
 from ...engine.state.schema import is_user_table
+from ...errors import RefusedUnsafe
 from ..journal import crash_point
 from .base import (
     Context,
@@ -44,11 +46,23 @@ class Stamp(Step):
                 f"{was}){': ' + self.why if self.why else ''}")
 
     def apply(self, ctx: Context) -> None:
-        write_version_rows(ctx.project, ctx.conn, self.revisions)
-        ctx.say("stamp", f"alembic_version now records {', '.join(self.revisions) or 'nothing'}")
+        stamp_rows(ctx.project, ctx.conn, self.revisions)
+        ctx.say("stamp", f"{version_table_of(ctx.conn, ctx.project)[0]} now records "
+                f"{', '.join(self.revisions) or 'nothing'}")
 
     def undo(self, ctx: Context) -> None:
-        write_version_rows(ctx.project, ctx.conn, self.before)
+        stamp_rows(ctx.project, ctx.conn, self.before)
+
+
+def stamp_rows(project: Project, conn: Connection, rows: tuple[str, ...]) -> None:
+    """Make the version table hold `rows`: our own writer (it also puts the table in
+    Alembic's shape) on the table env.py names; when env.py's ``version_table`` cannot be
+    read without running it, Alembic's own ``stamp`` through env.py, which knows."""
+    if version_table_notes(project) and len(rows) <= 1:
+        migrations.stamp(project, conn, rows[0] if rows else "base")
+        conn.commit()
+        return
+    write_version_rows(project, conn, rows)
 
 
 # -- adopting the live schema -------------------------------------------------------------------
@@ -69,7 +83,13 @@ def adoption_ops(project: Project, conn: Connection, parent: str | None) -> ops.
     chain = history_chain(directory, parent)
     with project_on_path(project.root), scratch_database(project, conn.engine) as scratch:
         for script in chain:
-            apply_revision(scratch, script)
+            try:
+                apply_revision(scratch, script)
+            except Exception as err:  # the revision's own code: anything may be raised
+                raise RefusedUnsafe(
+                    f"revision {script.revision} fails when the history is replayed from an "
+                    f"empty database ({type(err).__name__}), so no bridge revision can be "
+                    "written; stamp the revision the tables are at instead") from err
         context = MigrationContext.configure(scratch, opts={
             "compare_type": True, "target_metadata": live,
             "include_name": lambda name, type_, _: type_ != "table" or is_user_table(name or ""),
@@ -114,13 +134,13 @@ class AdoptSchema(Step):
                 ctx.say("adopt", f"wrote revision {revision} "
                         f"({ctx.project.rel(written.path or ctx.project.versions_dir)})")
                 crash_point("adopt.written")
-        write_version_rows(ctx.project, ctx.conn, (revision,))
-        ctx.say("stamp", f"alembic_version now records {revision}")
+        stamp_rows(ctx.project, ctx.conn, (revision,))
+        ctx.say("stamp", f"{version_table_of(ctx.conn, ctx.project)[0]} now records {revision}")
 
     def undo(self, ctx: Context) -> None:
         # From what apply recorded before it acted, never recomputed: the live schema and
         # the history may be exactly what the failed run left half-changed.
-        write_version_rows(ctx.project, ctx.conn, self.before)
+        stamp_rows(ctx.project, ctx.conn, self.before)
         take_own_revision_back(ctx, self)
 
 
