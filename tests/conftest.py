@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +56,41 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+REALWORLD = Path(__file__).parent / "realworld"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that request the server directly (or through mariadb_url) get the marker, so
     # `-m "not mariadb"` selects the SQLite-only part of the suite.
     for item in items:
         if "mariadb_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.mariadb)
+    # The realworld tier last: its venvs build in the background meanwhile (sessionstart).
+    items.sort(key=lambda item: item.path.is_relative_to(REALWORLD))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start building the realworld tier's venvs (pip installs of published packages, minutes
+    on a fresh machine) in the background while the rest of the suite runs; the tier's
+    fixture waits on the same per-venv file lock, and finds them built or half-built."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or "not realworld" in str(
+            session.config.getoption("markexpr", "")):
+        return
+    tier = REALWORLD.resolve()
+    for arg in session.config.args or ["."]:
+        given = Path(arg.split("::")[0]).resolve()
+        if tier.is_relative_to(given) or given.is_relative_to(tier):
+            break
+    else:
+        return
+    names = sorted(p.stem for p in (tier / "requirements").glob("*.txt"))
+    cache = Path(os.environ.get("ALEMBIC_REPAIR_REALWORLD_CACHE")
+                 or tier.parent.parent / ".cache" / "realworld")
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / "prebuild.log").open("wb") as out:
+        subprocess.Popen([sys.executable, str(tier / "realworld_venvs.py"), *names],
+                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
