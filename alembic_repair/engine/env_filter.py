@@ -119,12 +119,12 @@ def _defines(node: ast.stmt) -> str | None:
     return None
 
 
-def _dotted(node: ast.AST) -> str | None:
+def dotted_name(node: ast.AST) -> str | None:
     """``a.b.c`` for a chain of names and attributes, else None."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
+        inner = dotted_name(node.value)
         return f"{inner}.{node.attr}" if inner is not None else None
     return None
 
@@ -160,7 +160,7 @@ def _configure_uses(tree: ast.Module) -> tuple[list[ast.Call], list[tuple[int, s
             odd.append((node.lineno, "imports configure by itself"))
         if not (isinstance(node, ast.Attribute) and node.attr == "configure"):
             continue
-        receiver = _dotted(node.value)
+        receiver = dotted_name(node.value)
         if id(node) in funcs and receiver in aliases:
             continue  # the call itself is collected below
         what = f"{receiver or '(expression)'}.configure"
@@ -168,7 +168,7 @@ def _configure_uses(tree: ast.Module) -> tuple[list[ast.Call], list[tuple[int, s
                     + " in a way alembic-repair cannot follow"))
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "configure" and _dotted(node.func.value) in aliases):
+                and node.func.attr == "configure" and dotted_name(node.func.value) in aliases):
             calls.append(node)
     return sorted(calls, key=lambda n: n.lineno), sorted(set(odd))
 

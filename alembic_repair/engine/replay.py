@@ -199,18 +199,15 @@ def scratch_database(project: Project, live: Engine | None) -> Iterator[Connecti
         raise ValueError("a scratch database on a server needs a connection to that server")
     from . import scratch
 
-    name = scratch.new_name("replay")
-    # `holder` holds the schema's lock while it exists (scratch.py): a run killed meanwhile
-    # leaves a schema that the next run's sweep can prove stale and drop.
-    with live.connect() as holder:
-        scratch.sweep(holder)
-        with scratch.created(holder, project, name):  # claimed; root's if need be
-            engine = engine_for(url.set(database=name))  # our connect args (password bytes)
-            try:
-                with engine.connect() as conn:
-                    yield conn
-            finally:
-                engine.dispose()
+    # the schema's lock is held while it exists (scratch.py): a run killed meanwhile leaves a
+    # schema that the next run's sweep can prove stale and drop
+    with scratch.held_schema(live, project) as (name, _holder):
+        engine = engine_for(url.set(database=name))  # our connect args (password bytes)
+        try:
+            with engine.connect() as conn:
+                yield conn
+        finally:
+            engine.dispose()
 
 
 def reflect_cached(conn: Connection, project: Project, *, use_cache: bool = True,

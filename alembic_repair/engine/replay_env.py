@@ -83,16 +83,13 @@ def _scratch(project: Project, live: Engine | None, folder: Path) -> Iterator[tu
         raise ValueError("a scratch database on a server needs a connection to that server")
     from . import scratch
 
-    name = scratch.new_name("replay")
     # `holder` holds the schema's lock while it exists (scratch.py), which also proves to the
     # child that env.py's connection reaches this very server
-    with live.connect() as holder:
-        scratch.sweep(holder)
+    with scratch.held_schema(live, project) as (name, holder):
         holder_id = holder.execute(text("SELECT CONNECTION_ID()")).scalar()
         holder.commit()
-        with scratch.created(holder, project, name):  # claimed; root's if need be
-            yield (url.set(database=name).render_as_string(hide_password=False),
-                   {"schema": name, "lock": scratch._lock(name), "holder": holder_id})
+        yield (url.set(database=name).render_as_string(hide_password=False),
+               {"schema": name, "lock": scratch.lock_name(name), "holder": holder_id})
 
 
 def _child_env() -> dict[str, str]:

@@ -31,7 +31,7 @@ from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from functools import partial
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import AlembicRepairError, ConfigError, PrivilegeMissing
@@ -59,17 +59,17 @@ def new_name(kind: str) -> str:
     return f"_ar_{kind}_{stamp}_{os.urandom(4).hex()}"
 
 
-def _lock(name: str) -> str:
+def lock_name(name: str) -> str:
     return f"alembic_repair:{name}"
 
 
 def _get_lock(conn: Connection, name: str) -> bool:
-    return conn.exec_driver_sql("SELECT GET_LOCK(%s, 0)", (_lock(name),)).scalar() == 1
+    return conn.exec_driver_sql("SELECT GET_LOCK(%s, 0)", (lock_name(name),)).scalar() == 1
 
 
 def _release(conn: Connection, name: str) -> None:
     with suppress(DBAPIError):  # the session is gone: so is the lock
-        conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (_lock(name),))
+        conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (lock_name(name),))
 
 
 @contextmanager
@@ -190,6 +190,18 @@ def created(holder: Connection, project: Project, name: str, refused: Refuse | N
             holder.rollback()
             holder.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(name)}")
             holder.commit()
+
+
+@contextmanager
+def held_schema(live: Engine, project: Project, kind: str = "replay"
+                ) -> Iterator[tuple[str, Connection]]:
+    """A new scratch schema on `live`'s server and the session that holds its lock: stale
+    ones swept first, created (`created`: root's if need be), dropped when the block ends."""
+    name = new_name(kind)
+    with live.connect() as holder:
+        sweep(holder)
+        with created(holder, project, name):
+            yield name, holder
 
 
 def create_sql(live: Connection, name: str) -> str:

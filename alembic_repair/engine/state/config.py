@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..env_filter import EnvFilter, UnsafeEnv, context_names, read_filter, read_source
+from ..env_filter import (
+    EnvFilter,
+    UnsafeEnv,
+    context_names,
+    dotted_name,
+    read_filter,
+    read_source,
+)
 from ..project import Project
 from .schema import VERSION_TABLE
 
@@ -185,15 +192,6 @@ def _evaluate(tree: ast.Module, node: ast.expr, ini: Path | None, what: str
         return ConfigureOption(_ini_option(ini, str(key), default))
     return ConfigureOption(note=f"{what}{ast.unparse(node)[:60]} cannot be read without "
                            "running env.py")
-
-
-def dotted_name(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        inner = dotted_name(node.value)
-        return f"{inner}.{node.attr}" if inner is not None else None
-    return None
 
 
 def bound_value(tree: ast.Module, node: ast.expr) -> ast.expr | None:

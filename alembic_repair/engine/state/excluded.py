@@ -25,9 +25,9 @@ from typing import Any
 
 from sqlalchemy import MetaData, Table
 
-from ..env_filter import WRAPPERS, UnsafeEnv, context_names, read_source
+from ..env_filter import WRAPPERS, UnsafeEnv, context_names, dotted_name, read_source
 from ..project import Project
-from .config import bound_value, dotted_name
+from .config import bound_value
 
 Filter = Callable[..., Any]
 
