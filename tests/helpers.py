@@ -118,3 +118,14 @@ def table_names(url: str) -> set[str]:
             return set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
+
+
+def version_rows(url: str) -> list[str]:
+    """alembic_version's rows, sorted (an empty list when the row was deleted)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(text("SELECT version_num FROM "
+                                                          "alembic_version")))
+    finally:
+        engine.dispose()

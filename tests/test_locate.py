@@ -44,7 +44,7 @@ from alembic_repair.testing.scenarios import (
     write_revisions,
     write_scaffold,
 )
-from tests.helpers import cli, table_digest, tree_digest
+from tests.helpers import cli, table_digest, tree_digest, version_rows
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -90,16 +90,6 @@ def build(root: Path, url: str, *, to: str = "head", tail: bool = False) -> None
     upgrade(root, url, to)
 
 
-def rows(url: str) -> list[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return sorted(r[0] for r in conn.execute(text("SELECT version_num FROM "
-                                                          "alembic_version")))
-    finally:
-        engine.dispose()
-
-
 def project_files(root: Path) -> dict[str, str]:
     """The project's own files (fix keeps its journal and stamp log in .alembic_repair/)."""
     return {k: v for k, v in tree_digest(root).items() if not k.startswith(".alembic_repair")}
@@ -141,7 +131,7 @@ def test_a_database_at_head_is_located_from_effects_and_restamped(
 
     assert "alembic_version now records eee555" in run.output, run.output
     assert run.code == 1 and "AR404" in run.output  # left: only a baseline can mend that
-    assert rows(backend.url) == ["eee555"]
+    assert version_rows(backend.url) == ["eee555"]
     assert user_rows(backend.url) == before_rows and project_files(root) == files
     assert set(doctor(root, backend.url)) == {"AR404"}
 
@@ -160,7 +150,7 @@ def test_a_database_at_an_older_revision_is_located_exactly(tmp_path: Path,
     # survived at any other revision (the index exists at head, post.summary before ddd444)
     said = run.output
     assert said.index("alembic_version now records ddd444") < said.index("eee555"), said
-    assert rows(backend.url) == ["eee555"]
+    assert version_rows(backend.url) == ["eee555"]
     assert user_rows(backend.url) == before_rows and project_files(root) == files
 
 
@@ -184,7 +174,7 @@ def test_a_schema_neutral_tail_is_a_range_and_refused(tmp_path: Path, backend: B
 
     assert "place the schema somewhere in eee555 .. ggg777" in doctor(root, backend.url)["AR306"]
     refused(root, backend.url, "fit each of eee555 .. ggg777", "check which of them ran")
-    assert rows(backend.url) == []
+    assert version_rows(backend.url) == []
 
 
 def test_contradictory_effects_give_no_location(tmp_path: Path, backend: Backend) -> None:
@@ -197,7 +187,7 @@ def test_contradictory_effects_give_no_location(tmp_path: Path, backend: Backend
     said = doctor(root, backend.url)["AR306"]
     assert f"no revision fits {FROM_EFFECTS}" in said and "column post.summary" in said
     refused(root, backend.url, "no revision's effects fit the tables")
-    assert rows(backend.url) == []
+    assert version_rows(backend.url) == []
 
 
 # -- locate() itself, on hand-written histories (no CLI, in-memory SQLite) --------------------
