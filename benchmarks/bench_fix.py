@@ -1,13 +1,22 @@
 """Benchmark: ``alembic-repair fix --yes`` completing a half-applied revision on a big MariaDB
-table, beside a plain ``ALTER TABLE ... ADD INDEX`` of the same table.
+table, beside the same work done by hand on the same table.
 
-Requirement (issue 5): on a half-applied revision of a 1,000,000-row MariaDB table, ``fix``
-completes the missing operations without copying the table more than once; its time is
-recorded in docs/performance.md beside a plain ``ALTER TABLE`` of the same table.
+Two scenarios (``--scenario``):
+
+- ``unique`` (default; issue 13): revision B adds ``customer.public_id`` (``String(36)``,
+  ``unique=True``, ``nullable=False``, ``default=uuid.uuid4()``); ``alembic upgrade head``
+  fails after MariaDB committed the column (every row ``''``) on ``Duplicate entry ''``. fix
+  rewrites B into three steps, gives every row a UUID (`FillCommitted`: batched, set-based)
+  and completes B (the unique constraint). Reference, by hand on the twin database: one
+  ``UPDATE customer SET public_id = UUID()`` plus one ``ALTER TABLE customer ADD UNIQUE``.
+  Requirement: fix end to end costs at most **3x** the reference.
+- ``index`` (issue 5): described below; requirement: ``fix`` completes the missing operations
+  without copying the table more than once; its time is recorded in docs/performance.md
+  beside a plain ``ALTER TABLE`` of the same table.
 
 Usage::
 
-    python benchmarks/bench_fix.py [--rows 1000000] [--runs 3]
+    python benchmarks/bench_fix.py [--scenario unique|index] [--rows 1000000] [--runs 3]
 
 A throwaway MariaDB server (own data dir, free loopback port, 512 MB buffer pool) is started
 in a temp dir. Each run builds two identical databases, each from its own project folder
@@ -46,7 +55,10 @@ handler writes) and ``ALTER TABLE ... ADD INDEX ..., ALGORITHM=COPY`` (a copy: h
 = the rows), to show what the checks see when a table IS copied, and what a copy costs.
 
 After each fix: exit 0, alembic_version says b2b2b2b2b2b2, the index exists, and the rows are
-all there (count).
+all there (count). In the ``unique`` scenario B is the public_id revision above (same A, same
+rows), the reference is the UPDATE plus the ADD UNIQUE, the wrapper also times fix's rewrite
+step and fill step and each DDL statement the completing step runs, and after fix every row
+must hold a distinct 36-character value (none ``''``) under ``uq_customer_public_id``.
 
 Exit code: 0 when every run behaved, 1 otherwise.
 """
@@ -125,6 +137,21 @@ DOWNGRADE_B = '''
     op.drop_column("customer", "score")
     op.drop_column("customer", "phone")
 '''
+
+# -- scenario "unique" (issue 13): B adds a unique NOT NULL public_id and fails half-way
+UNIQUE = "uq_customer_public_id"
+FILE_B_UNIQUE = f"{REV_B}_customer_public_id.py"
+MODELS_UNIQUE = MODELS.replace('"""The application\'s models."""\n', '"""The application\'s '
+                               'models."""\n\nimport uuid\n').replace(
+    "    phone: Mapped[str | None] = mapped_column(String(30))\n"
+    "    score: Mapped[int | None]\n",
+    "    public_id: Mapped[str] = mapped_column(String(36), unique=True, default=uuid.uuid4)\n"
+    ).replace("mapped_column(String(200), index=True)", "mapped_column(String(200))")
+UPGRADE_B_UNIQUE = '''
+    op.add_column("customer", sa.Column("public_id", sa.String(length=36), unique=True,
+                                        nullable=False, default=uuid.uuid4()))
+'''
+DOWNGRADE_B_UNIQUE = 'op.drop_column("customer", "public_id")'
 FILL = ("INSERT INTO customer (id, name, email, created_at, balance, notes) SELECT seq, "
         "CONCAT('customer ', seq), CONCAT('c', CRC32(seq), '.', seq, '@example.org'), "
         "TIMESTAMP'2020-01-01 00:00:00' + INTERVAL seq SECOND, (seq % 100000) / 100, "
@@ -142,6 +169,7 @@ IBD = os.path.join(os.environ["BENCH_FIX_DATADIR"], DB, TABLE + ".ibd")
 times = {}      # label -> [seconds, calls]
 snapshots = {}  # label -> [before, after] of the first call
 ops = []        # (operation, seconds) of each Alembic operation invoked by the completing step
+ddl = []        # (construct, seconds) of each DDL statement the completing step executed
 started_at = time.perf_counter()
 
 def counters():
@@ -192,6 +220,8 @@ timed(runner, "row_sums", "row sums")
 timed(runner, "_check_rows", "row check", snapshot=True)
 timed(fix, "_diagnose", "diagnose")
 timed(steps.CompleteRevision, "apply", "completing step", snapshot=True)
+timed(steps.FillCommitted, "apply", "fill step", snapshot=True)
+timed(steps.RewritePending, "apply", "rewrite step")
 timed(schema_steps, "write_version_rows", "stamp")  # the module the completing step calls
 
 invoke = Operations.invoke
@@ -205,6 +235,18 @@ def timed_invoke(self, operation):
         ops.append((type(operation).__name__, time.perf_counter() - t0))
 Operations.invoke = timed_invoke
 
+from alembic.ddl.impl import DefaultImpl
+execute_ddl = DefaultImpl._exec
+def timed_exec(self, construct, *args, **kwargs):
+    if "completing step" not in active[-1:]:
+        return execute_ddl(self, construct, *args, **kwargs)
+    t0 = time.perf_counter()
+    try:
+        return execute_ddl(self, construct, *args, **kwargs)
+    finally:
+        ddl.append((type(construct).__name__, time.perf_counter() - t0))
+DefaultImpl._exec = timed_exec
+
 code = 0
 sys.argv = ["alembic_repair", "fix", "--yes"]
 try:
@@ -214,7 +256,7 @@ except SystemExit as exc:
 finally:
     with open(REPORT, "w") as out:
         json.dump({"in_process": time.perf_counter() - started_at, "times": times,
-                   "snapshots": snapshots, "ops": ops}, out)
+                   "snapshots": snapshots, "ops": ops, "ddl": ddl}, out)
 sys.exit(code)
 '''
 
@@ -236,12 +278,12 @@ class Server(_processes.Server):
         return found
 
 
-def write_project(root: Path, url: str) -> None:
+def write_project(root: Path, url: str, models: str = MODELS) -> None:
     from alembic_repair.testing import scenarios
 
     (root / "app").mkdir(parents=True)
     (root / "app" / "__init__.py").write_text("", encoding="utf-8")
-    (root / "app" / "models.py").write_text(MODELS, encoding="utf-8")
+    (root / "app" / "models.py").write_text(models, encoding="utf-8")
     (root / "pyproject.toml").write_text('[tool.alembic_repair]\nmodels = "app.models:Base"\n',
                                          encoding="utf-8")
     scenarios.write_scaffold(root, url)
@@ -286,6 +328,39 @@ def build_half_applied(server: Server, root: Path, database: str, rows: int) -> 
     return filled
 
 
+def build_unique(server: Server, root: Path, database: str, rows: int) -> float:
+    """A database at A with `rows` rows, then B (the unique public_id) run and failed after
+    MariaDB committed its column. Returns the seconds spent inserting the rows."""
+    from sqlalchemy.exc import DBAPIError
+
+    from alembic_repair.testing import scenarios
+
+    server.sql(f"DROP DATABASE IF EXISTS `{database}`")
+    server.sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    url = server.url(database)
+    write_project(root, url, MODELS_UNIQUE)
+    scenarios.upgrade(root, url, REV_A)
+    started = time.perf_counter()
+    server.sql(FILL.format(rows=rows), database)
+    filled = time.perf_counter() - started
+    scenarios.write_revisions(root, {FILE_B_UNIQUE: scenarios.revision_py(
+        REV_B, REV_A, "customer public id", UPGRADE_B_UNIQUE, DOWNGRADE_B_UNIQUE,
+        imports="import uuid", date="2024-02-01 10:00:00.000000")})
+    try:
+        scenarios.upgrade(root, url)
+    except DBAPIError as err:
+        if "Duplicate entry" not in str(err):
+            raise
+    else:
+        raise BenchError(f"{REV_B} was expected to fail on its unique constraint")
+    columns = {r[0] for r in server.sql(f"SHOW COLUMNS FROM {TABLE}", database)}
+    version = server.sql("SELECT version_num FROM alembic_version", database)
+    if "public_id" not in columns or version != [(REV_A,)]:
+        raise BenchError(f"{database} is not half-applied: columns {sorted(columns)}, "
+                         f"alembic_version {version}")
+    return filled
+
+
 def run_fix(server: Server, root: Path, database: str, datadir: str, work: Path
             ) -> tuple[float, dict[str, Any], str]:
     report = work / f"{database}.json"
@@ -303,13 +378,21 @@ def run_fix(server: Server, root: Path, database: str, datadir: str, work: Path
     return wall, json.loads(report.read_text()), done.stdout
 
 
-def check_done(server: Server, database: str, rows: int) -> None:
+def check_done(server: Server, database: str, rows: int, scenario: str = "index") -> None:
     version = server.sql("SELECT version_num FROM alembic_version", database)
     indexes = {r[2] for r in server.sql(f"SHOW INDEX FROM {TABLE}", database)}
     count = server.sql(f"SELECT COUNT(*) FROM {TABLE}", database)[0][0]
-    if version != [(REV_B,)] or INDEX not in indexes or count != rows:
+    index = UNIQUE if scenario == "unique" else INDEX
+    if version != [(REV_B,)] or index not in indexes or count != rows:
         raise BenchError(f"after fix, {database}: alembic_version {version}, indexes "
                          f"{sorted(indexes)}, {count} rows")
+    if scenario == "unique":
+        distinct, short = server.sql(
+            f"SELECT COUNT(DISTINCT public_id), SUM(CHAR_LENGTH(public_id) <> 36) FROM {TABLE}",
+            database)[0]
+        if distinct != rows or short:
+            raise BenchError(f"after fix, {database}: {distinct} distinct public_id values "
+                             f"for {rows} rows, {short} not 36 characters long")
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> str:
@@ -340,18 +423,40 @@ PARTS: list[tuple[str, str, str | None]] = [
 ]
 
 
-def fix_parts(wall: float, report: dict[str, Any]) -> dict[str, float]:
+# the unique scenario's parts: its steps, and the DDL inside the completing step
+PARTS_UNIQUE: list[tuple[str, str, str | None]] = [
+    *PARTS[:5],
+    ("  rewrite step (pending layer: B into three steps, libcst)", "rewrite step",
+     "api.fix/apply_plan/rewrite step"),
+    ("  fill step (a UUID per repeated row, batched UPDATEs)", "fill step",
+     "api.fix/apply_plan/fill step"),
+    ("  completing step (B's own backfill scan, ADD UNIQUE, stamp)", "completing step",
+     "api.fix/apply_plan/completing step"),
+    ("    of which ADD UNIQUE", "unique in fix", None),
+    *PARTS[7:],
+]
+
+
+def fix_parts(wall: float, report: dict[str, Any], scenario: str = "index"
+              ) -> dict[str, float]:
     times = {k: v[0] for k, v in report["times"].items()}
-    parts = {key: times.get(inside, 0.0) for _, key, inside in PARTS if inside}
+    table = PARTS_UNIQUE if scenario == "unique" else PARTS
+    parts = {key: times.get(inside, 0.0) for _, key, inside in table if inside}
     parts["start"] = wall - parts["api.fix"]
-    parts["create index"] = sum(s for name, s in report["ops"] if name == "CreateIndexOp")
+    if scenario == "unique":
+        parts["unique in fix"] = sum(s for name, s in report["ddl"] if name == "AddConstraint")
+    else:
+        parts["create index"] = sum(s for name, s in report["ops"] if name == "CreateIndexOp")
     parts["rest"] = parts["api.fix"] - sum(parts[k] for k in (
-        "diagnose", "backup", "row sums", "completing step", "row check"))
+        "diagnose", "backup", "row sums", "completing step", "row check",
+        *(("rewrite step", "fill step") if scenario == "unique" else ())))
     return parts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=("unique", "index"), default="unique",
+                        help="unique (issue 13, default) or index (issue 5)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="default 1000000")
     parser.add_argument("--runs", type=int, default=3, help="measured runs (default 3)")
     parser.add_argument("--no-control", action="store_true",
@@ -362,16 +467,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from alembic_repair.testing.mariadb import MissingServer, throwaway_server
 
-    print("fix --yes on a half-applied revision vs a plain ALTER TABLE ... ADD INDEX")
+    unique = args.scenario == "unique"
+    parts_table = PARTS_UNIQUE if unique else PARTS
+    reference = ("UPDATE ... SET public_id = UUID() + ALTER TABLE ... ADD UNIQUE" if unique
+                 else "ALTER TABLE ... ADD INDEX")
+    print(f"fix --yes on a half-applied revision ({args.scenario}) vs {reference} by hand")
     print(f"command: {Path(sys.executable)} {' '.join(sys.argv)}")
     for fact in machine_facts(f"alembic_repair from {REPO}"):
         print(f"  {fact}")
     work = Path(tempfile.mkdtemp(prefix="bench-fix-"))
     figures: dict[str, list[float]] = {}
     problems: list[str] = []
+    build = build_unique if unique else build_half_applied
 
     def note(key: str, value: float) -> None:
         figures.setdefault(key, []).append(value)
+
+    def by_hand(server: Server, database: str, datadir: str, run: int) -> None:
+        """The reference: the missing work as plain SQL on the twin database."""
+        statements = ([("update", f"UPDATE {TABLE} SET public_id = UUID()"),
+                       ("add unique", f"ALTER TABLE {TABLE} ADD UNIQUE {UNIQUE} (public_id)")]
+                      if unique else
+                      [("add index", f"ALTER TABLE {TABLE} ADD INDEX {INDEX} (email)")])
+        total = 0.0
+        for key, sql in statements:
+            before = server.counters(database, datadir)
+            started = time.perf_counter()
+            server.sql(sql, database)
+            spent = time.perf_counter() - started
+            after = server.counters(database, datadir)
+            total += spent
+            note(key, spent)
+            if key != "update" and copied(before, after, args.rows):
+                problems.append(f"run {run}: the reference {key} copied the table")
+            print(f"  {sql[:60]:<60} {spent:7.2f} s   ({delta(before, after)})", flush=True)
+        note("alter", total)
 
     try:
         with throwaway_server(buffer_pool="512M") as srv:
@@ -381,8 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fix_db, ref_db = f"fix{run}", f"ref{run}"
                 print(f"run {run}/{args.runs}: building two half-applied databases ...",
                       flush=True)
-                fill = build_half_applied(server, work / fix_db, fix_db, args.rows)
-                build_half_applied(server, work / ref_db, ref_db, args.rows)
+                fill = build(server, work / fix_db, fix_db, args.rows)
+                build(server, work / ref_db, ref_db, args.rows)
                 if run == 1:
                     size = server.sql(
                         "SELECT data_length + index_length FROM information_schema.tables "
@@ -390,36 +520,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"  {args.rows} rows inserted in {fill:.1f} s; table size "
                           f"{int(size) / 2**20:.0f} MiB (InnoDB data + index, estimate)")
 
-                # the reference: the missing operation by hand
-                before = server.counters(ref_db, datadir)
-                started = time.perf_counter()
-                server.sql(f"ALTER TABLE {TABLE} ADD INDEX {INDEX} (email)", ref_db)
-                note("alter", time.perf_counter() - started)
-                after = server.counters(ref_db, datadir)
-                if copied(before, after, args.rows):
-                    problems.append(f"run {run}: the reference ALTER copied the table")
-                print(f"  ALTER TABLE ADD INDEX {figures['alter'][-1]:7.2f} s   "
-                      f"({delta(before, after)})", flush=True)
+                by_hand(server, ref_db, datadir, run)
 
                 # fix, end to end
                 wall, report, stdout = run_fix(server, work / fix_db, fix_db, datadir, work)
-                check_done(server, fix_db, args.rows)
+                check_done(server, fix_db, args.rows, args.scenario)
                 note("fix", wall)
-                parts = fix_parts(wall, report)
+                parts = fix_parts(wall, report, args.scenario)
                 for key, value in parts.items():
                     note(key, value)
                 print(f"  fix --yes            {wall:7.2f} s   ({load()})")
-                for label, key, inside in PARTS:
+                for label, key, inside in parts_table:
                     spent, calls = report["times"].get(inside or "", [parts[key], 1])
-                    line = f"    {label:<52} {spent:7.2f} s  x{calls}"
+                    line = f"    {label:<60} {spent:7.2f} s  x{calls}"
                     if inside in report["snapshots"]:
                         b, a = report["snapshots"][inside]
                         line += f"   ({delta(b, a)})"
-                        if key == "completing step" and copied(b, a, args.rows):
-                            problems.append(f"run {run}: the completing step copied the table")
+                        if key in ("completing step", "fill step") and copied(b, a, args.rows):
+                            problems.append(f"run {run}: the {key} copied the table")
                     print(line)
                 print(f"    operations the completing step ran: "
                       f"{', '.join(f'{n} {s:.2f} s' for n, s in report['ops']) or 'none'}")
+                print(f"    DDL statements it executed: "
+                      f"{', '.join(f'{n} {s:.2f} s' for n, s in report['ddl']) or 'none'}")
                 if run == 1:
                     print("  fix's output:")
                     for text in stdout.strip().splitlines():
@@ -453,26 +576,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     med = {k: statistics.median(v) for k, v in figures.items()}
     print(f"\nmedians over {args.runs} runs, {args.rows} rows:")
-    for label, key in (("ALTER TABLE ... ADD INDEX (reference)", "alter"),
-                       ("fix --yes, end to end", "fix"),
-                       *((f"  {label}", key) for label, key, _ in PARTS)):
+    hand = ((("one set-based UPDATE ... SET public_id = UUID()", "update"),
+             ("ALTER TABLE ... ADD UNIQUE", "add unique"),
+             ("reference: the two together", "alter")) if unique else
+            (("ALTER TABLE ... ADD INDEX (reference)", "alter"),))
+    for label, key in (*hand, ("fix --yes, end to end", "fix"),
+                       *((f"  {label}", key) for label, key, _ in parts_table)):
         runs = ", ".join(f"{x:.2f}" for x in figures[key])
-        print(f"  {label:<56} {med[key]:7.2f} s  [{runs}]")
+        print(f"  {label:<64} {med[key]:7.2f} s  [{runs}]")
     for key in figures:
         if key.startswith("control"):
-            print(f"  {key:<52} {med[key]:7.2f} s")
+            print(f"  {key:<60} {med[key]:7.2f} s")
     print("\nratios (medians):")
-    print(f"  fix total / ALTER                  {med['fix'] / med['alter']:6.2f}x")
-    print(f"  completing step / ALTER            {med['completing step'] / med['alter']:6.2f}x")
-    print(f"  CREATE INDEX inside fix / ALTER    {med['create index'] / med['alter']:6.2f}x")
+    ratio = med["fix"] / med["alter"]
+    print(f"  fix total / reference              {ratio:6.2f}x"
+          + (f"   (budget 3x: {'within' if ratio <= 3 else 'OVER'})" if unique else ""))
+    if unique:
+        print(f"  fill step / UPDATE                 {med['fill step'] / med['update']:6.2f}x")
+        print(f"  ADD UNIQUE inside fix / by hand    "
+              f"{med['unique in fix'] / med['add unique']:6.2f}x")
+    else:
+        print(f"  completing step / ALTER            "
+              f"{med['completing step'] / med['alter']:6.2f}x")
+        print(f"  CREATE INDEX inside fix / ALTER    {med['create index'] / med['alter']:6.2f}x")
     scans = med["backup"] + med["row sums"] + med["row check"]
-    print(f"  (fix total - backup - row sums - row check) / ALTER "
+    print(f"  (fix total - backup - row sums - row check) / reference "
           f"{(med['fix'] - scans) / med['alter']:6.2f}x")
-    print(f"  backup / ALTER                     {med['backup'] / med['alter']:6.2f}x")
-    print(f"  row sums + row check / ALTER       "
+    print(f"  backup / reference                 {med['backup'] / med['alter']:6.2f}x")
+    print(f"  row sums + row check / reference   "
           f"{(med['row sums'] + med['row check']) / med['alter']:6.2f}x")
-    print("\ntable copies by the completing step: "
-          + ("none (index built in place) in every run" if not problems else "; ".join(problems)))
+    print("\ntable copies by fix's steps: "
+          + ("none (in place) in every run" if not problems else "; ".join(problems)))
     print(f"\nat end: {load()}")
     return 1 if problems else 0
 

@@ -49,6 +49,15 @@ settings.load_profile("ci" if IN_CI else "dev")
 _STARTUP_SECONDS = pytest.StashKey[float]()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-story-kills", action="store_true", default=False,
+        help="tests/stories.py: check each story's repair without its kill -9 replays (the "
+             "dependency-floor run in .ci/run: the journal's crash and resume are exercised "
+             "at the latest releases; the Alembic calls a story drives still run at the floor)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

@@ -129,3 +129,78 @@ def version_rows(url: str) -> list[str]:
                                                           "alembic_version")))
     finally:
         engine.dispose()
+
+
+# -- rows kept (tests/test_kill_loop.py, tests/stories.py) -------------------------------------
+
+Rows = dict[str, list[dict[str, str]]]
+
+
+def user_rows(url: str) -> Rows:
+    """Every user table's and trash table's rows (values as repr), in primary-key order; a
+    table without a primary key in the order of all its columns (ties in its first column
+    may come back in another order after a batch copy of the table)."""
+    engine = create_engine(url)
+    found: Rows = {}
+    try:
+        with engine.connect() as conn:
+            insp = inspect(conn)
+            quote = conn.dialect.identifier_preparer.quote
+            for name in insp.get_table_names():
+                if name in ("alembic_version", "_ar_trash_index"):
+                    continue
+                pk = insp.get_pk_constraint(name).get("constrained_columns") or [
+                    c["name"] for c in insp.get_columns(name)]
+                order = ", ".join(quote(c) for c in pk)
+                found[name] = [{k: repr(v) for k, v in r._mapping.items()} for r in
+                               conn.execute(text(f"SELECT * FROM {quote(name)} ORDER BY {order}"))]
+    finally:
+        engine.dispose()
+    return found
+
+
+def same_rows(old: list[dict[str, str]], new: list[dict[str, str]]) -> bool:
+    """The same rows over the old columns (a column a repair added does not count; column
+    order may change: reset recreates the tables from the models)."""
+    if len(old) != len(new):
+        return False
+    columns = set(old[0]) if old else set()
+    return [{c: r.get(c) for c in columns} for r in new] == old
+
+
+def _first_difference(old: list[dict[str, str]], new: list[dict[str, str]]) -> str:
+    columns = list(old[0]) if old else []
+    for number, (was, now) in enumerate(zip(old, new, strict=False)):
+        kept = {c: now.get(c) for c in columns}
+        if kept != was:
+            return f"; row {number + 1} was {was}, now {kept}"[:600]
+    return ""
+
+
+def rows_kept_problems(before: Rows, after: Rows, *, gone: tuple[str, ...] = ()) -> list[str]:
+    """What is not kept, one line per table: each table of `before` holds, in `after`, the same
+    rows over its old columns, under its own name or in the trash (``_ar_trash_<stamp>_<t>``;
+    a trash table of `before` restored to its table); tables in `gone` may be gone."""
+    problems = []
+    for name, rows in before.items():
+        if name.startswith("_ar_trash_") and name not in after:
+            original = name.split("_", 4)[-1]  # _ar_trash_<stamp>_<table>: restored
+            if not same_rows(rows, after.get(original, [])):
+                problems.append(f"trash table {name} is gone")
+            continue
+        if name in after:
+            if not same_rows(rows, after[name]):
+                problems.append(f"table {name}: {len(rows)} rows before, {len(after[name])} "
+                                f"after (or values changed)"
+                                + _first_difference(rows, after[name]))
+            continue
+        trash = [t for t in after if t.startswith("_ar_trash_") and t.endswith(f"_{name}")
+                 and same_rows(rows, after[t])]
+        if not trash and name not in gone:
+            problems.append(f"table {name} ({len(rows)} rows) is gone")
+    return problems
+
+
+def assert_rows_kept(before: Rows, after: Rows, *, gone: tuple[str, ...] = ()) -> None:
+    problems = rows_kept_problems(before, after, gone=gone)
+    assert not problems, "; ".join(problems)

@@ -32,6 +32,11 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
 
 
+#: scenarios whose findings are notes there although their code can be worse: AR108 is a note
+#: until a pending revision needs batch mode (issue 13)
+NOTES_ONLY = {"fm42_sqlite_without_batch"}
+
+
 @pytest.mark.parametrize(("name", "backend"), CASES)
 def test_doctor_names_the_problem(name: str, backend: str, scenario_url: str,
                                   tmp_path: Path) -> None:
@@ -49,7 +54,8 @@ def test_doctor_names_the_problem(name: str, backend: str, scenario_url: str,
                    for c, where in found), (code, location, diagnosis.findings)
     if not scenario.expect:
         assert diagnosis.findings == () and diagnosis.healthy and diagnosis.exit_code == 0
-    elif any(CATALOGUE[code].severity != "info" for code, _ in scenario.expect):
+    elif name not in NOTES_ONLY and any(CATALOGUE[code].severity != "info"
+                                        for code, _ in scenario.expect):
         assert not diagnosis.healthy and diagnosis.exit_code in (1, 2)
     else:  # notes only: healthy, but said
         assert diagnosis.healthy and diagnosis.exit_code == 0
@@ -108,7 +114,7 @@ def test_doctor_on_bad_inputs_prints_findings_not_tracebacks(tmp_path: Path, sql
     ini = root / "alembic.ini"
     ini.write_text(ini.read_text().replace("[alembic]\n", "[alembic]\nthis is not ini\n", 1))
     run = cli("doctor", cwd=root, url=sqlite_url, env=env)
-    assert run.code == 2, run.output
+    assert run.code == 1, run.output  # a problem in the project: a finding (issue 13)
     assert "AR102 error alembic.ini:5: alembic.ini cannot be read: alembic.ini:5: cannot be " \
            "parsed ('this is not ini' is neither key = value nor a [section] header)" in run.stdout
     assert "AR111" not in run.stdout  # nothing else is read from an unreadable file

@@ -41,7 +41,6 @@ NOT_REPAIRABLE = {
     "fm35_unique_on_duplicates": "AR503",  # which duplicate wins?
     "fm35_default_evaluated_once": "AR504",  # the models' code
     "fm32_type_change_too_short": "AR505",  # the data does not fit the new type
-    "fm42_alter_outside_batch": "AR507",  # the revision fails on SQLite
     "fm26_rename_as_drop_add": "AR508",  # a rename, or really a drop?
     "fm39_string_without_length": "AR510",  # the revision fails on MySQL
 }

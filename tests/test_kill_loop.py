@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cli
-from sqlalchemy import create_engine, inspect, text
+from helpers import Rows, cli
+from helpers import assert_rows_kept as _assert_rows_kept
+from helpers import user_rows as _rows
 
 from alembic_repair import Project, doctor
 from alembic_repair.repair.journal import CRASH_ENV, TRACE_ENV, Journal
@@ -198,53 +199,6 @@ def _database(request: pytest.FixtureRequest, backend: str, folder: Path) -> str
 
 
 # -- what converged means ----------------------------------------------------------------------
-
-
-Rows = dict[str, list[dict[str, str]]]
-
-
-def _rows(url: str) -> Rows:
-    """Every user table's and trash table's rows (values as repr), in primary-key order."""
-    engine = create_engine(url)
-    found: Rows = {}
-    try:
-        with engine.connect() as conn:
-            insp = inspect(conn)
-            quote = conn.dialect.identifier_preparer.quote
-            for name in insp.get_table_names():
-                if name in ("alembic_version", "_ar_trash_index"):
-                    continue
-                pk = insp.get_pk_constraint(name).get("constrained_columns") or []
-                order = ", ".join(quote(c) for c in pk) or "1"
-                found[name] = [{k: repr(v) for k, v in r._mapping.items()} for r in
-                               conn.execute(text(f"SELECT * FROM {quote(name)} ORDER BY {order}"))]
-    finally:
-        engine.dispose()
-    return found
-
-
-def _same(old: list[dict[str, str]], new: list[dict[str, str]]) -> bool:
-    """The same rows over the old columns (a column a repair added does not count; column
-    order may change: reset recreates the tables from the models)."""
-    if len(old) != len(new):
-        return False
-    columns = set(old[0]) if old else set()
-    return [{c: r.get(c) for c in columns} for r in new] == old
-
-
-def _assert_rows_kept(before: Rows, after: Rows, *, gone: tuple[str, ...] = ()) -> None:
-    for name, rows in before.items():
-        if name.startswith("_ar_trash_") and name not in after:
-            original = name.split("_", 4)[-1]  # _ar_trash_<stamp>_<table>: restored
-            assert _same(rows, after.get(original, [])), f"trash table {name} is gone"
-            continue
-        if name in after:
-            assert _same(rows, after[name]), f"table {name}: {len(rows)} rows before, " \
-                                             f"{len(after[name])} after (or values changed)"
-            continue
-        trash = [t for t in after if t.startswith("_ar_trash_") and t.endswith(f"_{name}")
-                 and _same(rows, after[t])]
-        assert trash or name in gone, f"table {name} ({len(rows)} rows) is gone"
 
 
 def _backed_up(root: Path, table: str, rows: int) -> bool:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from alembic.operations import ops
+from sqlalchemy import Column as SAColumn
+from sqlalchemy import String
 
 from alembic_repair.diagnose import findings as F
 from alembic_repair.diagnose.diagnosis import Diagnosis
@@ -41,6 +43,7 @@ from alembic_repair.engine.env_filter import EnvFilter
 from alembic_repair.engine.project import Project
 from alembic_repair.engine.replay import Replay
 from alembic_repair.engine.state.config import ConfigState
+from alembic_repair.engine.state.drift import ModelDrift, TableDrift
 from alembic_repair.engine.state.junk import Junk
 from alembic_repair.engine.state.pending import Pending, PendingOp, PendingRevision
 from alembic_repair.engine.state.read import State
@@ -48,6 +51,7 @@ from alembic_repair.engine.state.recorder import VersionTable as Rows
 from alembic_repair.engine.state.schema import SchemaSnapshot
 from alembic_repair.engine.state.scripts import ScriptFile
 from alembic_repair.repair import registry
+from alembic_repair.repair.history.absorb import AbsorbDrift
 from alembic_repair.repair.history.baseline import InsertBaseline
 from alembic_repair.repair.history.missing import RecreateMissing
 from alembic_repair.repair.plan import Plan, make_plan
@@ -189,13 +193,20 @@ def test_env_py_refused_without_models() -> None:
         ("AR106", "the models cannot be found: pass --models module:Base")]
 
 
-def test_url_percent_doubled_only_for_interpolation() -> None:
-    finding = F.AR107.finding("x", DatabaseUrl("alembic.ini", 5), F_url(True))
-    assert plan(state(), finding).steps == (EditIni(
+def test_url_percent_doubled_only_for_interpolation(tmp_path: Path) -> None:
+    """Planned only when the edit changes alembic.ini's line (the ini is read for it)."""
+    (tmp_path / "alembic.ini").write_text(
+        "[alembic]\nsqlalchemy.url = sqlite:///%s/app.db\n" % "100%done", encoding="utf-8")
+    finding = F.AR107.finding("x", DatabaseUrl("alembic.ini", 2), F_url(True))
+    assert plan(state(root=tmp_path), finding).steps == (EditIni(
         "sqlalchemy.url", "double-percent", why="ConfigParser reads a single '%' as "
         "interpolation"),)
     other = replace(finding, facts=F_url(False))  # e.g. a raw '@' in the password
-    p = plan(state(), other)
+    p = plan(state(root=tmp_path), other)
+    assert p.steps == () and p.unrepairable[0][1].startswith("correct the database URL")
+    (tmp_path / "alembic.ini").write_text(  # nothing to edit: refused, never a no-op step
+        "[alembic]\nsqlalchemy.url = sqlite:///100%%done/app.db\n", encoding="utf-8")
+    p = plan(state(root=tmp_path), finding)
     assert p.steps == () and p.unrepairable[0][1].startswith("correct the database URL")
 
 
@@ -362,7 +373,24 @@ def test_new_column_rewritten_other_changes_held(code: str) -> None:
         (held, "no upgrade runs until this revision is corrected: Fill it."),)
 
 
-@pytest.mark.parametrize("code", ["AR505", "AR507", "AR508", "AR510"])
+def test_sqlite_alter_rewritten_into_batch_mode() -> None:
+    """AR507: any pending revision (the rewrite does not read the live schema), env.py
+    rendering batch mode too when it does not yet; a unique add_column is still held."""
+    st = pending_state(ops.AlterColumnOp("post", "title"))
+    finding = F.AR507.finding("x", AT_B2, PendingChange("AlterColumnOp"), fix="Do X.")
+    assert plan(st, finding).steps == (RewritePending(f"{VERSIONS}/b2.py", "batch"),)
+    without = replace(st, config=replace(st.config, render_as_batch=False))
+    assert plan(without, finding).steps == (
+        SetEnvOption("render_as_batch", why="SQLite can only ALTER a table by copying it "
+                     "(batch mode)"), RewritePending(f"{VERSIONS}/b2.py", "batch"))
+    column = SAColumn("slug", String(40), unique=True)
+    with_unique = pending_state(ops.AlterColumnOp("post", "title"),
+                                ops.AddColumnOp("post", column))
+    assert plan(with_unique, finding).unrepairable == (
+        (finding, "no upgrade runs until this revision is corrected: Do X."),)
+
+
+@pytest.mark.parametrize("code", ["AR505", "AR508", "AR510"])
 def test_pending_refusals(code: str) -> None:
     st = pending_state(ops.DropTableOp("legacy"))
     finding = CATALOGUE[code].finding("x", AT_B2, PendingChange("AlterColumnOp"), fix="Do X.")
@@ -437,10 +465,37 @@ def test_baseline_inserted_or_refused() -> None:
     assert plan(other, finding).unrepairable[0][1].startswith("the replay fails for another")
 
 
+HEAD_SCHEMA = SchemaSnapshot(frozenset({("table", "post"),
+                                        ("column", "post", "id", "INTEGER", False, None)}))
+BY_HAND = SchemaSnapshot(HEAD_SCHEMA.facts | {("column", "post", "x", "INTEGER", True, None)})
+
+
 def test_schema_changed_by_hand_refused() -> None:
     finding = F.AR405.finding("x", VersionTable())
-    p = plan(state(), finding, F.AR403.finding("x", Table("post")))
-    assert p.layer == "database and history" and p.unrepairable == ((finding, why("AR405")),)
+    drift = ModelDrift((TableDrift("post", frozenset(), frozenset(BY_HAND - HEAD_SCHEMA)),))
+    st = state(live=BY_HAND, replay=Replay(("a1",), {"a1": HEAD_SCHEMA}), drift=drift)
+    p = plan(st, finding, F.AR403.finding("x", Table("post")))
+    assert p.layer == "database and history" and p.unrepairable == ((finding, (
+        "the tables were changed by hand: the models cannot be compared with the tables")),)
+    st = replace(st, models=BY_HAND)
+    assert plan(st, finding).unrepairable == ((finding, (
+        "the tables were changed by hand: the models differ from the tables too (post): put "
+        "the change into the models (then fix writes the revision), or undo it")),)
+
+
+def test_schema_changed_by_hand_and_in_the_models_is_absorbed() -> None:
+    """AR405 whose change the models describe too: a revision written on the head, stamped."""
+    finding = F.AR405.finding("x", VersionTable())
+    st = replace(state(live=BY_HAND, replay=Replay(("a1",), {"a1": HEAD_SCHEMA}),
+                       drift=ModelDrift(())), models=BY_HAND)
+    p = plan(st, finding)
+    assert p.steps == (AbsorbDrift("a1", ("a1",), "column post.x INTEGER"),)
+    assert not p.needs_backup  # no DDL runs on the live database: a revision and a stamp
+    dropped = replace(st, live=SchemaSnapshot(frozenset({("table", "post")})),
+                      models=SchemaSnapshot(frozenset({("table", "post")})))
+    assert plan(dropped, finding).unrepairable[0][1].startswith(
+        "the tables were changed by hand: the tables lack what the history's head has "
+        "(column post.id INTEGER NOT NULL)")
 
 
 # -- layers 5 and 6: models, values ------------------------------------------------------------

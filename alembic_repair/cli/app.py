@@ -113,7 +113,8 @@ def doctor(
 ) -> None:
     """Read-only diagnosis: revision files, alembic_version, live schema, models.
 
-    Exit 0 healthy, 1 problems found, 2 configuration broken, 3 database unreachable.
+    Exit 0 healthy, 1 problems found (the project's files included), 2 a usage error (an
+    unusable --url), 3 database unreachable.
     """
     with report.stdout_reserved(format is Format.json):
         project = _discover(models, strict=False)
@@ -332,8 +333,9 @@ def fix_command(
 ) -> None:
     """Repair what doctor finds: plan, backup, steps, verify; layer after layer.
 
-    Without --yes: prints the plan and changes nothing (exit 4 when there is something to
-    do). Exit 0 when doctor is healthy afterwards, 1 when something remains (printed)."""
+    Without --yes: prints the whole plan (the later layers projected) and changes nothing
+    (exit 4 when there is something to do). With --yes, stops before any kind of step that
+    plan did not show. Exit 0 when doctor is healthy afterwards, 1 when something remains."""
     codes = _known_codes(list(only or ()))
     project = _discover(models, strict=False)
     plan = None

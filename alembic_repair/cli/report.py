@@ -300,18 +300,26 @@ def reset_done(project: Project, result: ResetResult) -> None:
 
 
 def fix_plan(plan: Plan, *, rollback: bool) -> None:
-    """The first round's plan (or what `--yes` will do first about an interrupted run)."""
+    """The first round's plan, exact, then the later layers projected (`FixPlan.later`), or
+    what `--yes` will do first about an interrupted run."""
     journal = getattr(plan, "interrupted", None)
     if journal is not None:
         what = "roll back" if rollback else "finish"
         _out(f"an interrupted fix stopped after {journal.last_done}; with --yes, fix will "
              f"{what} it first\n")
         return
+    later: tuple[Plan, ...] = getattr(plan, "later", ())
     if plan.steps:
-        _out(f"fix plan ({plan.layer}; later layers are planned once this one is "
-             "repaired):\n")
+        _out(f"fix plan ({plan.layer}):\n")
         for line in plan.lines():
             _out(f"  {line}\n")
+    if later:
+        _out("then, depending on the results of the layers before (each planned again in "
+             "its turn; fix --yes stops before any other kind of step):\n")
+        for projected in later:
+            _out(f"  {projected.layer}:\n")
+            for line in projected.lines():
+                _out(f"    {line}\n")
     for finding, why in plan.unrepairable:
         where = f" {finding.location}" if finding.location else ""
         _plain("left", f"{finding.code}{where}: {why}")

@@ -11,7 +11,9 @@ from .findings import Finding, sort_key
 from .rules import RULES
 from .rules.schema import equal_revisions
 
-#: Findings that mean the configuration itself is broken (doctor exits 2 on them).
+#: Findings that mean the configuration itself is broken. They are problems in the user's
+#: project, so doctor exits 1 on them like on any other; only one caused by the command line
+#: itself (`Diagnosis.usage_error`: an unusable --url or --models) is a usage error (exit 2).
 CONFIG_CODES = frozenset({"AR101", "AR102", "AR103", "AR104", "AR105", "AR106", "AR107",
                           "AR114"})
 
@@ -32,9 +34,18 @@ class Diagnosis:
     def exit_code(self) -> int:
         if self.state.db_error is not None:
             return EXIT_DATABASE
-        if any(f.code in CONFIG_CODES and f.severity == "error" for f in self.findings):
+        if self.usage_error:
             return EXIT_CONFIG
         return EXIT_OK if self.healthy else EXIT_PROBLEMS
+
+    @property
+    def usage_error(self) -> bool:
+        """An error the command line made (an unusable --url, a --models naming nothing), not
+        a problem of the project (those are findings: exit 1)."""
+        state = self.state
+        bad_url = state.project.url_source == "--url" and any(
+            f.code == "AR107" and f.severity == "error" for f in self.findings)
+        return bad_url or str(state.models_error or "").startswith("--models ")
 
     def summary(self) -> dict[str, Any]:
         """The `state` object of the JSON contract: what was read, in short."""

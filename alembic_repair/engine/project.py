@@ -23,7 +23,7 @@ from ..errors import ConfigError, IniError, PyprojectError, UrlError
 from ..masking import mask_url
 from ..private import STATE_DIR
 from .compose import database_from_compose, find_compose_file
-from .url import DatabaseUrl
+from .url import DatabaseUrl, encode_credentials
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -140,7 +140,8 @@ class Project:
             except ConfigError as err:
                 if strict:
                     raise
-                problems.append(err)
+                if str(err) not in map(str, problems):  # one unreadable file, said once
+                    problems.append(err)
                 return fallback()
 
         ini = attempt(lambda: read_ini(ini_path) if ini_path.exists() else None, lambda: None)
@@ -148,10 +149,13 @@ class Project:
                                   lambda: _script_location(ini_path, None))
         resolved_url, source, notes = attempt(
             lambda: resolve_url(base, ini_path, ini, url, environ),
-            lambda: resolve_url(base, ini_path, None, url, environ))
-        # a pyproject.toml that cannot be read stops every command (doctor too); a bad
-        # ignore_tables value is a problem doctor reports (read before `problems` is frozen)
-        models = models or models_from_pyproject(base)
+            lambda: _as_meant(base, ini_path, ini, url, environ))
+        if not strict and not any(isinstance(p, UrlError) for p in problems):
+            # the URL came from elsewhere (DATABASE_URL): plain alembic still reads the ini's
+            problems.extend(p for p in [ini_url_problem(ini_path, ini)] if p is not None)
+        # a pyproject.toml that cannot be read, or a bad value in it, stops every command but
+        # doctor, which reports it (AR114; read before `problems` is frozen)
+        models = models or attempt(lambda: models_from_pyproject(base), lambda: None)
         ignore_tables = attempt(lambda: ignore_tables_from_pyproject(base), lambda: ())
         setup = attempt(lambda: setup_from_pyproject(base), lambda: None)
         return cls(
@@ -244,14 +248,25 @@ def _script_location(ini_path: Path, ini: configparser.ConfigParser | None) -> P
 def _ini_url(ini_path: Path, ini: configparser.ConfigParser | None) -> str | None:
     if ini is None or not ini.has_option("alembic", "sqlalchemy.url"):
         return None
+    missing = None
     try:
         value = ini.get("alembic", "sqlalchemy.url")
+    except configparser.InterpolationMissingOptionError as err:
+        missing = err.reference  # no stray '%': an option env.py may set at run time
     except configparser.InterpolationError:
         line = _line_of(ini_path, "sqlalchemy.url")
         raise UrlError(
             f"{ini_path}:{line}: sqlalchemy.url contains a '%' that alembic.ini reads as "
             "interpolation; write each '%' as '%%', or remove the line and set DATABASE_URL"
         ) from None  # ConfigParser's own message quotes the raw value, password included
+    if missing is not None:  # raised outside the except: no InterpolationError context
+        raw = ini.get("alembic", "sqlalchemy.url", raw=True)
+        at = raw.lower().find(f"%({missing})")  # ConfigParser lower-cases the name
+        missing = raw[at + 2:at + 2 + len(missing)] if at >= 0 else missing
+        raise UrlError(
+            f"{ini_path}:{_line_of(ini_path, 'sqlalchemy.url')}: sqlalchemy.url uses "
+            f"%({missing})s, which alembic.ini does not define (env.py may set it when alembic "
+            "runs); the URL cannot be known without it: set DATABASE_URL or pass --url")
     value = value.strip()
     if not value or value in PLACEHOLDER_URLS or "${" in value:
         return None
@@ -273,6 +288,79 @@ def _check_url(url: str, source: str) -> DatabaseUrl:
             "URL-encoded as %40 (and ':' as %3A, '/' as %2F, '%' as %25)"
         )
     return parsed
+
+
+def _check_ini_url(ini_path: Path, value: str) -> DatabaseUrl:
+    """`_check_url` of the ini's URL, first refusing credentials written as they are (a raw
+    '@' in the password): the parse would cut the password elsewhere, and a message showing
+    the URL "masked" would show the rest of it."""
+    if encode_credentials(value) is not None:
+        raise UrlError(
+            f"{ini_path}:{_line_of(ini_path, 'sqlalchemy.url')}: the password (or user) in "
+            "sqlalchemy.url is not URL-encoded; write '@' as %40, ':' as %3A, '/' as %2F and "
+            "'%' as %25 (then each '%' as '%%' for alembic.ini), or remove the line and set "
+            "DATABASE_URL")
+    return _check_url(value, str(ini_path))
+
+
+def ini_url_problem(ini_path: Path, ini: configparser.ConfigParser | None) -> UrlError | None:
+    """Why plain Alembic cannot use the ini's ``sqlalchemy.url`` (a '%' ConfigParser reads as
+    interpolation, credentials not URL-encoded), or None: reported even when the URL in use
+    comes from elsewhere, since `alembic` run without DATABASE_URL reads the ini's. An option
+    the ini does not define (``%(DB_USER)s``, set by env.py) is none: that URL is not ours."""
+    try:
+        if ini is not None and ini.has_option("alembic", "sqlalchemy.url"):
+            ini.get("alembic", "sqlalchemy.url")
+    except configparser.InterpolationMissingOptionError:
+        return None  # options env.py sets (from the environment): normal, not a stray '%'
+    except configparser.InterpolationError:
+        pass  # `_ini_url` says it
+    try:
+        value = _ini_url(ini_path, ini)
+        if value:
+            _check_ini_url(ini_path, value)
+    except UrlError as err:
+        return err
+    return None
+
+
+def require_ini_url(project: Project) -> Project:
+    """`project`, or the UrlError plain Alembic meets in its alembic.ini's ``sqlalchemy.url``
+    (`ini_url_problem`): a strict discovery with the URL from elsewhere never reads that line,
+    and fix must not call healthy what doctor reports (AR107)."""
+    if project.ini_path.is_file():
+        problem = ini_url_problem(project.ini_path, read_ini(project.ini_path))
+        if problem is not None:
+            raise problem
+    return project
+
+
+def ini_url_as_meant(ini_path: Path, ini: configparser.ConfigParser | None) -> str | None:
+    """The URL the ini's ``sqlalchemy.url`` means when plain Alembic cannot read it (a raw '%'
+    or '@' of a password written by ``sed``): its raw text, credentials percent-encoded.
+    None when there is none or it still is no URL."""
+    if ini is None or not ini.has_option("alembic", "sqlalchemy.url"):
+        return None
+    raw = ini.get("alembic", "sqlalchemy.url", raw=True).strip()
+    if "%(" in raw.replace("%%", "").replace("%(here)s", ""):
+        return None  # an option (%(DB_USER)s) only env.py knows: no URL is meant literally
+    raw = raw.replace("%(here)s", str(ini_path.parent)).replace("%%", "%")
+    try:
+        return str(_check_url(encode_credentials(raw) or raw, str(ini_path)))
+    except UrlError:
+        return None
+
+
+def _as_meant(root: Path, ini_path: Path, ini: configparser.ConfigParser | None,
+              explicit: str | None, environ: Mapping[str, str]
+              ) -> tuple[DatabaseUrl, str, list[str]]:
+    """The URL doctor diagnoses when the ini's cannot be read as written: the one it means
+    (never the SQLite default beside a MySQL project), the problem itself being reported."""
+    meant = None if explicit or environ.get("DATABASE_URL") else ini_url_as_meant(ini_path, ini)
+    if meant is None:
+        return resolve_url(root, ini_path, None, explicit, environ)
+    return DatabaseUrl(meant), ini_path.name, [
+        f"{ini_path.name}: sqlalchemy.url read as meant; plain alembic cannot read it as written"]
 
 
 def resolve_url(
@@ -302,7 +390,7 @@ def resolve_url(
             )
     ini_url = _ini_url(ini_path, ini)
     if ini_url:
-        return _check_url(ini_url, str(ini_path)), ini_path.name, notes
+        return _check_ini_url(ini_path, ini_url), ini_path.name, notes
     stored = root / STATE_DIR / URL_FILE
     if stored.is_file():
         source = f"{STATE_DIR}/{URL_FILE}"
@@ -332,6 +420,14 @@ def store_url(root: Path, url: str) -> Path:
     return path
 
 
+def tool_settings(text: str) -> object:
+    """``[tool.alembic_repair]`` of a pyproject.toml's `text` ({} when it has none; not
+    necessarily a table); a ValueError (TOMLDecodeError) when it is no TOML. The one place
+    TOML is read."""
+    tool = tomllib.loads(text).get("tool", {})
+    return tool.get("alembic_repair", {}) if isinstance(tool, dict) else {}
+
+
 def _tool_section(root: Path) -> tuple[Path, dict[str, object]]:
     """``[tool.alembic_repair]`` of the project's pyproject.toml (empty when there is none),
     or a PyprojectError naming the file: the one reader `models` and `ignore_tables` share."""
@@ -339,7 +435,7 @@ def _tool_section(root: Path) -> tuple[Path, dict[str, object]]:
     if not path.is_file():
         return path, {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        section = tool_settings(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise PyprojectError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8"
                              ) from None
@@ -349,8 +445,6 @@ def _tool_section(root: Path) -> tuple[Path, dict[str, object]]:
     except OSError as err:
         raise PyprojectError(f"{path}: cannot read it ({type(err).__name__}); fix its "
                              "permissions") from None
-    tool = data.get("tool", {})
-    section = tool.get("alembic_repair", {}) if isinstance(tool, dict) else {}
     if not isinstance(section, dict):
         raise PyprojectError(f"{path}: [tool.alembic_repair] must be a table; fix the file")
     return path, section

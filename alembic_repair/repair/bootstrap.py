@@ -16,10 +16,12 @@ unless something must change (`_MustChange`).
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,7 @@ from ..engine import migrations, revisions, scaffold
 from ..engine.database import connect
 from ..engine.locking import migration_lock
 from ..engine.models import discover_models, import_models, load_target_metadata, project_on_path
-from ..engine.project import Project
+from ..engine.project import Project, models_from_pyproject, tool_settings
 from ..engine.state.schema import is_user_table
 from ..errors import AlembicRepairError, ConfigError, NeedsRepair
 from .journal import Journal
@@ -166,6 +168,60 @@ def _models(project: Project, models: str | None) -> MetaData:
     return metadata
 
 
+def _remember_models(project: Project, spec: str, say: Recorder) -> None:
+    """`--models` that loaded tables goes into ``[tool.alembic_repair] models`` of
+    pyproject.toml, so the next plain bootstrap writes env.py with the same models instead of
+    the ones it would discover (the FastAPI layout: `Base` in database.py, the classes in
+    models.py, where discovery finds a Base without tables). Called once bootstrap's steps
+    succeeded (a bootstrap that refuses or fails remembers nothing); the file is edited line by
+    line (comments, layout and line endings kept), read back, and replaced atomically; nothing
+    is written when that fails."""
+    path = project.root / "pyproject.toml"
+    if models_from_pyproject(project.root) == spec:
+        return
+    data = path.read_bytes() if path.is_file() else b""
+    text = data.decode("utf-8")  # (models_from_pyproject read it as UTF-8 already)
+    updated = _with_models(text, spec)
+    try:
+        section = tool_settings(updated)
+    except ValueError:  # TOMLDecodeError
+        section = {}
+    if not isinstance(section, dict) or section.get("models") != spec:
+        say("note", f"pass --models {spec} on every run, or add [tool.alembic_repair] models = "
+            f"{json.dumps(spec)} to {project.rel(path)} (it could not be edited safely)")
+        return
+    temporary = path.with_name(f".{path.name}.ar-tmp")
+    temporary.write_bytes(updated.encode("utf-8"))
+    if path.exists():
+        shutil.copymode(path, temporary)
+    os.replace(temporary, path)  # a kill never leaves half a pyproject.toml
+    say("scaffold", f"{'updated' if text else 'created'} {project.rel(path)} ([tool.alembic_repair]"
+        f" models = {json.dumps(spec)}: the next run uses it without --models)", path)
+
+
+def _with_models(text: str, spec: str) -> str:
+    """`text` (a pyproject.toml) with ``models = spec`` in its [tool.alembic_repair] table:
+    the key's line replaced, else added under the header, else the table appended; in the
+    file's own line ending (CRLF stays CRLF)."""
+    nl = "\r\n" if "\r\n" in text else "\n"
+    line = f"models = {json.dumps(spec)}"
+    lines = text.splitlines()
+    header = next((n for n, raw in enumerate(lines)
+                   if raw.split("#", 1)[0].strip() == "[tool.alembic_repair]"), None)
+    if header is None:
+        gap = "" if not text.strip() else (nl if text.endswith("\n") else nl * 2)
+        return f"{text}{gap}[tool.alembic_repair]{nl}{line}{nl}"
+    end = next((n for n in range(header + 1, len(lines))
+                if lines[n].lstrip().startswith("[")), len(lines))
+    key = next((n for n in range(header + 1, end)
+                if lines[n].split("=", 1)[0].strip() == "models"), None)
+    if key is None:
+        lines.insert(header + 1, line)
+    else:
+        lines[key] = line
+    return nl.join(lines) + nl
+
+
 def _check_layout(project: Project) -> None:
     """A folder where bootstrap expects a file (or a file where it expects a folder) is
     refused before anything is written."""
@@ -231,6 +287,16 @@ def _read(project: Project, conn: Connection) -> _State:
 
 def _bootstrap_locked(project: Project, conn: Connection, models: str | None,
                       upgrade: bool, say: Recorder) -> BootstrapResult:
+    """`_plan_and_run`; then, only once it succeeded, `--models` is remembered."""
+    result = _plan_and_run(project, conn, models, upgrade, say)
+    if not models:
+        return result
+    _remember_models(project, models, say)
+    return replace(result, actions=tuple(say.actions))
+
+
+def _plan_and_run(project: Project, conn: Connection, models: str | None,
+                  upgrade: bool, say: Recorder) -> BootstrapResult:
     """Check, scaffold, finish an interrupted bootstrap, read the state; then, only when
     something must change, plan the steps and run them through the runner (`_run`)."""
     _check_layout(project)

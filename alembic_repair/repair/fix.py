@@ -10,12 +10,17 @@ check. A killed round is finished by the next `fix --yes`, or undone with ``roll
 made from); `fix(plan=...)` runs exactly that plan as its first round, after checking, under
 the lock, that the project would still be planned the same (else `RefusedUnsafe`, nothing
 changed). A dry run therefore diagnoses once: what it prints is what it was refused to run.
+
+A `FixPlan` also carries the later layers, projected over the same findings
+(`plan.project_plans`, `FixPlan.later`): they depend on the earlier rounds' results and
+are planned again when their turn comes, but `fix --yes` never runs a kind of step the
+projection did not show: it stops before that round and says to run `fix` again to see it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
@@ -24,12 +29,12 @@ from ..data import guards
 from ..diagnose.diagnosis import Diagnosis, diagnose
 from ..engine.database import connect
 from ..engine.locking import migration_lock
-from ..engine.project import Project
+from ..engine.project import Project, require_ini_url
 from ..engine.state.read import read_state
 from ..errors import NeedsRepair, RefusedUnsafe
 from . import runner
 from .journal import Journal
-from .plan import Plan, make_plan
+from .plan import Plan, make_plan, project_plans, shown_kinds
 from .runner import StepRefused
 from .steps import Context
 
@@ -49,6 +54,13 @@ class FixPlan(Plan):
 
     diagnosis: Diagnosis | None = field(default=None, repr=False, compare=False)
     interrupted: Journal | None = field(default=None, repr=False, compare=False)
+    #: the later layers, projected over the same findings (planned again in their turn)
+    later: tuple[Plan, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def shown(self) -> frozenset[str]:
+        """The kinds of step this plan and its projection show."""
+        return shown_kinds((self, *self.later))
 
 
 @dataclass(frozen=True)
@@ -75,9 +87,16 @@ def _diagnose(project: Project, models: str | None, *, replay: bool = True) -> D
     return diagnose(read_state(project, models=models, replay=replay))
 
 
-def _planned(plan: Plan, diagnosis: Diagnosis | None, journal: Journal | None) -> FixPlan:
+def _planned(plan: Plan, diagnosis: Diagnosis | None, journal: Journal | None,
+             later: tuple[Plan, ...] = ()) -> FixPlan:
     own = {f.name: getattr(plan, f.name) for f in fields(Plan)}
-    return FixPlan(**own, diagnosis=diagnosis, interrupted=journal)
+    return FixPlan(**own, diagnosis=diagnosis, interrupted=journal, later=later)
+
+
+def _projected(diagnosis: Diagnosis, only: tuple[str, ...], models: str | None) -> FixPlan:
+    """The first round's plan, with the later layers projected over the same findings."""
+    first, *later = project_plans(diagnosis, only=only, models=models)
+    return _planned(first, diagnosis, None, tuple(later))
 
 
 def plan_fix(project: Project, *, only: tuple[str, ...] = (), models: str | None = None
@@ -88,12 +107,11 @@ def plan_fix(project: Project, *, only: tuple[str, ...] = (), models: str | None
     if journal is not None and journal.command == COMMAND:
         return _planned(Plan("", ()), None, journal)  # `fix --yes` finishes that run first
     if project.problems and journal is None:
-        diagnosis = _diagnose(project, models, replay=False)
-        plan = make_plan(diagnosis, only=only, models=models)
-        if plan.layer == SETUP and plan.steps:
-            return _planned(plan, diagnosis, journal)
-    diagnosis = _diagnose(project, models)
-    return _planned(make_plan(diagnosis, only=only, models=models), diagnosis, journal)
+        setup = _projected(_diagnose(project, models, replay=False), only, models)
+        if setup.layer == SETUP and setup.steps:
+            return setup
+    planned = _projected(_diagnose(project, models), only, models)
+    return replace(planned, interrupted=journal)
 
 
 def as_fix_plan(plan: Plan | None) -> FixPlan | None:
@@ -114,9 +132,11 @@ def _same_plan(planned: Plan, diagnosis: Diagnosis, only: tuple[str, ...],
 
 
 def _rediscover(project: Project, models: str | None) -> Project:
-    """The project again, after its setup files changed (the URL may come from alembic.ini)."""
+    """The project again, after its setup files changed (the URL may come from alembic.ini);
+    raises, as doctor reports (AR107), while plain alembic still cannot read the ini's URL."""
     explicit = project.url if project.url_source == "--url" else None
-    return Project.discover(project.root, config=project.ini_path, url=explicit, models=models)
+    return require_ini_url(Project.discover(project.root, config=project.ini_path,
+                                            url=explicit, models=models))
 
 
 def _round(project: Project, conn: Connection | None, plan: Plan, models: str | None,
@@ -131,20 +151,23 @@ def _round(project: Project, conn: Connection | None, plan: Plan, models: str | 
 
 
 def _setup_round(project: Project, *, yes: bool, only: tuple[str, ...], models: str | None,
-                 say: Say, planned: FixPlan | None) -> Plan | None:
+                 say: Say, planned: FixPlan | None) -> FixPlan | None:
     """Repair the setup files without touching a database: while alembic.ini is broken, the
     URL in hand may be a stand-in (the SQLite default), and no database should be opened."""
     if planned is not None and planned.layer != SETUP:
         return None  # plan_fix looked for a setup-files plan the same way, and found none
     if planned is not None and not yes:
-        plan: Plan = planned  # refused below: nothing is diagnosed again
+        plan = planned  # refused below: nothing is diagnosed again
     else:
         diagnosis = _diagnose(project, models, replay=False)
-        plan = make_plan(diagnosis, only=only, models=models)
+        plan = _projected(diagnosis, only, models)
         if planned is not None:
-            plan = _same_plan(planned, diagnosis, only, models)
+            _same_plan(planned, diagnosis, only, models)
+            plan = planned
     if plan.layer != SETUP or not plan.steps:
         return None
+    if planned is None:
+        _announce(plan, say)
     guards.require(yes, True, project, f"fix: would run {len(plan.steps)} steps (setup files)")
     _round(project, None, plan, models, say)
     return plan
@@ -160,10 +183,12 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
     if plan is not None and plan.interrupted is not None and not runner.started(
             plan.interrupted):
         plan = None  # planned over a run that is started over: plan again, as without one
+    shown = plan.shown if plan is not None and plan.interrupted is None else None
     if project.problems and Journal.load(project.state_dir) is None:
         first = _setup_round(project, yes=yes, only=only, models=models, say=say, planned=plan)
         if first is not None:
             plans.append(first)
+            shown = first.shown
             plan = None
         project = _rediscover(project, models)  # raises (one clear line) if still broken
     guards.require_local(allow_remote, project, "fix")
@@ -203,11 +228,20 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                     current, final = plan, plan.diagnosis  # refused below, or nothing to do
                 else:
                     final = _diagnose(project, models)
-                    current = (_same_plan(plan, final, only, models) if plan is not None
-                               else make_plan(final, only=only, models=models))
+                    if plan is not None:
+                        current = _same_plan(plan, final, only, models)
+                    elif shown is None:  # the first round: what it shows is the projection
+                        current = _projected(final, only, models)
+                        shown = current.shown
+                        _announce(current, say)
+                    else:
+                        current = make_plan(final, only=only, models=models)
                 plan = None
                 if not current.steps or (plans and current.as_dict() == plans[-1].as_dict()):
                     break  # nothing to do, or the last round changed nothing
+                if shown is not None and not current.kinds <= shown:
+                    refused.append(_unshown(current, shown, say))
+                    break
                 final = None
                 guards.require(yes, allow_remote, project,
                                f"fix: would run {len(current.steps)} steps ({current.layer})")
@@ -228,6 +262,23 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                              tuple(refused) + left)
     finally:
         engine.dispose()
+
+
+def _announce(plan: FixPlan, say: Say) -> None:
+    """The later layers, as projected when `fix --yes` made the first round's plan itself."""
+    for later in plan.later:
+        say("projected", f"then {later.layer} (depends on the rounds before): "
+            + "; ".join(s.describe() for s in later.steps))
+
+
+def _unshown(plan: Plan, shown: frozenset[str], say: Say) -> tuple[str, str | None, str]:
+    """Why fix stops before `plan`: it holds a kind of step the projection did not show."""
+    what = "; ".join(dict.fromkeys(s.describe() for s in plan.steps if s.kind not in shown))
+    why = (f"fix stopped before the {plan.layer} round: it would {what}, which the plan "
+           "shown did not include; run `alembic-repair fix` to see the new plan, then "
+           "`alembic-repair fix --yes`")
+    say("stopped", why)
+    return ", ".join(plan.addressed), None, why
 
 
 def _left(final: Diagnosis, only: tuple[str, ...], models: str | None

@@ -4,7 +4,11 @@ The baseline's operations are the replayed schema at REV (the history up to REV 
 scratch database, reflected, and written as CREATE TABLE / CREATE INDEX). Revisions after REV
 stay; the first ones are relinked onto the baseline (libcst). The squashed files move into the
 run's backup folder (never deleted), and a database recorded at REV is restamped to the
-baseline: its schema is REV's, which is the baseline's.
+baseline: its schema is REV's, which is the baseline's. The baseline's id is content-addressed
+(`baseline_ids`); when a squashed revision already has it (an adopted or inserted baseline
+whose schema REV still has: only data revisions after it), the baseline takes its second,
+squash-only id. Squashed data revisions (raw SQL, bulk_insert) are named in the plan: a
+schema-only baseline does not carry their rows to new databases.
 
 Before anything changes, the squash is proved on scratch databases: an empty database built
 from the new history (the baseline's operations, then the later revisions) must have the same
@@ -19,6 +23,7 @@ carries a fingerprint of what it was made from (the revision files and the versi
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +66,15 @@ def baseline_ops(project: Project, conn: Connection, directory: ScriptDirectory,
         return revisions.create_ops(reflect_metadata(scratch))
 
 
+def baseline_ids(operations: ops.UpgradeOps) -> tuple[str, str]:
+    """The ids a baseline holding `operations` may take, both content-addressed: the plain
+    one (what an adopted or inserted baseline of the same schema has), then one of its own
+    for when a squashed revision already has the plain one (an adopted baseline followed by
+    revisions that leave its schema as it was: data revisions)."""
+    return (revisions.stable_revision_id([], operations),
+            revisions.stable_revision_id(["squash"], operations))
+
+
 @register
 @dataclass(frozen=True)
 class WriteBaseline(Step):
@@ -82,7 +96,7 @@ class WriteBaseline(Step):
         if any(s.revision == self.revision for s in directory.walk_revisions()):
             return
         operations = baseline_ops(project, ctx.conn, directory, self.to)
-        if revisions.stable_revision_id([], operations) != self.revision:
+        if self.revision not in baseline_ids(operations):
             raise NeedsRepair(f"the schema of {self.to} changed since the plan; run "
                               "`alembic-repair squash` again")
         path = render_revision(project, ctx.conn.dialect, self.revision, None,
@@ -143,11 +157,22 @@ class SquashPlan:
     fingerprint: str  # of an empty database built from either history
     steps: tuple[Step, ...]
     basis: str = ""  # of the revision files and version rows the plan was made from
+    data: tuple[str, ...] = ()  # squashed revisions that change rows (raw SQL, bulk_insert)
 
     def lines(self) -> list[str]:
         if not self.steps:
             return [f"nothing to squash: {self.to} already is the one baseline revision"]
-        return [f"{n}. {s.describe()}" for n, s in enumerate(self.steps, start=1)]
+        lines = [f"{n}. {s.describe()}" for n, s in enumerate(self.steps, start=1)]
+        return [*lines, f"note: {self.note}"] if self.note else lines
+
+    @property
+    def note(self) -> str:
+        """What a new database loses: the rows the squashed data revisions wrote."""
+        if not self.data:
+            return ""
+        return (f"{', '.join(self.data)} change(s) rows; the baseline holds the schema only, "
+                "so a new database will not get those rows (this database keeps its own; "
+                "their files stay in the backup folder)")
 
 
 @dataclass(frozen=True)
@@ -155,6 +180,33 @@ class SquashResult:
     plan: SquashPlan | None
     folder: Path
     resumed: bool = False
+
+
+_ROW_CALLS = frozenset({"execute", "bulk_insert", "get_bind"})
+
+
+def _changes_rows(path: Path) -> bool:
+    """Whether a revision's upgrade() calls op.execute, op.bulk_insert or op.get_bind (read
+    with ast, never run): what a schema-only baseline cannot carry."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    upgrade = next((n for n in tree.body if isinstance(n, ast.FunctionDef)
+                    and n.name == "upgrade"), None)
+    if upgrade is None:
+        return False
+    # a connection asked for only to look (``sa.inspect(op.get_bind())``, as a bridge's guard
+    # does) writes no row
+    looking = {id(a) for n in ast.walk(upgrade) if isinstance(n, ast.Call)
+               and _called(n) == "inspect" for a in n.args}
+    return any(isinstance(n, ast.Call) and _called(n) in _ROW_CALLS and id(n) not in looking
+               for n in ast.walk(upgrade))
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
 
 
 def _basis(project: Project, recorded: tuple[str, ...]) -> str:
@@ -198,7 +250,7 @@ def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPla
         behind = [r for r in recorded if r in names and r != to]
         if behind:
             raise NeedsRepair(f"squash: the database is at {', '.join(behind)}, behind {to}: "
-                              f"upgrade it to {to} first (alembic-repair upgrade), or squash "
+                              f"upgrade it to {to} first (`alembic upgrade {to}`), or squash "
                               f"to {behind[0]}")
         old = run_replay(project, directory, conn.engine)
         if old.failed_at is not None or old.final is None:
@@ -217,13 +269,15 @@ def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPla
                           f"history would differ from one built from the old one "
                           f"({new.fingerprint[:12]} != {old.final.fingerprint[:12]}); nothing "
                           "changed")
-    baseline = revisions.stable_revision_id([], operations)
-    if baseline in names:
-        if len(squashed) == 1:  # the history up to `to` already is this one baseline
-            return SquashPlan(to, baseline, (), tuple(s.revision for s in kept), recorded,
-                              False, old.final.fingerprint, (), _basis(project, recorded))
-        raise NeedsRepair(f"squash: the baseline's id {baseline} is already taken by a "
-                          "squashed revision; squash to another revision")
+    ids = baseline_ids(operations)
+    if len(squashed) == 1 and to in ids:  # the history up to `to` already is one baseline
+        return SquashPlan(to, to, (), tuple(s.revision for s in kept), recorded,
+                          False, old.final.fingerprint, (), _basis(project, recorded))
+    free = [i for i in ids if i not in names]
+    if not free:
+        raise NeedsRepair(f"squash: the baseline's ids {', '.join(ids)} are both taken by "
+                          "squashed revisions; squash to another revision")
+    baseline = free[0]
     steps: list[Step] = [WriteBaseline(to, baseline, len(squashed))]
     steps += [Relink(project.rel(Path(s.path)), to, baseline, why="onto the baseline")
               for s in kept if to in s._all_down_revisions]
@@ -234,9 +288,10 @@ def _build_plan(project: Project, conn: Connection, to: str | None) -> SquashPla
         rows = tuple(baseline if r == to else r for r in recorded)
         steps.append(Stamp(rows, recorded, why=f"{to}'s schema is the baseline's"))
     steps.append(VerifySquash(old.final.fingerprint))
+    data = tuple(s.revision for s in squashed if _changes_rows(Path(s.path)))
     return SquashPlan(to, baseline, tuple(s.revision for s in squashed),
                       tuple(s.revision for s in kept), recorded, restamp,
-                      old.final.fingerprint, tuple(steps), _basis(project, recorded))
+                      old.final.fingerprint, tuple(steps), _basis(project, recorded), data)
 
 
 def plan_squash(project: Project, *, to: str | None = None) -> SquashPlan:
@@ -284,6 +339,8 @@ def squash(project: Project, *, to: str | None = None, yes: bool = False,
             guards.require(yes, allow_remote, project,
                            f"squash: would replace {len(plan.squashed)} revision(s) up to "
                            f"{plan.to} by baseline {plan.baseline}")
+            if plan.note:
+                say("note", plan.note)
             runner.recover(project, COMMAND, say, "starting over")  # one that never started
             journal = runner.begin(project, runner.Run(COMMAND, plan.steps))
             ctx = Context(project, conn, runner.folder_of(journal), say=say)

@@ -19,22 +19,46 @@ in the same revision:
 ``downgrade()``'s ``drop_column`` of that column becomes: drop the unique constraint (and
 index), drop the column; all in ``batch_alter_table``, which SQLite needs. The rewritten
 column is nullable, so a second run finds nothing to do.
+
+When the original revision already ran part-way (MariaDB commits each DDL statement: the
+column is there, every row holding ``''`` or ``0``, and the unique constraint failed), the
+rewritten file's backfills are read back (`read_backfills`) and the same per-row value is
+written into the committed column's repeated values (`repeated_values`, `fill_repeated`),
+batched the same way; then the rest of the revision can run (`repair/steps/complete.py`).
 """
 
 from __future__ import annotations
 
+import ast
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import libcst as cst
 from alembic.operations import ops
-from sqlalchemy import Column, Integer, MetaData, String, Uuid
-from sqlalchemy.engine import Dialect
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Uuid,
+    cast,
+    column,
+    func,
+    literal,
+    or_,
+    select,
+    table,
+    text,
+    true,
+)
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 from ..data.trash import MAX_IDENTIFIER
-from .ops import BATCH_ROWS, BackfillOp
+from .ops import BATCH_ROWS, SQLITE_UUID, BackfillOp
 from .transform import (
     RevisionSource,
     Rewrite,
@@ -49,7 +73,12 @@ from .transform import (
     with_body,
 )
 
-__all__ = ["rewrite_unique_columns", "unique_name"]
+__all__ = ["Backfill", "fill_repeated", "read_backfills", "repeated_values",
+           "rewrite_unique_columns", "unique_name"]
+
+#: More distinct repeated values than this in a committed column: not a failed ADD COLUMN's
+#: one implicit value, so the values are the user's (nothing is overwritten).
+MAX_REPEATED = 1000
 
 
 def unique_name(table: str, column: str) -> str:
@@ -288,3 +317,134 @@ def rewrite_unique_columns(path: Path, *, schema: MetaData,
         return planner.notes
 
     return transform(path, change, dry_run=dry_run)
+
+
+# -- the committed column of a half-applied revision ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """One backfill of a rewritten revision, read back from its file (`BackfillOp`'s fields)."""
+
+    table: str
+    column: str
+    key: str
+    strategy: str
+    value: Any = None
+
+
+def _assigned(statement: Statement, name: str) -> cst.BaseExpression | None:
+    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+        small = statement.body[0]
+        if isinstance(small, cst.Assign) and len(small.targets) == 1 and \
+                isinstance(small.targets[0].target, cst.Name) and \
+                small.targets[0].target.value == name:
+            return small.value
+    return None
+
+
+def _literal(node: cst.BaseExpression | None) -> Any:
+    if node is None:
+        raise ValueError("missing")
+    return ast.literal_eval(cst.Module([]).code_for_node(node))
+
+
+def _strategy_of(node: cst.BaseExpression) -> tuple[str, Any]:
+    """The strategy `ops._render_backfill` rendered into ``_ar_value = ...``."""
+    if isinstance(node, cst.Subscript):
+        return "sequence", None
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        name = node.func.attr.value
+        if name == "get" and isinstance(node.func.value, cst.Dict):
+            return "uuid", None
+        if name == "text":
+            return "expression", _literal(argument(node, 0, "text"))
+        if name == "literal":
+            return "constant", _literal(argument(node, 0, "value"))
+    raise ValueError("not a backfill value this tool renders")
+
+
+def read_backfills(path: Path) -> tuple[Backfill, ...]:
+    """The backfills the three-step rewrite put into `path`'s ``upgrade()`` (libcst; the file is
+    never imported). Empty when the file has none (not rewritten, or changed by hand)."""
+    module = cst.parse_module(path.read_text(encoding="utf-8"))
+    found: list[Backfill] = []
+    for node in module.body:
+        if not (isinstance(node, cst.FunctionDef) and node.name.value == "upgrade"):
+            continue
+        target: tuple[str, str, str] | None = None
+        for statement in block_body(node):
+            made = _assigned(statement, "_ar_table")
+            if isinstance(made, cst.Call) and len(made.args) == 3:
+                try:
+                    name, key, col = (_literal(made.args[0].value),
+                                      *(_literal(argument(a.value, 0, "text"))
+                                        for a in made.args[1:] if isinstance(a.value, cst.Call)))
+                except (ValueError, SyntaxError, TypeError):
+                    target = None
+                else:
+                    target = (name, key, col)
+                continue
+            value = _assigned(statement, "_ar_value")
+            if value is not None and target is not None:
+                try:
+                    strategy, given = _strategy_of(value)
+                except (ValueError, SyntaxError):
+                    continue
+                found.append(Backfill(target[0], target[2], target[1], strategy, given))
+                target = None
+    return tuple(found)
+
+
+def _per_row(backfill: Backfill, dialect: str, key: ColumnElement[Any]) -> Any:
+    """The per-row value as SQL, as the rendered backfill chooses it at run time."""
+    if backfill.strategy == "uuid":
+        if dialect == "sqlite":
+            return text(SQLITE_UUID)
+        if dialect == "postgresql":
+            return cast(func.gen_random_uuid(), String())
+        return func.uuid()
+    if backfill.strategy == "sequence":
+        return key
+    if backfill.strategy == "expression":
+        return text(str(backfill.value))
+    return literal(backfill.value)
+
+
+def repeated_values(conn: Connection, backfill: Backfill,
+                    limit: int = MAX_REPEATED) -> list[Any] | None:
+    """The values of the committed column that more than one row holds (one full scan,
+    grouped by the column's own collation, as its unique index will compare them); None when
+    more than `limit` distinct values repeat."""
+    col: ColumnClause[Any] = column(backfill.column)
+    found = list(conn.execute(
+        select(col).select_from(table(backfill.table)).where(col.is_not(None))
+        .group_by(col).having(func.count() > 1).limit(limit + 1)).scalars())
+    return None if len(found) > limit else found
+
+
+def fill_repeated(conn: Connection, backfill: Backfill, values: Sequence[Any], *,
+                  batch_rows: int = BATCH_ROWS,
+                  after_batch: Callable[[], None] | None = None) -> int:
+    """Give every row whose value is NULL or one of `values` the backfill's per-row value,
+    set-based, batch by batch of primary-key ranges (committed after each, so a kill keeps
+    what was done); returns the rows changed. A row holding a value no other row holds keeps
+    it."""
+    target = table(backfill.table, column(backfill.key), column(backfill.column))
+    key, col = target.c[backfill.key], target.c[backfill.column]
+    value = _per_row(backfill, conn.dialect.name, key)
+    wanted = or_(col.is_(None), col.in_(list(values))) if values else col.is_(None)
+    last, filled = None, 0
+    while True:
+        after = key > last if last is not None else true()
+        upper = conn.execute(select(key).where(after).order_by(key)
+                             .offset(batch_rows - 1).limit(1)).scalar()
+        upto = key <= upper if upper is not None else true()
+        filled += conn.execute(target.update().where(after, upto, wanted)
+                               .values({backfill.column: value})).rowcount or 0
+        conn.commit()
+        if after_batch is not None:
+            after_batch()
+        if upper is None:
+            return filled
+        last = upper

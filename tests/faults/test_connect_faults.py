@@ -417,19 +417,23 @@ def test_pyproject_not_utf8(fault: Fault, command: str) -> None:
     path.write_bytes(path.read_bytes() + b"# caf\xe9\n")
     files, rows = state(fault.root), table_digest(fault.url)
     run = cli(*command.split(), cwd=fault.root, url=fault.url, timeout=60)
-    one_error_line(run, 2, f"{path}: not UTF-8 text (byte ", "); save it as UTF-8")
+    if command == "doctor":  # a problem in the user's project: a finding, exit 1
+        doctor_line(run, 1, "AR114", "pyproject.toml: not UTF-8 text (byte ", "); save it as UTF-8")
+    else:
+        one_error_line(run, 2, f"{path}: not UTF-8 text (byte ", "); save it as UTF-8")
     assert state(fault.root) == files
     assert table_digest(fault.url) == rows
 
 
 @SQLITE
 def test_invalid_ignore_tables_is_a_doctor_finding(fault: Fault) -> None:
-    """doctor reported healthy (exit 0) while every other command stopped on it."""
+    """doctor reported healthy (exit 0) while every other command stopped on it: now a
+    finding, exit 1 (a problem in the user's project, not in doctor's command line)."""
     path = fault.root / "pyproject.toml"
     path.write_text(path.read_text() + 'ignore_tables = "legacy"\n')
     files, rows = state(fault.root), table_digest(fault.url)
     run = cli("doctor", cwd=fault.root, url=fault.url, timeout=60)
-    doctor_line(run, 2, "AR114", "ignore_tables must be a list of table names")
+    doctor_line(run, 1, "AR114", "ignore_tables must be a list of table names")
     other = cli("trash", "list", cwd=fault.root, url=fault.url, timeout=60)
     one_error_line(other, 2, "pyproject.toml: [tool.alembic_repair] ignore_tables must be a list")
     assert state(fault.root) == files

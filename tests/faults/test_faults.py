@@ -180,7 +180,7 @@ def _(f: Fault) -> tuple[str, ...]:
     return ("bootstrap",)
 
 
-@case("ini-bad-interpolation-doctor", EXIT_CONFIG,
+@case("ini-bad-interpolation-doctor", EXIT_PROBLEMS,
       "AR102 error alembic.ini:5: alembic.ini cannot be read", finding=True)
 def _(f: Fault) -> tuple[str, ...]:
     f.ini_replace("script_location = %(here)s/alembic", "script_location = %(nope)s/alembic")
@@ -216,7 +216,7 @@ def _(f: Fault) -> tuple[str, ...]:
     return ("bootstrap",)
 
 
-@case("ini-is-a-directory-doctor", EXIT_CONFIG,
+@case("ini-is-a-directory-doctor", EXIT_PROBLEMS,
       "AR102 error alembic.ini: alembic.ini cannot be read", finding=True)
 def _(f: Fault) -> tuple[str, ...]:
     f.ini.unlink()
@@ -241,7 +241,7 @@ def _(f: Fault) -> tuple[str, ...]:
     return ("bootstrap",)
 
 
-@case("script-location-mistyped-doctor", EXIT_CONFIG, "AR103 error", finding=True)
+@case("script-location-mistyped-doctor", EXIT_PROBLEMS, "AR103 error", finding=True)
 def _(f: Fault) -> tuple[str, ...]:
     f.ini_replace("%(here)s/alembic\n", "%(here)s/alembik\n")
     return ("doctor",)
@@ -337,7 +337,8 @@ def _(f: Fault) -> tuple[str, ...]:
     return ("trash", "drop", "post", "--yes")
 
 
-@case("pyproject-not-toml", EXIT_CONFIG, "pyproject.toml: not valid TOML")
+@case("pyproject-not-toml", EXIT_PROBLEMS, "AR114 error pyproject.toml: [tool.alembic_repair] "
+      "in pyproject.toml is invalid: pyproject.toml: not valid TOML", finding=True)
 def _(f: Fault) -> tuple[str, ...]:
     (f.root / "pyproject.toml").write_text("[tool.alembic_repair\nmodels = 1\n")
     return ("doctor",)

@@ -100,6 +100,15 @@ def environment(state: State) -> Iterator[Finding]:
     if state.models_none:
         yield AR106.finding(f"{project.rel(project.env_py)} passes target_metadata=None", env_py)
     if config.env_py_exists and project.dialect == "sqlite" and not config.render_as_batch:
-        yield AR108.finding(f"{project.rel(project.env_py)} never sets render_as_batch", env_py)
+        yield AR108.finding(f"{project.rel(project.env_py)} never sets render_as_batch", env_py,
+                            severity=None if _batch_needed(state) else "info")
     if config.env_py_exists and config.compare_type_off:
         yield AR109.finding(f"{project.rel(project.env_py)} passes compare_type=False", env_py)
+
+
+def _batch_needed(state: State) -> bool:
+    """Whether a pending revision needs batch mode (an ALTER SQLite cannot do in place: what
+    AR507 reports). Until then AR108 is a note: a healthy project without it stays healthy."""
+    from .safety import sqlite_outside_batch  # local: safety's rules register after ours
+
+    return next(iter(sqlite_outside_batch(state)), None) is not None

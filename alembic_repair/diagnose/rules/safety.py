@@ -18,6 +18,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import Enum
 
+from ...engine.sqlite_alter import CONSTRAINTS, keyed_columns, sqlite_cannot
 from ...engine.state.pending import (
     ROW_CAP,
     Pending,
@@ -25,7 +26,6 @@ from ...engine.state.pending import (
     PendingRevision,
     is_text,
     new_kind,
-    sqlite_drops_columns,
     string_length,
     unique_columns,
 )
@@ -368,30 +368,30 @@ def several_ddl(state: State) -> Iterator[Finding]:
 # -- AR507: SQLite ALTER outside batch mode -----------------------------------------------------
 
 
-def _sqlite_cannot(op: Any, pending: Pending) -> str | None:
-    """Why SQLite cannot run `op` in place (None: it can)."""
-    if isinstance(op, ops.AlterColumnOp):
-        changes = [name for name, changed in (
-            ("type", op.modify_type is not None), ("nullable", op.modify_nullable is not None),
-            ("server_default", op.modify_server_default is not False),
-            ("comment", op.modify_comment is not False)) if changed]
-        return f"alter_column ({', '.join(changes)})" if changes else None
+#: Alembic's operation classes -> the op.* method `sqlite_cannot` judges.
+_METHODS = {ops.AlterColumnOp: "alter_column", ops.DropConstraintOp: "drop_constraint",
+            ops.AddColumnOp: "add_column", ops.DropColumnOp: "drop_column"}
+
+
+def _sqlite_cannot(op: Any, keyed: frozenset[tuple[str, str]]) -> str | None:
+    """Why SQLite cannot run `op` in place (None: it can): `engine.sqlite_alter.sqlite_cannot`,
+    the predicate fix's batch rewrite moves calls by, on the recorded operation."""
     if isinstance(op, ops.AddConstraintOp):
         kind = getattr(op, "constraint_type", None)
-        return f"create {kind} constraint" if kind else "create constraint"
-    if isinstance(op, ops.DropConstraintOp):
-        return "drop_constraint"
-    if isinstance(op, ops.AddColumnOp) and op.column.unique:
-        return "add_column(unique=True)"
-    if isinstance(op, ops.DropColumnOp):
-        if not sqlite_drops_columns():
-            return "drop_column (SQLite < 3.35)"
-        keys = () if pending.live is None else [
-            fact[2] for fact in pending.live.facts
-            if fact[0] in ("pk", "unique", "index", "fk") and fact[1] == op.table_name]
-        if any(op.column_name in columns for columns in keys):
-            return "drop_column (the column is in a key or an index)"
-    return None
+        named = next((m for m, k in CONSTRAINTS.items() if k == kind), "create_constraint")
+        return sqlite_cannot(named)
+    method = _METHODS.get(type(op))
+    if method is None:
+        return None
+    changes = [name for name, changed in (
+        ("type", op.modify_type is not None), ("nullable", op.modify_nullable is not None),
+        ("server_default", op.modify_server_default is not False),
+        ("comment", op.modify_comment is not False)) if changed] \
+        if method == "alter_column" else []
+    return sqlite_cannot(
+        method, changes=changes,
+        unique=method == "add_column" and bool(op.column.unique),
+        keyed=method == "drop_column" and (op.table_name, op.column_name) in keyed)
 
 
 @rule("AR507")
@@ -399,18 +399,19 @@ def sqlite_outside_batch(state: State) -> Iterator[Finding]:
     pending = state.pending
     if pending is None or pending.dialect != "sqlite":
         return
+    keyed = frozenset() if pending.live is None else keyed_columns(pending.live.facts)
     for revision, item in _items(state):
         if item.batch:
             continue
-        why = _sqlite_cannot(item.operation, pending)
+        why = _sqlite_cannot(item.operation, keyed)
         if why is None:
             continue
         table = getattr(item.operation, "table_name", "?")
         yield AR507.finding(
             f"revision {revision.revision}: {why} on {table} outside batch mode; SQLite cannot "
             "do it in place", *_about(revision, item),
-            fix=f"Move it into `with op.batch_alter_table({table!r}) as batch_op:` "
-                "(batch_op.<same call> without the table name).")
+            fix="Run `alembic-repair fix --yes`: it moves the call into "
+                f"`with op.batch_alter_table({table!r}) as batch_op:` and finishes the upgrade.")
 
 
 # -- AR509: unnamed constraints ----------------------------------------------------------------

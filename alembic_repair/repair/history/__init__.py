@@ -24,12 +24,14 @@ right as it is.
 
 Modules: `files` (rendering a revision, relinking ``down_revision``: `Relink`), `proof`
 (scratch databases: the schema before a revision, and the proof), `missing` (AR203:
-`RecreateMissing`), `baseline` (AR404: `InsertBaseline`).
+`RecreateMissing`), `baseline` (AR404: `InsertBaseline`), `bridge` (AR404 when a later
+revision needs a table made outside the migrations: `InsertBridge`, before that revision).
 """
 
 from __future__ import annotations
 
 from .baseline import InsertBaseline, plan_baseline
+from .bridge import InsertBridge, plan_bridge
 from .files import Relink, read_scripts_of, relink_file, render_revision
 from .missing import RecreateMissing, missing_parent, plan_missing_revision
 from .proof import (
@@ -41,7 +43,7 @@ from .proof import (
     schema_after_downgrades,
 )
 
-__all__ = ["InsertBaseline", "RecreateMissing", "Relink", "by_revision",
+__all__ = ["InsertBaseline", "InsertBridge", "RecreateMissing", "Relink", "by_revision",
            "invoke_ops", "kept_tables", "missing_parent", "plan_baseline",
-           "plan_missing_revision", "prove", "read_scripts_of", "reflect_metadata",
+           "plan_bridge", "plan_missing_revision", "prove", "read_scripts_of", "reflect_metadata",
            "relink_file", "render_revision", "schema_after_downgrades"]

@@ -17,6 +17,7 @@ from ...engine.state.read import State
 from ...errors import NeedsRepair
 from ..journal import crash_point
 from ..steps.base import Context, Step, move, register
+from .bridge import plan_bridge
 from .files import relink_file, render_revision
 from .proof import by_revision, kept_tables, prove, schema_after_downgrades
 
@@ -103,7 +104,11 @@ class InsertBaseline(Step):
 
 
 def plan_baseline(state: State, finding: Finding) -> Step | str:
-    """The step repairing AR404 (a baseline before the old base), or why not."""
+    """The step repairing AR404 (a bridge before the first revision needing a table made
+    outside the migrations; else a baseline before the old base), or why not."""
+    bridge = plan_bridge(state, finding)
+    if bridge is not None:
+        return bridge
     roots = state.graph.bases()
     replay = state.replay
     versions = state.versions

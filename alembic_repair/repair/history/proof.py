@@ -55,17 +55,28 @@ def load(path: Path) -> ModuleType:
     return load_python_file(str(path.parent), path.name)
 
 
-def _history_names(project: Project) -> set[str]:
-    """Every string constant of the revision files: the names of the tables they touch."""
+def words(text: str) -> set[str]:
+    """The identifier-like words of `text` (table names inside SQL or an error message)."""
+    return set("".join(c if c.isalnum() or c in "_$" else " " for c in text).split())
+
+
+def file_names(path: Path) -> set[str]:
+    """Every string constant of a revision file, and each one's words: the names of the
+    tables it may touch (whole, or inside SQL)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return set()
     names: set[str] = set()
-    for script in read_scripts(project.versions_dir):
-        try:
-            tree = ast.parse(script.path.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, ValueError):
-            continue
-        names |= {n.value for n in ast.walk(tree)
-                  if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names |= {node.value} | words(node.value)
     return names
+
+
+def _history_names(project: Project) -> set[str]:
+    """`file_names` of every revision file."""
+    return set().union(*(file_names(s.path) for s in read_scripts(project.versions_dir)))
 
 
 def kept_tables(project: Project, conn: Connection, models: str | None) -> list[str]:
@@ -85,9 +96,11 @@ def kept_tables(project: Project, conn: Connection, models: str | None) -> list[
 
 
 def schema_after_downgrades(project: Project, conn: Connection, tables: list[str],
-                            downgrades: list[Path]) -> MetaData:
+                            downgrades: list[Path],
+                            advice: str = "restore the missing revision from git") -> MetaData:
     """The live `tables` rebuilt on a scratch database, then the downgrade() of each file in
-    `downgrades` (newest first) run there: the schema before those revisions ran."""
+    `downgrades` (newest first) run there: the schema before those revisions ran. A failing
+    downgrade is refused with `advice` (what the caller's user can do instead)."""
     live = reflect_metadata(conn, tables)
     with project_on_path(project.root), scratch_database(project, conn.engine) as scratch:
         invoke_ops(scratch, revisions.create_ops(live))
@@ -96,10 +109,11 @@ def schema_after_downgrades(project: Project, conn: Connection, tables: list[str
                 run(scratch, load(path).downgrade)
             except Exception as err:  # the revision's own code
                 scratch.rollback()
+                said = (str(err).splitlines() or [""])[0][:200]  # NotImplementedError(): ""
                 raise NeedsRepair(
                     f"{project.rel(path)}: its downgrade() fails on a copy of the live schema "
-                    f"({type(err).__name__}: {str(err).splitlines()[0][:200]}), so the schema "
-                    "before it cannot be rebuilt; restore the missing revision from git"
+                    f"({type(err).__name__}{': ' + said if said else ''}), so the schema "
+                    f"before it cannot be rebuilt; {advice}"
                 ) from None
         return reflect_metadata(scratch)
 
@@ -130,7 +144,6 @@ def _difference(live: SchemaSnapshot, expected: SchemaSnapshot, recorded: str) -
     return (f"the rebuilt history's schema at {recorded} differs from the database: in the "
             f"database only: {', '.join(extra) or 'nothing'}; in the history only: "
             f"{', '.join(missing) or 'nothing'}")
-
 
 
 def by_revision(project: Project) -> dict[str, ScriptFile]:

@@ -10,10 +10,11 @@ from alembic.operations.ops import DropColumnOp, DropTableOp
 
 from ...diagnose.findings import Finding
 from ...diagnose.rules.hidden import hidden
-from ...diagnose.subjects import HiddenDrops, PendingChange
+from ...diagnose.rules.safety import sqlite_outside_batch
+from ...diagnose.subjects import HiddenDrops, PendingChange, RevisionFile, split_location
 from ...engine.state.pending import PendingRevision
 from ..registry import PENDING, Draft, refuses, repairs, reports
-from ..steps import HideFromAutogenerate, RemoveHiddenDrops, RewritePending
+from ..steps import HideFromAutogenerate, RemoveHiddenDrops, RewritePending, SetEnvOption
 
 reports("AR504", "AR506", "AR509",
         why="loses no data by itself: the revision (or the model) is the author's to change")
@@ -55,7 +56,7 @@ def _held(draft: Draft, finding: Finding) -> str:
                                          + finding.fix)
 
 
-refuses("AR505", "AR507", "AR508", "AR510", layer=PENDING, why=_held)
+refuses("AR505", "AR508", "AR510", layer=PENDING, why=_held)
 
 
 @repairs("AR511", layer=PENDING)
@@ -107,3 +108,57 @@ def unique_columns(draft: Draft, finding: Finding) -> None:
         draft.add(finding.code, RewritePending(revision.path, "unique-columns"))
     else:
         draft.refuse(finding, _held(draft, finding))
+
+
+@repairs("AR507", layer=PENDING)
+def batch_mode(draft: Draft, finding: Finding) -> None:
+    """SQLite cannot ALTER in place: the same calls inside ``batch_alter_table`` (copy and
+    move; `rewrite/batch.py`), whichever pending revision it is (the rewrite does not depend
+    on the live schema), and env.py renders batch mode from now on."""
+    revision = _revision(draft, finding)
+    why = "no upgrade runs until this revision is made safe" if revision is None \
+        else _unknown(draft, revision)
+    if why is not None or revision is None:
+        draft.refuse(finding, why or "")
+    elif _unique_add_column(draft, revision.path):
+        # SQLite adds a column in place even in batch mode: the rewrite leaves the file alone
+        draft.refuse(finding, _held(draft, finding))
+    else:
+        if not draft.state.config.render_as_batch:
+            draft.add(finding.code, SetEnvOption(
+                "render_as_batch", why="SQLite can only ALTER a table by copying it (batch "
+                "mode)"))
+        draft.add(finding.code, RewritePending(revision.path, "batch"))
+
+
+def _ar507(draft: Draft, path: str) -> list[Finding]:
+    """AR507's findings on the revision at `path` (a repair sees one finding): the rule runs
+    once per draft, not once per finding."""
+    if "AR507" not in draft.cache:
+        found: dict[str, list[Finding]] = {}
+        for f in sqlite_outside_batch(draft.state):
+            if isinstance(f.subject, RevisionFile) and f.subject.path is not None:
+                found.setdefault(f.subject.path, []).append(f)
+        draft.cache["AR507"] = found
+    return list(draft.cache["AR507"].get(path, ()))
+
+
+def _unique_add_column(draft: Draft, path: str) -> bool:
+    return any(isinstance(f.facts, PendingChange) and f.facts.operation == "AddColumnOp"
+               for f in _ar507(draft, path))
+
+
+def batch_cures(draft: Draft, revision: str) -> bool:
+    """Whether `revision`, which fails on an empty database too, fails exactly at an ALTER
+    the batch rewrite moves (AR507) and this fix rewrites it first: then the layers above
+    are planned (and projected) as for a revision that runs, not refused as a broken one."""
+    state = draft.state
+    replay = state.replay
+    if replay is None or replay.failed_at != revision or not replay.error_location:
+        return False
+    if draft.only and not {"AR507", "AR5XX"} & draft.only:
+        return False  # the rewrite is not part of this fix
+    path, line = split_location(replay.error_location)
+    found = _ar507(draft, path)
+    return not _unique_add_column(draft, path) and any(
+        isinstance(f.subject, RevisionFile) and f.subject.line == line for f in found)

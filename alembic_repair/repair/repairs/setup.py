@@ -12,6 +12,7 @@ from ...engine.models import discover_models
 from ...engine.scaffold import is_generated
 from ..registry import SETUP, Draft, repairs, reports
 from ..steps import EditIni, EnsureVersionsDir, HideFromAutogenerate, SetEnvOption, WriteSetupFile
+from ..steps.setup_files import ini_url_change
 
 
 def models_spec(draft: Draft) -> str | None:
@@ -59,7 +60,13 @@ def write_env_py(draft: Draft, finding: Finding) -> None:
 def double_percent(draft: Draft, finding: Finding) -> None:
     project = draft.state.project
     where = getattr(finding.subject, "path", None)
-    if where == project.rel(project.ini_path) and isinstance(finding.facts, UrlProblem) \
+    ours = where == project.rel(project.ini_path) and isinstance(finding.facts, UrlProblem)
+    change = ini_url_change(project) if ours else None  # None: no edit changes the line
+    if change == "encode-url":  # a password written by sed, '@' and all
+        draft.add(finding.code, EditIni("sqlalchemy.url", "encode-url", why="plain alembic "
+                                        "reads the ini's URL: its password must be "
+                                        "percent-encoded, each '%' doubled"))
+    elif change == "double-percent" and isinstance(finding.facts, UrlProblem) \
             and finding.facts.interpolation:
         draft.add(finding.code, EditIni("sqlalchemy.url", "double-percent",
                                         why="ConfigParser reads a single '%' as interpolation"))
@@ -70,6 +77,10 @@ def double_percent(draft: Draft, finding: Finding) -> None:
 
 @repairs("AR108", layer=SETUP)
 def render_as_batch(draft: Draft, finding: Finding) -> None:
+    """Only when a pending revision needs batch mode (AR108 is then a warning) or when asked
+    (`fix --only AR108`): a healthy project's env.py is not rewritten for a note."""
+    if finding.severity == "info" and finding.code not in draft.only:
+        return
     draft.add(finding.code, SetEnvOption("render_as_batch", why="SQLite can only ALTER a table "
                                          "by copying it (batch mode)"))
 

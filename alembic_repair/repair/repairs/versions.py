@@ -1,6 +1,6 @@
 """Layer 4, the database against the history (AR3xx, AR401/402/404/405): stamp, adopt,
 complete, upgrade. Rules: `diagnose/rules/versions.py` (AR3xx), `diagnose/rules/schema.py`
-(AR4xx); the baseline step is `history/baseline.py`'s.
+(AR4xx); the baseline and bridge steps are `history/baseline.py`'s and `history/bridge.py`'s.
 
 The repairs here run once per layer, in this module's order, and share `Draft.heads` (what
 alembic_version will record after the steps before them): the upgrade comes last.
@@ -13,8 +13,10 @@ from ...diagnose.rules.schema import HalfApplied
 from ...diagnose.subjects import SchemaEquals
 from ...engine.state.locate import BASE, Location
 from ..history import plan_baseline
-from ..registry import VERSIONS, Draft, refuses, repairs, reports
-from ..steps import AdoptSchema, CompleteRevision, Stamp, Upgrade
+from ..history.absorb import AbsorbDrift, absorb_refusal, absorbed
+from ..registry import VERSIONS, Draft, repairs, reports
+from ..steps import AdoptSchema, CompleteRevision, Stamp, Upgrade, fills_for
+from .pending import batch_cures
 
 #: the version table names the wrong revision (or none): stamp what the schema equals
 WRONG = ("AR301", "AR306", "AR302", "AR401")
@@ -63,7 +65,11 @@ def version_rows(draft: Draft, findings: list[Finding]) -> None:
             draft.stop()
         return
     recorded = draft.recorded
-    tidy = tuple(r for r in dict.fromkeys(recorded) if r in local) or recorded
+    known = [r for r in dict.fromkeys(recorded) if r in local]
+    # only the heads among them: a row beside its own descendant makes Alembic's upgrade fail
+    # ("overlaps"), and the descendant's row already says the ancestor ran
+    older = {a for r in known for a in state.graph.ancestors(r)}
+    tidy = tuple(r for r in known if r not in older) or recorded
     for code in sorted({f.code for f in findings}):
         draft.add(code, Stamp(tidy, before, why="alembic_version in Alembic's own shape "
                               "(VARCHAR(32) primary key, one row per head)"))
@@ -117,7 +123,7 @@ def complete_revision(draft: Draft, findings: list[Finding]) -> None:
     half = findings[0].facts
     if not isinstance(half, HalfApplied):
         return
-    if half.failed:
+    if half.failed and not batch_cures(draft, half.revision):  # else rewritten first (AR507)
         draft.refuse(findings[0], f"revision {half.revision} fails on an empty database too, "
                      "so running its missing operations would fail again: correct the "
                      "revision, then run fix again (the operations that did take effect are "
@@ -125,7 +131,11 @@ def complete_revision(draft: Draft, findings: list[Finding]) -> None:
         draft.stop()
         return
     versions = draft.state.versions
-    draft.add("AR402", CompleteRevision(half.revision, versions.rows if versions else ()))
+    # a column it committed whose unique constraint failed (every row got '' or 0): distinct
+    # values first, or completing it fails the same way again
+    fills = fills_for(half.revision, getattr(findings[0].subject, "path", None), half.done,
+                      half.left)
+    draft.add("AR402", *fills, CompleteRevision(half.revision, versions.rows if versions else ()))
     draft.heads = (half.revision,)
 
 
@@ -138,9 +148,17 @@ def baseline(draft: Draft, findings: list[Finding]) -> None:
         draft.add("AR404", step)
 
 
-refuses("AR405", layer=VERSIONS, each=False,
-        why="the tables were changed by hand: put the change into the models and autogenerate "
-            "it, or undo it")
+@repairs("AR405", layer=VERSIONS, each=False)
+def absorb(draft: Draft, findings: list[Finding]) -> None:
+    """A change made by hand that the models now describe: the revision the history lacks is
+    written and stamped (`history/absorb.py`); anything else is refused, as before."""
+    why = absorb_refusal(draft, findings[0])
+    if why is not None:
+        draft.refuse(findings[0], f"the tables were changed by hand: {why}")
+        return
+    heads = draft.state.versions.heads if draft.state.versions is not None else ()
+    draft.add("AR405", AbsorbDrift(heads[0], heads, what=absorbed(draft)))
+    draft.heads = tuple(draft.state.script_heads)  # the new head, stamped: nothing to upgrade
 
 
 @repairs("AR304", layer=VERSIONS, each=False, always=True)

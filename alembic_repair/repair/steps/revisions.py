@@ -91,18 +91,23 @@ class RewritePending(Step):
     """Rewrite a revision the database has not applied yet (the next one it will run, so the
     live schema is where it starts) into its safe form, with libcst: its drops become soft
     drops (``soft-drops``), or each unique / NOT NULL ``add_column`` on a table with rows
-    becomes add nullable, backfill distinct values, then constrain (``unique-columns``). The
-    original file is kept in the backup folder; a second run changes nothing."""
+    becomes add nullable, backfill distinct values, then constrain (``unique-columns``), or
+    the ALTERs SQLite cannot run in place move into ``batch_alter_table`` (``batch``: any
+    pending revision, the live schema does not matter). The original file is kept in the
+    backup folder; a second run changes nothing."""
 
     kind: ClassVar[str] = "rewrite"
     path: str  # relative to the project root
-    transform: str  # soft-drops | unique-columns
+    transform: str  # soft-drops | unique-columns | batch
     drops: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.transform == "soft-drops":
             return (f"rewrite {self.path}: its drops of {', '.join(self.drops)} become soft "
                     "drops (renamed into the trash; downgrade() brings them back)")
+        if self.transform == "batch":
+            return (f"rewrite {self.path}: the ALTERs SQLite cannot run in place move into "
+                    "op.batch_alter_table(...) blocks (the table is copied into its new shape)")
         return (f"rewrite {self.path}: each unique or NOT NULL add_column on a table with rows "
                 "becomes add nullable, backfill distinct values, then NOT NULL + unique")
 
@@ -113,6 +118,16 @@ class RewritePending(Step):
 
         path = ctx.project.root / self.path
         keep_copy(ctx, path)
+        if self.transform == "batch":
+            from ...engine.sqlite_alter import keyed_columns
+            from ...engine.state.schema import reflect
+            from ...rewrite import rewrite_batch
+
+            keyed = keyed_columns(reflect(ctx.conn).facts)  # what AR507 judged drops by
+            ctx.conn.rollback()
+            if rewrite_batch(path, keyed=keyed).changed:
+                ctx.say("rewrite", f"rewrote {self.path} ({self.transform})")
+            return
         schema = revisions.reflect_user_tables(ctx.conn)
         if self.transform == "soft-drops":
             done = rewrite_upgrade_drops(path, list(self.drops), schema=schema,

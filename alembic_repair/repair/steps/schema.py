@@ -51,13 +51,39 @@ class Upgrade(Step):
             # already took effect, instead of failing on it forever
             finish_revisions(ctx)
         else:
-            ctx.remember(self, upgrading=True)
+            ctx.remember(self, upgrading=True, writes_rows=_revisions_write_rows(ctx))
             crash_point("upgrade.started")
         with project_on_path(ctx.project.root):
             migrations.upgrade(ctx.project, ctx.conn, self.target)
         ctx.conn.commit()
         ctx.say("upgrade", f"upgraded to {', '.join(migrations.current_heads(ctx.conn))}")
         ctx.conn.rollback()
+
+
+def _revisions_write_rows(ctx: Context) -> bool:
+    """Whether a revision the upgrade will run writes rows itself (``op.execute``,
+    ``op.bulk_insert``, or code that asks for the connection, which cannot be read offline):
+    the user's own data migration, whose new rows and changed values the runner's row check
+    then accepts (counts may grow, never fall; the backup holds the values from before)."""
+    from ...engine.state.pending import pending_ids, read_operations
+    from ...engine.state.scripts import read_scripts
+
+    ids = pending_ids(tuple(read_scripts(ctx.project.versions_dir)), version_rows(ctx.conn))
+    ctx.conn.rollback()
+    if not ids:
+        return ids is None  # None: alembic_version names no known revision, so unknown
+    with project_on_path(ctx.project.root):
+        for script in history_order(migrations.scripts(ctx.project)):
+            if script.revision not in ids:
+                continue
+            try:
+                found = read_operations(script.module, script.path, ctx.conn.dialect)
+            except Exception:  # the revision's own code: what it does is only known by running
+                return True
+            if any(isinstance(o.operation, (ops.ExecuteSQLOp, ops.BulkInsertOp))
+                   for o in found):
+                return True
+    return False
 
 
 def finish_revisions(ctx: Context) -> None:
@@ -172,7 +198,17 @@ def _already(conn: Connection, operation: Any) -> bool:
         names = {u["name"] for u in insp.get_unique_constraints(table)}
         names |= {i["name"] for i in insp.get_indexes(table) if i.get("unique")}
         return operation.constraint_name in names
+    if isinstance(operation, ops.AlterColumnOp) and _nullable_only(operation):
+        # only NOT NULL / NULL, already so (MariaDB: a MODIFY would rebuild the table for nothing)
+        found = {c["name"]: c for c in insp.get_columns(table)}.get(operation.column_name)
+        return found is not None and bool(found["nullable"]) == operation.modify_nullable
     return False
+
+
+def _nullable_only(operation: ops.AlterColumnOp) -> bool:
+    others = ("type", "server_default", "name", "comment")
+    return operation.modify_nullable is not None and not any(operation.kw.values()) and all(
+        getattr(operation, f"modify_{name}") in (None, False) for name in others)
 
 
 @contextmanager
@@ -186,7 +222,26 @@ def _skipping_applied(conn: Connection, skipped: list[str]) -> Iterator[Operatio
                 return None
             return invoke(operation)
 
+        batch_alter_table = operations.batch_alter_table
+
+        @contextmanager
+        def batch_missing(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            # a batch's operations are checked as they are recorded, before any of them runs
+            # (on MariaDB a batch runs them one by one, as ALTERs: the same check applies)
+            with batch_alter_table(*args, **kwargs) as batch:
+                record = batch.invoke
+
+                def record_missing(operation: Any) -> Any:
+                    if _already(conn, operation):
+                        skipped.append(type(operation).__name__)
+                        return None
+                    return record(operation)
+
+                batch.invoke = record_missing  # type: ignore[method-assign]
+                yield batch
+
         operations.invoke = invoke_missing  # type: ignore[method-assign]
+        operations.batch_alter_table = batch_missing  # type: ignore[method-assign]
         yield operations
 
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from ...engine import scaffold
 from ...engine.project import Project
+from ...engine.url import encode_credentials, ini_url_fix
 from ...errors import NeedsRepair
 from .base import (
     Context,
@@ -102,6 +103,25 @@ def double_percent(value: str) -> str:
     return "".join(out)
 
 
+def ini_url_change(project: Project) -> str | None:
+    """The `EditIni` change that lets plain Alembic read alembic.ini's ``sqlalchemy.url``:
+    "encode-url" (credentials written as they are: a raw '@' in the password), "double-percent"
+    (a stray '%'), or None when no edit changes the line (``%(NAME)s`` of an option only env.py
+    sets, a URL wrong in other ways): never a step that leaves the line as it is."""
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(project.ini_path, encoding="utf-8")
+        raw = parser.get("alembic", "sqlalchemy.url").strip()
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return None
+    meant = raw.replace("%%", "%")
+    if encode_credentials(meant) is not None and ini_url_fix(meant) not in (None, raw):
+        return "encode-url"
+    return "double-percent" if double_percent(raw) != raw else None
+
+
 @register
 @dataclass(frozen=True)
 class EditIni(Step):
@@ -111,11 +131,13 @@ class EditIni(Step):
 
     kind: ClassVar[str] = "edit-ini"
     key: str  # sqlalchemy.url | script_location
-    change: str  # double-percent | here-relative
+    change: str  # double-percent | encode-url | here-relative
     why: str = ""
 
     def describe(self) -> str:
         what = {"double-percent": "write each '%' as '%%'",
+                "encode-url": "percent-encode the password (and user), then write each '%' as "
+                              "'%%', so plain alembic reads the URL meant",
                 "here-relative": "make it relative to alembic.ini's folder (%(here)s/...)"}
         return f"alembic.ini: {self.key}: {what[self.change]}{': ' + self.why if self.why else ''}"
 
@@ -133,8 +155,12 @@ class EditIni(Step):
             if key.strip() != self.key:
                 continue
             raw = value.strip()
-            new = double_percent(raw) if self.change == "double-percent" else (
-                raw if raw.startswith(("%(here)s", "/")) else f"%(here)s/{raw}")
+            if self.change == "encode-url":
+                new = ini_url_fix(raw.replace("%%", "%")) or raw
+            elif self.change == "double-percent":
+                new = double_percent(raw)
+            else:
+                new = raw if raw.startswith(("%(here)s", "/")) else f"%(here)s/{raw}"
             if new != raw:
                 keep_copy(ctx, path)
                 lines[number] = f"{key.rstrip()} = {new}\n"
