@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, text
 
+from alembic_repair.engine.state.schema import SchemaSnapshot, reflect
 from alembic_repair.testing.scenarios import execute  # noqa: F401  (re-exported for tests)
 
 MODELS_V1 = '''
@@ -204,3 +205,13 @@ def rows_kept_problems(before: Rows, after: Rows, *, gone: tuple[str, ...] = ())
 def assert_rows_kept(before: Rows, after: Rows, *, gone: tuple[str, ...] = ()) -> None:
     problems = rows_kept_problems(before, after, gone=gone)
     assert not problems, "; ".join(problems)
+
+
+def schema_snapshot(url: str) -> SchemaSnapshot:
+    """The database's schema as doctor reflects it (tables, columns, keys, indexes)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return reflect(conn)
+    finally:
+        engine.dispose()

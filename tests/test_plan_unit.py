@@ -196,7 +196,7 @@ def test_env_py_refused_without_models() -> None:
 def test_url_percent_doubled_only_for_interpolation(tmp_path: Path) -> None:
     """Planned only when the edit changes alembic.ini's line (the ini is read for it)."""
     (tmp_path / "alembic.ini").write_text(
-        "[alembic]\nsqlalchemy.url = sqlite:///%s/app.db\n" % "100%done", encoding="utf-8")
+        "[alembic]\nsqlalchemy.url = sqlite:///100%done/app.db\n", encoding="utf-8")
     finding = F.AR107.finding("x", DatabaseUrl("alembic.ini", 2), F_url(True))
     assert plan(state(root=tmp_path), finding).steps == (EditIni(
         "sqlalchemy.url", "double-percent", why="ConfigParser reads a single '%' as "

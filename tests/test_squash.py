@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
 from alembic_repair import NeedsRepair, Project, squash
-from alembic_repair.engine.state.schema import SchemaSnapshot, reflect
+from alembic_repair.engine.state.schema import SchemaSnapshot
 from alembic_repair.testing.scenarios import AAA, BBB, CCC, VERSIONS, build
-from tests.helpers import cli, table_digest, tree_digest
+from tests.helpers import cli, schema_snapshot, table_digest, tree_digest
 from tests.test_history_repairs import alembic, down_revision, user_rows, version_rows
 
 
@@ -39,19 +38,10 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callab
         done()
 
 
-def snapshot(url: str) -> SchemaSnapshot:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return reflect(conn)
-    finally:
-        engine.dispose()
-
-
 def built_from_empty(root: Path, url: str) -> SchemaSnapshot:
     run = alembic(root, url, "upgrade", "head")
     assert run.code == 0, run.output
-    return snapshot(url)
+    return schema_snapshot(url)
 
 
 def test_squash_to_a_middle_revision(tmp_path: Path, backend,
@@ -131,7 +121,7 @@ def test_later_revisions_still_apply_after_a_restamp(tmp_path: Path, sqlite_url:
     run = alembic(root, sqlite_url, "upgrade", "head")
     assert run.code == 0 and "-> ccc333" in run.output, run.output
     assert version_rows(sqlite_url) == ["ccc333"]
-    assert "email" in {c[2] for c in snapshot(sqlite_url).facts if c[0] == "column"}
+    assert "email" in {c[2] for c in schema_snapshot(sqlite_url).facts if c[0] == "column"}
     assert built_from_empty(root, fresh_url(sqlite_url)).fingerprint == old.fingerprint
 
 

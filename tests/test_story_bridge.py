@@ -10,10 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 from stories import Story, check_story
 
-from alembic_repair.engine.state.schema import SchemaSnapshot, reflect
 from alembic_repair.repair.history import relink_file
 from alembic_repair.testing.scenarios.builders import (
     VERSIONS,
@@ -25,7 +23,7 @@ from alembic_repair.testing.scenarios.builders import (
     upgrade,
     write_revisions,
 )
-from tests.helpers import cli
+from tests.helpers import cli, schema_snapshot
 from tests.test_history_repairs import (
     alembic,
     assert_repaired,
@@ -73,15 +71,6 @@ def test_story(backend, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     check_story(STORY, backend, request, tmp_path)
 
 
-def snapshot(url: str) -> SchemaSnapshot:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return reflect(conn)
-    finally:
-        engine.dispose()
-
-
 def bridge_of(root: Path) -> Path:
     bridge = down_revision(root / VERSIONS / DDD)
     assert isinstance(bridge, str) and bridge != "ccc333"
@@ -94,7 +83,7 @@ def test_the_bridge_goes_before_the_revision_needing_it(tmp_path: Path, sqlite_u
     root = tmp_path / "proj"
     root.mkdir()
     build(root, sqlite_url)
-    rows, schema = user_rows(sqlite_url), snapshot(sqlite_url)
+    rows, schema = user_rows(sqlite_url), schema_snapshot(sqlite_url)
     assert rows["setting"][0] == 2
     doctor = cli("doctor", cwd=root, url=sqlite_url)
     assert doctor.code == 1 and "AR404" in doctor.output, doctor.output
@@ -106,7 +95,7 @@ def test_the_bridge_goes_before_the_revision_needing_it(tmp_path: Path, sqlite_u
 
     assert run.code == 0, run.output
     assert version_rows(sqlite_url) == ["ddd444"]  # no restamp: the bridge is an ancestor
-    assert snapshot(sqlite_url) == schema and user_rows(sqlite_url) == rows  # no DDL here
+    assert schema_snapshot(sqlite_url) == schema and user_rows(sqlite_url) == rows  # no DDL here
     bridge = bridge_of(root)
     assert down_revision(bridge) == "ccc333"
     source = bridge.read_text()
@@ -252,10 +241,11 @@ def test_another_deployment_whose_app_made_the_table_upgrades_with_plain_alembic
     assert user_rows(other)["setting"][0] == 2
     down = alembic(root, other, "downgrade", "ccc333")
     assert down.code == 0, down.output
-    assert "setting" not in snapshot(other).tables  # symmetric: the bridge's downgrade drops it
+    # symmetric: the bridge's downgrade drops it
+    assert "setting" not in schema_snapshot(other).tables
     empty = fresh_url(backend.url)
     built = alembic(root, empty, "upgrade", "head")
-    assert built.code == 0 and "setting" in snapshot(empty).tables, built.output
+    assert built.code == 0 and "setting" in schema_snapshot(empty).tables, built.output
     source = bridge_of(root).read_text()
     assert "    if not sa.inspect(op.get_bind()).has_table('setting'):" in source, source
     assert "    if sa.inspect(op.get_bind()).has_table('setting'):" in source, source

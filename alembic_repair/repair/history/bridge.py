@@ -41,7 +41,7 @@ from ...errors import NeedsRepair
 from ..journal import crash_point
 from ..steps.base import Context, Step, move, register
 from ..steps.versions import stamp_rows
-from .files import _Relinker, read_scripts_of, render_revision
+from .files import read_scripts_of, render_revision, set_down_revisions
 from .proof import by_revision, file_names, kept_tables, load, prove, schema_after_downgrades
 from .proof import words as _words
 
@@ -262,13 +262,7 @@ def set_parents(path: Path, ids: tuple[str, ...]) -> bool:
     line follows), so a kill leaves it old or new, never between; False when it is so."""
     if read_scripts_of([path])[0].down_revisions == ids:
         return False
-    transformer = _Relinker(ids)
-    module = cst.parse_module(path.read_text(encoding="utf-8")).visit(transformer)
-    if not transformer.found:
-        raise NeedsRepair(f"{path.name}: no module-level `down_revision = ...` to relink")
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(module.code, encoding="utf-8")
-    os.replace(temporary, path)
+    set_down_revisions(path, ids)
     return True
 
 

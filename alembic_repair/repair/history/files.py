@@ -139,15 +139,20 @@ def relink_file(path: Path, old: str | None, new: str | None) -> bool:
                                   for p in current if not (p == old and new is None)))
     if ids == current:
         return False
-    source = path.read_text(encoding="utf-8")
+    set_down_revisions(path, ids)
+    return True
+
+
+def set_down_revisions(path: Path, ids: tuple[str, ...]) -> None:
+    """Write `ids` as the file's whole down_revision in one atomic write (libcst; the
+    docstring's ``Revises:`` line follows), so a kill leaves it old or new, never between."""
     transformer = _Relinker(ids)
-    module = cst.parse_module(source).visit(transformer)
+    module = cst.parse_module(path.read_text(encoding="utf-8")).visit(transformer)
     if not transformer.found:
         raise NeedsRepair(f"{path.name}: no module-level `down_revision = ...` to relink")
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(module.code, encoding="utf-8")
     os.replace(temporary, path)
-    return True
 
 
 @register

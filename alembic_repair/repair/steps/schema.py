@@ -213,15 +213,17 @@ def _nullable_only(operation: ops.AlterColumnOp) -> bool:
 
 @contextmanager
 def _skipping_applied(conn: Connection, skipped: list[str]) -> Iterator[Operations]:
-    with Operations.context(MigrationContext.configure(conn)) as operations:
-        invoke = operations.invoke
-
+    def missing_only(run: Any) -> Any:
+        """`run` (an ``invoke``) for the operations whose effect is not there yet."""
         def invoke_missing(operation: Any) -> Any:
             if _already(conn, operation):
                 skipped.append(type(operation).__name__)
                 return None
-            return invoke(operation)
+            return run(operation)
+        return invoke_missing
 
+    with Operations.context(MigrationContext.configure(conn)) as operations:
+        invoke_missing = missing_only(operations.invoke)
         batch_alter_table = operations.batch_alter_table
 
         @contextmanager
@@ -229,15 +231,7 @@ def _skipping_applied(conn: Connection, skipped: list[str]) -> Iterator[Operatio
             # a batch's operations are checked as they are recorded, before any of them runs
             # (on MariaDB a batch runs them one by one, as ALTERs: the same check applies)
             with batch_alter_table(*args, **kwargs) as batch:
-                record = batch.invoke
-
-                def record_missing(operation: Any) -> Any:
-                    if _already(conn, operation):
-                        skipped.append(type(operation).__name__)
-                        return None
-                    return record(operation)
-
-                batch.invoke = record_missing  # type: ignore[method-assign]
+                batch.invoke = missing_only(batch.invoke)  # type: ignore[method-assign]
                 yield batch
 
         operations.invoke = invoke_missing  # type: ignore[method-assign]
