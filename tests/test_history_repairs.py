@@ -32,7 +32,7 @@ from alembic_repair.testing.scenarios import (
     upgrade,
     write_revisions,
 )
-from tests.helpers import Run, cli, table_digest, tree_digest
+from tests.helpers import Run, cli, table_digest, tree_digest, version_rows
 
 FM05 = "fm05_deleted_intermediate_revision"
 FM46 = "fm46_history_cannot_build_empty_db"
@@ -47,16 +47,6 @@ def alembic(root: Path, url: str, *args: str) -> Run:
 
 def user_rows(url: str) -> dict[str, tuple[int, str]]:
     return {t: v for t, v in table_digest(url).items() if t != "alembic_version"}
-
-
-def version_rows(url: str) -> list[str]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return sorted(r[0] for r in conn.execute(text("SELECT version_num FROM "
-                                                          "alembic_version")))
-    finally:
-        engine.dispose()
 
 
 def down_revision(path: Path) -> object:
