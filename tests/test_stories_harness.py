@@ -33,7 +33,7 @@ def test_a_story_fix_repairs_passes_every_check(backend: Backend, request: pytes
                                                 tmp_path: Path) -> None:
     check_story(DELETED_VERSION_ROW, backend, request, tmp_path)
     found = dict(request.node.user_properties)
-    killed = 0 if request.config.getoption("--no-story-kills", default=False) else 2
+    killed = 0 if request.config.getoption("--floor-stories", default=False) else 2
     assert found["story_kills"] == killed  # no backup: killed after 1.stamp, then after verify
     assert version_rows(backend.url) == [HEAD]  # restamped (the row was deleted)
 
