@@ -145,15 +145,16 @@ def backup(project: ProjectLike, dest: Path | None = None, *, method: str = "aut
 
 def restore(project: ProjectLike, src: Path, *, yes: bool = False,
             allow_remote: bool = False, other_database: bool = False,
-            progress: Progress | None = None) -> RestoreReport:
+            progress: Progress | None = None, method: str = "auto") -> RestoreReport:
     """Verify the backup at `src`, then put its rows back into empty tables (creating the
     tables in an empty database); what does not fit is reported and stays in the backup.
     Needs `yes` (and `allow_remote` off this machine), else `RefusedUnsafe`, nothing changed;
-    a backup of another database also needs `other_database`."""
+    a backup of another database also needs `other_database`. `method`: ``client`` (the
+    mariadb client loads a dump backup), ``python`` (PyMySQL only), ``auto``."""
     from .data.backups import restore as _restore
 
     return _restore(as_project(project), Path(src), yes=yes, allow_remote=allow_remote,
-                    other_database=other_database, progress=progress)
+                    other_database=other_database, progress=progress, method=method)
 
 
 # -- the safe reset (safe_reset.py) ----------------------------------------------------------------

@@ -7,6 +7,7 @@ FastAPI's TestClient, importing ``server.main`` from the copy.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
 import os
@@ -21,9 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from helpers import Run, cli, columns, table_digest, tree_digest
 from sqlalchemy import create_engine, inspect, text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 if TYPE_CHECKING:  # conftest is not imported at runtime (pytest owns that module)
     from conftest import Backend
@@ -383,3 +390,65 @@ def test_backend_sh_and_devcontainer_call_bootstrap(project: Path) -> None:
     config = json.loads(re.sub(r"(?m)^\s*//.*$", "", raw))  # JSONC line comments
     hooks = _flatten(config.get("postCreateCommand"))
     assert any("alembic-repair bootstrap" in cmd for cmd in hooks), hooks
+
+
+def _dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction: comments dropped, continuations joined."""
+    joined = re.sub(r"\\\n", " ", "\n".join(
+        line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    found = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            found.append((keyword.upper(), " ".join(rest.split())))
+    return found
+
+
+def _ignored(patterns: list[str], path: str) -> bool:
+    """Whether a .dockerignore excludes `path` (last matching pattern wins; a pattern that
+    matches a parent folder matches what is inside it)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        glob = pattern.lstrip("!").strip("/")
+        if any(fnmatch.fnmatchcase(p, glob) for p in prefixes):
+            ignored = not negated
+    return ignored
+
+
+def test_backend_image_has_mariadb_client_and_alembic_repair_from_the_checkout() -> None:
+    """The Dev Container's image gets the fast backup path (the MariaDB client) and installs
+    alembic-repair from this repository (a wheel built in the image), never by its name from a
+    package index it is not on; every file the build copies is in the build context."""
+    compose = yaml.safe_load((EXAMPLE / "docker-compose.yml").read_text(encoding="utf-8"))
+    build = compose["services"]["backend"]["build"]
+    context = (EXAMPLE / build["context"]).resolve()
+    dockerfile = context / build["dockerfile"]
+    assert dockerfile.resolve() == (EXAMPLE / "Dockerfile").resolve()
+    steps = _dockerfile_instructions(dockerfile.read_text(encoding="utf-8"))
+    runs = [args for keyword, args in steps if keyword == "RUN"]
+
+    apt = [r for r in runs if re.search(r"\bapt-get install\b", r)]
+    assert any("mariadb-client" in r.split() for r in apt), runs
+
+    pip_args = [word for r in runs for cmd in re.split(r"&&|;", r)
+                if re.search(r"\bpip install\b", cmd) for word in cmd.split()]
+    by_name = [w for w in pip_args
+               if re.fullmatch(r"[\"']?alembic[-_.]repair([\[<>=~!;].*)?", w, re.I)]
+    assert not by_name, f"alembic-repair installed from an index: {by_name}"
+    assert any(re.fullmatch(r"/\S+/alembic_repair-\S*\.whl", w) for w in pip_args), pip_args
+
+    ignore_file = dockerfile.with_name(dockerfile.name + ".dockerignore")
+    patterns = [line.strip() for line in ignore_file.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")]
+    copied = [src for keyword, args in steps if keyword == "COPY" and "--from=" not in args
+              for src in args.split()[:-1]]
+    project = tomllib.loads((context / "pyproject.toml").read_text(encoding="utf-8"))
+    assert {"pyproject.toml", project["project"]["readme"], "alembic_repair"} <= set(copied)
+    for src in copied:
+        assert (context / src).exists(), src
+        assert not _ignored(patterns, src), f"{src} is excluded from the build context"
+    assert not _ignored(patterns, "alembic_repair/templates/env.py.tmpl")
+    assert _ignored(patterns, ".git") and _ignored(patterns, ".venv/bin/python")

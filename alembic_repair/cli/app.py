@@ -275,11 +275,15 @@ def restore_command(
     allow_remote: Annotated[bool, _REMOTE] = False,
     other_database: Annotated[bool, typer.Option(
         "--other-database", help="Restore a backup taken of another database.")] = False,
+    method: Annotated[str, typer.Option(
+        "--method", help="auto, client (the mariadb client), or python (no client).")] = "auto",
 ) -> None:
     """Verify a backup and put its rows back into empty tables; reports what did not fit."""
+    if method not in ("auto", "client", "python"):
+        raise typer.BadParameter("expected auto, client or python", param_hint="--method")
     with report.table_progress("restore") as progress:
         result = api.restore(_discover(), src, yes=yes, allow_remote=allow_remote,
-                             other_database=other_database, progress=progress)
+                             other_database=other_database, progress=progress, method=method)
     report.restore_done(result)
     if not result.complete:
         raise typer.Exit(1)

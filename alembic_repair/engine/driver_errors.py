@@ -41,8 +41,8 @@ def driver_message(err: SQLAlchemyError) -> str:
     orig: Any = getattr(err, "orig", None) or err
     args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
     if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        return args[1].splitlines()[0]
-    return (str(orig) or type(orig).__name__).splitlines()[0]
+        return (args[1].strip().splitlines() or [f"{type(orig).__name__} {args[0]}"])[0]
+    return ((str(orig) or type(orig).__name__).splitlines() or [type(orig).__name__])[0]
 
 
 def _error_code(err: DBAPIError) -> int | None:

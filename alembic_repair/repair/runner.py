@@ -16,8 +16,9 @@ recorded first with `Context.remember`).
 One rollback: every step that ran is asked `undo_refusal` before any is undone, newest first.
 One take-back: a step that refuses (one clear error, before it changed anything) while every
 step so far can be undone undoes the round, so the project is as it was.
-One row check: every user table holds, over the columns that still exist, the rows it held
-before the steps (counts and checksums; a soft-dropped table counts through its trash table).
+One row check (`row_check`): every user table holds, over the columns that still exist, the
+rows it held before the steps (counts and checksums; a soft-dropped table counts through its
+trash table); ``CHECKSUM TABLE`` for the tables no step rewrites nor alters.
 """
 
 from __future__ import annotations
@@ -29,16 +30,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from .. import private
 from ..data import backups
 from ..engine.project import Project
-from ..engine.state.recorder import version_table_of
-from ..engine.state.schema import TRASH_PREFIX, is_user_table
 from ..errors import AlembicRepairError, ConfigError, MigrationFailed, NeedsRepair, RefusedUnsafe
 from .journal import Journal
+from .row_check import check_rows, row_sums, tables_to_sum
 from .steps import Context, Step, from_dict
 
 __all__ = ["Run", "StepRefused", "begin", "execute", "interrupted", "new_folder", "recover",
@@ -177,11 +176,8 @@ def execute(project: Project, conn: Connection | None, journal: Journal, ctx: Co
     # (alembic_version is not a user table) would pay two full scans of every table for nothing.
     sums = check and any(s.needs_backup or s.destructive for s in steps)
     if sums and conn is not None and "rows" not in journal.context:
-        rewritten = {pair for step in steps for pair in step.rewrites()}
-        version = {version_table_of(conn)[0]}  # env.py's version_table: restamped, not data
-        tables = {t: [c for c in backups.table_columns(conn, t) if (t, c) not in rewritten]
-                  for t in inspect(conn).get_table_names() if is_user_table(t, version)}
-        journal = journal.note(rows=row_sums(conn, tables))
+        tables, fast = tables_to_sum(conn, steps, ctx)  # (taken once: a resumed run reuses it)
+        journal = journal.note(rows=row_sums(conn, tables, fast))
     if not journal.context.get("lazy_folder"):  # (bootstrap: made only when a file moves)
         private.private_dir(folder)  # .alembic_repair/backups/<stamp>/: 0700 each
     ctx.journal = journal
@@ -252,67 +248,7 @@ def rollback(project: Project, conn: Connection, journal: Journal, ctx: Context)
     journal.finish()
 
 
-# -- the row check -----------------------------------------------------------------------------
-
-
-def row_sums(conn: Connection, tables: dict[str, list[str]] | None = None
-             ) -> dict[str, dict[str, object]]:
-    """Row count and content checksum of every user table (or of `tables`, over the columns
-    given): computed by the server on MySQL/MariaDB (one scan, nothing leaves it), streamed
-    in primary-key order on SQLite. Taken before the steps and compared after them."""
-    if tables is None:
-        version = {version_table_of(conn)[0]}
-        tables = {t: backups.table_columns(conn, t) for t in inspect(conn).get_table_names()
-                  if is_user_table(t, version)}
-    sums: dict[str, dict[str, object]] = {}
-    for name, columns in tables.items():
-        if conn.dialect.name in ("mysql", "mariadb"):
-            found = backups.server_checksum(conn, name, columns)
-        else:
-            found = backups.table_checksum(conn, name, columns)
-        sums[name] = {"columns": list(columns), "rows": found.rows, "checksum": found.checksum}
-    conn.rollback()
-    return sums
-
-
 def _check_rows(conn: Connection, before: dict[str, dict[str, object]], *,
                 values_may_change: bool = False) -> list[str]:
-    """Tables whose rows are not all still there, over the columns recorded before. With
-    `values_may_change` (the steps ran the user's own data migrations) a table may gain rows
-    and change values, but never hold fewer rows than before."""
-    problems = []
-    existing = set(inspect(conn).get_table_names())
-    wanted: dict[str, list[str]] = {}
-    for name, info in before.items():
-        columns = [str(c) for c in info["columns"]]  # type: ignore[attr-defined]
-        if name not in existing:
-            if not _in_trash(conn, name, info, existing):
-                problems.append(f"table {name} ({info['rows']} rows) is gone")
-            continue
-        gone = [c for c in columns if c not in backups.table_columns(conn, name)]
-        if gone:
-            problems.append(f"column(s) {', '.join(f'{name}.{c}' for c in gone)} are gone")
-            continue
-        wanted[name] = columns
-    after = row_sums(conn, wanted)
-    for name, info in after.items():
-        old = before[name]
-        if values_may_change:
-            if int(info["rows"]) < int(old["rows"]):  # type: ignore[call-overload]
-                problems.append(f"table {name} held {old['rows']} rows and now holds "
-                                f"{info['rows']}")
-        elif (info["rows"], info["checksum"]) != (old["rows"], old["checksum"]):
-            problems.append(f"table {name} held {old['rows']} rows and now holds "
-                            f"{info['rows']} (or their values changed)")
-    return problems
-
-
-def _in_trash(conn: Connection, name: str, info: dict[str, object], existing: set[str]) -> bool:
-    """True when `name` was soft-dropped (a revision renamed it into the trash) with its rows."""
-    columns = [str(c) for c in info["columns"]]  # type: ignore[attr-defined]
-    for candidate in sorted(existing):
-        if candidate.startswith(TRASH_PREFIX) and candidate.endswith(f"_{name}"):
-            found = row_sums(conn, {candidate: columns})[candidate]
-            if (found["rows"], found["checksum"]) == (info["rows"], info["checksum"]):
-                return True
-    return False
+    """`row_check.check_rows` (named here: the benchmarks and tests time and call it)."""
+    return check_rows(conn, before, values_may_change=values_may_change)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -17,7 +17,7 @@ from sqlalchemy import column, func, inspect, select, table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ...errors import ConfigError
+from ...errors import AlembicRepairError, ConfigError, DatabaseUnreachable
 
 BATCH = 1000
 Row = Sequence[Any]
@@ -130,14 +130,19 @@ def checksum_kind(conn: Connection) -> str:
 
 
 def server_checksum(conn: Connection, name: str, columns: Sequence[str],
-                    schema: str | None = None, kind: str = "md5sum64") -> TableSum:
+                    schema: str | None = None, kind: str = "md5sum64",
+                    as_text: Collection[str] = ()) -> TableSum:
     """Row count and an order-independent content checksum computed by the server, over
     `columns`: each row's values as the hex of their text (NULL as ``N``), comma-separated;
     per row a 64-bit hash (``crc64c``: CRC32 and CRC32C side by side; ``md5sum64``: the first
     64 bits of MD5), summed mod 2**64. One scan, no sort, no row leaves the server. The
-    session's time zone should be UTC (TIMESTAMP values are compared as text)."""
+    session's time zone should be UTC (TIMESTAMP values are compared as text). The columns
+    in `as_text` are hashed as their text in utf8mb4, not their stored bytes: a column whose
+    character set differs between the two tables compared (latin1 -> utf8mb4)."""
     quote = conn.dialect.identifier_preparer.quote
-    values = ", ".join(f"IFNULL(HEX(CAST({quote(c)} AS BINARY)), 'N')" for c in columns) or "''"
+    values = ", ".join(
+        f"IFNULL(HEX(CONVERT({quote(c)} USING utf8mb4)), 'N')" if c in as_text else
+        f"IFNULL(HEX(CAST({quote(c)} AS BINARY)), 'N')" for c in columns) or "''"
     source = f"{quote(schema) + '.' if schema else ''}{quote(name)}"
     if kind == "crc64c":
         row = conn.exec_driver_sql(
@@ -184,14 +189,39 @@ def columns_signature(conn: Connection, name: str, schema: str) -> list[tuple[An
         "ORDER BY ORDINAL_POSITION", (schema, name)).all()]
 
 
+def charset_changed(conn: Connection, name: str, schema: str, other: str) -> set[str]:
+    """The columns of table `name` whose character set differs between `schema` and `other`
+    (their stored bytes differ for the same text)."""
+    sets: list[dict[str, Any]] = [dict(conn.exec_driver_sql(
+        "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE "
+        "TABLE_SCHEMA = %s AND TABLE_NAME = %s", (s, name)).all()) for s in (schema, other)]
+    return {c for c, charset in sets[0].items() if c in sets[1] and sets[1][c] != charset}
+
+
 @contextmanager
 def utc_session(conn: Connection) -> Iterator[None]:
     before = conn.exec_driver_sql("SELECT @@session.time_zone").scalar()
     conn.exec_driver_sql("SET SESSION time_zone = '+00:00'")
     try:
         yield
-    finally:
-        conn.exec_driver_sql("SET SESSION time_zone = %s", (before,))
+    except BaseException:
+        with suppress(Exception):  # the connection may be dead: the first error is the one
+            conn.exec_driver_sql("SET SESSION time_zone = %s", (before,))
+        raise
+    conn.exec_driver_sql("SET SESSION time_zone = %s", (before,))
+
+
+def driver_failure(action: str, err: Exception) -> AlembicRepairError:
+    """A driver error met on a raw (PyMySQL) cursor as one line: a lost connection (MySQL
+    2006/2013, PyMySQL's InterfaceError) as `DatabaseUnreachable`. Callers redact it."""
+    args = err.args
+    code = args[0] if args and isinstance(args[0], int) else None
+    text = str(args[1]) if len(args) > 1 else str(err)
+    detail = (text.strip().splitlines() or [f"{type(err).__name__} {code or ''}".strip()])[0]
+    if code in (2006, 2013) or type(err).__name__ == "InterfaceError":
+        return DatabaseUnreachable(f"{action}: the connection to the server was lost "
+                                   f"({detail}); run it again")
+    return AlembicRepairError(f"{action}: {detail}")
 
 
 def row_count(conn: Connection, name: str) -> int:

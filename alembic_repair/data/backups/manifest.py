@@ -29,7 +29,8 @@ class TableInfo:
     columns: tuple[str, ...]
     rows: int
     checksum: str
-    file: str | None = None  # MySQL: <table>.jsonl.gz
+    file: str | None = None  # MySQL: <table>.tsv (older backups: <table>.jsonl.gz)
+    hex: tuple[str, ...] = ()  # tsv: the columns written as hex (tsv_format)
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,33 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
     #: which database this is a backup of (`database_identity`); None in older backups
     database: dict[str, Any] | None = None
-    method: str = "python"  # "python": jsonl/sqlite files; "dump": mariadb-dump's SQL
+    method: str = "python"  # "python": tsv (older: jsonl.gz) or sqlite files; "dump": SQL
+    #: dump: mariadb-dump's options (dump_format.DUMP_OPTIONS); absent in older dumps
+    dump_options: tuple[str, ...] = ()
 
     def table(self, name: str) -> TableInfo | None:
         return next((t for t in self.tables if t.name == name), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "dialect": self.dialect, "url": self.url,
-                "created_at": self.created_at,
-                "tables": [{"name": t.name, "columns": list(t.columns), "rows": t.rows,
-                            "checksum": t.checksum, "file": t.file} for t in self.tables],
-                "files": dict(sorted(self.files.items())), "database": self.database,
-                "method": self.method}
+        found = {"format": FORMAT, "dialect": self.dialect, "url": self.url,
+                 "created_at": self.created_at,
+                 "tables": [_table_dict(t) for t in self.tables],
+                 "files": dict(sorted(self.files.items())), "database": self.database,
+                 "method": self.method}
+        return (found | {"dump_options": list(self.dump_options)}) if self.dump_options \
+            else found
+
+
+def _table_dict(t: TableInfo) -> dict[str, Any]:
+    found = {"name": t.name, "columns": list(t.columns), "rows": t.rows,
+             "checksum": t.checksum, "file": t.file}
+    return (found | {"hex": list(t.hex)}) if t.hex else found  # absent: none (older ones)
+
+
+def is_tsv(manifest: Manifest) -> bool:
+    """A Python-method MySQL backup in the tsv format (older ones hold jsonl.gz files)."""
+    return manifest.method == "python" and manifest.dialect == "mysql" and any(
+        (t.file or "").endswith(".tsv") for t in manifest.tables)
 
 
 def seal_of(doc: dict[str, Any]) -> str:
@@ -73,7 +89,7 @@ def check_seal(path: Path, manifest: Manifest) -> None:
     except (ValueError, UnicodeDecodeError):
         raise corrupt(file, "the manifest does not parse") from None
     seal = doc.get("seal")
-    if seal is None and manifest.method == "python":
+    if seal is None and manifest.method == "python" and not is_tsv(manifest):
         return  # written before manifests were sealed: the data checks cover it
     if seal != seal_of(doc):
         raise corrupt(file, "the manifest's seal does not match its content (it was edited "
@@ -90,7 +106,8 @@ def read_manifest(path: Path) -> Manifest:
         data = json.loads(file.read_text(encoding="utf-8"))
         tables = tuple(TableInfo(str(t["name"]), tuple(str(c) for c in t["columns"]),
                                  int(t["rows"]), str(t["checksum"]),
-                                 None if t.get("file") is None else str(t["file"]))
+                                 None if t.get("file") is None else str(t["file"]),
+                                 tuple(str(c) for c in t.get("hex") or ()))
                        for t in data["tables"])
         database = data.get("database")
         if database is not None and not isinstance(database, dict):
@@ -98,7 +115,8 @@ def read_manifest(path: Path) -> Manifest:
         manifest = Manifest(path, str(data["dialect"]), str(data["url"]),
                             str(data["created_at"]), tables,
                             {str(k): str(v) for k, v in data["files"].items()}, database,
-                            str(data.get("method", "python")))
+                            str(data.get("method", "python")),
+                            tuple(str(o) for o in data.get("dump_options") or ()))
     except (FileNotFoundError, NotADirectoryError):  # a missing path, or a file
         raise ConfigError(f"{path}: no {MANIFEST} there; name a backup folder (under "
                           ".alembic_repair/backups/)") from None

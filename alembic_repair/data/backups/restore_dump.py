@@ -1,9 +1,11 @@
-"""Restoring a dump backup: loaded by the mariadb client, directly or through a scratch schema,
-and checked against the backup's counts and server checksums."""
+"""Restoring a dump or tsv backup: loaded (by a `loaders` loader) directly or through a scratch
+schema, and checked against the backup's counts and server checksums."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from contextlib import suppress
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -15,6 +17,7 @@ from ...errors import BackupCorrupt
 from .checksums import (
     Progress,
     TableSum,
+    charset_changed,
     checksum_kind,
     columns_signature,
     kind_of,
@@ -23,19 +26,21 @@ from .checksums import (
     table_columns,
     utc_session,
 )
-from .dump_method import load_dump
+from .loaders import Loader
 from .manifest import SCHEMA_FILE, Manifest
 from .restore_plan import RestorePlan, RestoreReport
+from .tsv_format import tsv_columns
 
 
 def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: RestorePlan,
-                progress: Progress | None) -> RestoreReport:
-    """Restore a mariadb-dump backup with the mariadb client. The backup's tables are first
-    created, empty, in a scratch schema ``_ar_restore_<stamp>`` (dropped afterwards). A table
-    whose columns are defined exactly as in the backup is loaded directly and its ``CHECKSUM
-    TABLE`` compared with the backup's; any other is loaded into the scratch schema, checked
-    there against the backup, and copied by INSERT ... SELECT over the columns it still has,
-    then the server checksum over those columns is compared between scratch and target."""
+                progress: Progress | None, load: Loader) -> RestoreReport:
+    """Restore a mariadb-dump or tsv backup, its rows loaded by `load` (`loaders`). The
+    backup's tables are first created, empty, in a scratch schema ``_ar_restore_<stamp>``
+    (dropped afterwards). A table whose columns are defined exactly as in the backup is
+    loaded directly and its ``CHECKSUM TABLE`` compared with the backup's; any other is
+    loaded into the scratch schema, checked there against the backup, and copied by INSERT
+    ... SELECT over the columns it still has, then the server checksum over those columns
+    is compared between scratch and target."""
     ddl = json.loads((manifest.path / SCHEMA_FILE).read_text(encoding="utf-8"))
     quote = conn.dialect.identifier_preparer.quote
     database = str(conn.exec_driver_sql("SELECT DATABASE()").scalar())
@@ -45,12 +50,16 @@ def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: Res
     wanted = list(plan.fill) + list(plan.check)
     if wanted:
         _check_scratch_grant(conn, manifest, project)
-    conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
+    mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+    # the INSERT ... SELECT from the scratch schema keeps a 0 in an AUTO_INCREMENT column
+    conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0, sql_mode = CONCAT_WS(',', "
+                         "@@sql_mode, 'NO_AUTO_VALUE_ON_ZERO')")
     try:
         for name in plan.create:
             conn.exec_driver_sql(ddl[name])
             conn.commit()
         if not wanted:
+            _end(conn, mode)
             return RestoreReport(manifest.path, tuple(plan.create), restored,
                                  dict(plan.missing), dropped, not_empty, already)
         scratch = scratch_schemas.new_name("restore")
@@ -69,11 +78,14 @@ def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: Res
                           == columns_signature(conn, t, scratch)]
                 through = [t for t in wanted if t not in direct]
                 if direct:
-                    load_dump(project, manifest, direct, database, progress)
+                    load(project, manifest, direct, database, progress)
                 if through:
-                    load_dump(project, manifest, through, scratch, progress)
-                for name in direct:
-                    restored[name] = _check_loaded(conn, manifest, name, None).rows
+                    load(project, manifest, through, scratch, progress)
+                for i, name in enumerate(direct):
+                    try:
+                        restored[name] = _check_loaded(conn, manifest, name, None).rows
+                    except BackupCorrupt as err:  # it and those loaded but not yet checked
+                        raise _emptied(conn, direct[i:], err) from None
                 kind = checksum_kind(conn)
                 for name in through:
                     info = manifest.table(name)
@@ -81,35 +93,54 @@ def apply_dump(project: Project, conn: Connection, manifest: Manifest, plan: Res
                     _check_loaded(conn, manifest, name, scratch)
                     present = set(table_columns(conn, name))
                     columns = [c for c in info.columns if c in present]
+                    text = charset_changed(conn, name, scratch, database)
                     if name in plan.check:
-                        if (server_checksum(conn, name, columns, scratch, kind)
-                                == server_checksum(conn, name, columns, kind=kind)):
+                        if (server_checksum(conn, name, columns, scratch, kind, text)
+                                == server_checksum(conn, name, columns, kind=kind,
+                                                   as_text=text)):
                             already[name] = plan.check[name]
                         else:
                             not_empty[name] = plan.check[name]
-                            del dropped[name]
+                            dropped.pop(name, None)
                         continue
-                    names = ", ".join(quote(c) for c in columns)
+                    stored = {c.name for c in tsv_columns(conn, name)}  # not generated
+                    names = ", ".join(quote(c) for c in columns if c in stored)
                     conn.exec_driver_sql(
                         f"INSERT INTO {quote(name)} ({names}) SELECT {names} FROM "
                         f"{quote(scratch)}.{quote(name)}")
                     conn.commit()
-                    expected = server_checksum(conn, name, columns, scratch, kind)
-                    found = server_checksum(conn, name, columns, kind=kind)
+                    expected = server_checksum(conn, name, columns, scratch, kind, text)
+                    found = server_checksum(conn, name, columns, kind=kind, as_text=text)
                     if found != expected:
-                        raise _not_restored(manifest, name, found.rows, expected.rows)
+                        raise _emptied(conn, [name], _not_restored(
+                            manifest, name, found.rows, expected.rows))
                     restored[name] = found.rows
-            finally:
-                conn.rollback()
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(scratch)}")
-                conn.commit()
-    finally:
-        conn.rollback()
-        conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1")
-        conn.commit()
+            except BaseException:
+                with suppress(Exception):  # a dead connection: a later run sweeps it
+                    _drop(conn, scratch)
+                raise
+            _drop(conn, scratch)
+    except BaseException:
+        with suppress(Exception):  # the connection may be dead: the first error is the one
+            _end(conn, mode)
+        raise
+    _end(conn, mode)
     restored = {t: restored[t] for t in plan.fill}  # foreign-key order
     return RestoreReport(manifest.path, tuple(plan.create), restored, dict(plan.missing),
                          dropped, not_empty, already)
+
+
+def _drop(conn: Connection, scratch: str) -> None:
+    conn.rollback()
+    quote = conn.dialect.identifier_preparer.quote
+    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(scratch)}")
+    conn.commit()
+
+
+def _end(conn: Connection, mode: object) -> None:
+    conn.rollback()
+    conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1, sql_mode = %s", (mode,))
+    conn.commit()
 
 
 def _check_scratch_grant(conn: Connection, manifest: Manifest, project: Project) -> None:
@@ -131,6 +162,19 @@ def _not_restored(manifest: Manifest, name: str, found: int, expected: int) -> B
         f"restore {manifest.path}: table {name} holds {found} rows after the restore where "
         f"the backup has {expected} (or their checksums differ); check the table's column "
         "types")
+
+
+def _emptied(conn: Connection, names: Sequence[str], err: BackupCorrupt) -> BackupCorrupt:
+    """`err`, once the rows just loaded (committed) into `names` (empty before: the plan
+    filled them) are deleted again: left there, a rerun would find them not empty and skip
+    them for good."""
+    quote = conn.dialect.identifier_preparer.quote
+    conn.rollback()
+    for name in names:
+        conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
+    conn.commit()
+    return BackupCorrupt(f"{err}; the rows loaded into {', '.join(names)} were deleted "
+                         "again, so that the next restore loads them anew")
 
 
 def _check_loaded(conn: Connection, manifest: Manifest, name: str, schema: str | None

@@ -20,7 +20,7 @@ from .checksums import (
     table_checksum_sql,
     table_columns,
 )
-from .manifest import SQLITE_FILE, Manifest, TableInfo
+from .manifest import SQLITE_FILE, Manifest, TableInfo, is_tsv
 from .python_method import jsonl_rows
 from .sqlite_method import readonly_sqlite
 
@@ -51,7 +51,7 @@ class RestorePlan:
     dropped: dict[str, tuple[str, ...]] = field(default_factory=dict)
     not_empty: dict[str, int] = field(default_factory=dict)
     already: dict[str, int] = field(default_factory=dict)
-    check: dict[str, int] = field(default_factory=dict)  # dump backups: decided while applying
+    check: dict[str, int] = field(default_factory=dict)  # dump/tsv: decided while applying
 
     def describe(self, manifest: Manifest) -> str:
         parts = []
@@ -97,13 +97,17 @@ def plan_restore(conn: Connection, manifest: Manifest) -> RestorePlan:
         if rows:
             if rows != info.rows or not columns:
                 plan.not_empty[info.name] = rows
-            elif manifest.method == "dump" and gone:
+            elif server_checked(manifest) and gone:
                 plan.check[info.name] = rows  # the backup's checksum over fewer columns
                 plan.dropped[info.name] = gone  # needs the rows loaded: done by apply_dump
             elif _same_rows(conn, manifest, info, columns):
                 plan.already[info.name] = rows
                 if gone:
                     plan.dropped[info.name] = gone
+            elif server_checked(manifest):
+                # CHECKSUM TABLE differs whenever the column definitions do (a restore into a
+                # converted table, resumed): apply_dump compares it through the scratch schema
+                plan.check[info.name] = rows
             else:
                 plan.not_empty[info.name] = rows
             continue
@@ -115,9 +119,15 @@ def plan_restore(conn: Connection, manifest: Manifest) -> RestorePlan:
 
 def _same_rows(conn: Connection, manifest: Manifest, info: TableInfo, columns: list[str]
                ) -> bool:
-    if manifest.method == "dump":
+    if server_checked(manifest):
         return table_checksum_sql(conn, info.name) == TableSum(info.rows, info.checksum)
     return table_checksum(conn, info.name, columns) == backup_checksum(manifest, info, columns)
+
+
+def server_checked(manifest: Manifest) -> bool:
+    """A dump or tsv backup: its checksums are the server's (``CHECKSUM TABLE``), compared
+    by the server; a jsonl or SQLite backup's are ours, over rows read back."""
+    return manifest.method == "dump" or is_tsv(manifest)
 
 
 def source_rows(manifest: Manifest, info: TableInfo, columns: Sequence[str]

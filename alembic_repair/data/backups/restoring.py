@@ -16,10 +16,19 @@ from ...engine.project import Project
 from ...errors import BackupCorrupt, ConfigError, RefusedUnsafe
 from .. import guards
 from .checksums import BATCH, Progress, table_checksum
+from .loaders import check_method, pick_loader
 from .manifest import SCHEMA_FILE, Manifest, check_dialect, database_identity, describe_identity
 from .restore_dump import apply_dump
-from .restore_plan import RestorePlan, RestoreReport, backup_checksum, plan_restore, source_rows
+from .restore_plan import (
+    RestorePlan,
+    RestoreReport,
+    backup_checksum,
+    plan_restore,
+    server_checked,
+    source_rows,
+)
 from .sqlite_method import schema_sqlite
+from .tsv_format import tsv_columns
 from .verifying import verify
 
 
@@ -42,12 +51,16 @@ def _check_backup(project: Project, path: Path, action: str, other_database: boo
 
 
 def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = False,
-            other_database: bool = False, progress: Progress | None = None) -> RestoreReport:
+            other_database: bool = False, progress: Progress | None = None,
+            method: str = "auto") -> RestoreReport:
     """Put a backup's rows back (see the package docstring); verifies before and after.
     A backup of another database is refused unless `other_database`. `progress(table,
-    rows_done, rows_total)` is called per table and per batch of rows."""
+    rows_done, rows_total)` is called per table and per batch of rows. `method`: how a dump
+    or tsv backup is loaded: ``"client"`` (the mariadb client; a dump only), ``"python"``
+    (PyMySQL only), ``"auto"`` (a dump by the client when on PATH, a tsv backup by Python)."""
     path = Path(path)
     action = f"restore {path}"
+    check_method(method, action)
     guards.require_local(allow_remote, project, action)
     manifest = _check_backup(project, path, action, other_database)
     engine = connect(project)
@@ -57,35 +70,44 @@ def restore(project: Project, path: Path, *, yes: bool, allow_remote: bool = Fal
             conn.rollback()
             guards.require(yes, allow_remote, project,
                            f"{action}: would {plan.describe(manifest)}")
-            return _apply(project, conn, manifest, plan, progress)
+            return _apply(project, conn, manifest, plan, progress, method)
     finally:
         engine.dispose()
 
 
 def restore_locked(project: Project, conn: Connection, path: Path, *,
-                   other_database: bool = False, progress: Progress | None = None
-                   ) -> RestoreReport:
+                   other_database: bool = False, progress: Progress | None = None,
+                   method: str = "auto") -> RestoreReport:
     """`restore` for a caller that already holds the migration lock on `conn` (as
     `migration_lock` yields it): no lock taken, no guard (the caller asked for confirmation).
     Verifies the backup first; any transaction open on `conn` is ended (rolled back) first.
     Idempotent: run again after an interrupted restore, the tables already restored are
     reported in `RestoreReport.already` and the rest is filled."""
     path = Path(path)
+    check_method(method, f"restore {path}")
     manifest = _check_backup(project, path, f"restore {path}", other_database)
     if conn.in_transaction():
         conn.rollback()
     plan = plan_restore(conn, manifest)
     conn.rollback()
-    return _apply(project, conn, manifest, plan, progress)
+    return _apply(project, conn, manifest, plan, progress, method)
 
 
 def _apply(project: Project, conn: Connection, manifest: Manifest, plan: RestorePlan,
-           progress: Progress | None) -> RestoreReport:
-    if manifest.method == "dump":
-        return apply_dump(project, conn, manifest, plan, progress)
+           progress: Progress | None, method: str) -> RestoreReport:
+    if server_checked(manifest):  # a dump or tsv backup: loaded, then compared by the server
+        load = pick_loader(conn, manifest, method)
+        conn.rollback()
+        return apply_dump(project, conn, manifest, plan, progress, load)
+    if method == "client":
+        raise ConfigError(f"restore {manifest.path}: this backup holds "
+                          f"{'a SQLite file' if manifest.dialect == 'sqlite' else 'jsonl files'}"
+                          ", which only Python restores; use method 'auto' or 'python'")
     mysql = manifest.dialect == "mysql"
-    if mysql:
-        conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0")
+    if mysql:  # a 0 in an AUTO_INCREMENT column stays 0
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+        conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 0, sql_mode = CONCAT_WS(',', "
+                             "@@sql_mode, 'NO_AUTO_VALUE_ON_ZERO')")
         ddl = json.loads((manifest.path / SCHEMA_FILE).read_text(encoding="utf-8"))
     try:
         for name in plan.create:
@@ -94,9 +116,13 @@ def _apply(project: Project, conn: Connection, manifest: Manifest, plan: Restore
                 conn.exec_driver_sql(statement)
             conn.commit()
         restored: dict[str, int] = {}
-        for name, columns in plan.fill.items():
+        for name, restored_columns in plan.fill.items():
             info = manifest.table(name)
             assert info is not None
+            columns = restored_columns
+            if mysql:  # a generated column's value is the server's to compute (1906)
+                stored = {c.name for c in tsv_columns(conn, name)}
+                columns = [c for c in restored_columns if c in stored]
             target = table(name, *[column(c) for c in columns])
             inserted = 0
             if progress is not None:
@@ -120,7 +146,7 @@ def _apply(project: Project, conn: Connection, manifest: Manifest, plan: Restore
             restored[name] = inserted
     finally:
         if mysql:
-            conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1")
+            conn.exec_driver_sql("SET SESSION FOREIGN_KEY_CHECKS = 1, sql_mode = %s", (mode,))
     for name, columns in plan.fill.items():
         info = manifest.table(name)
         assert info is not None

@@ -17,11 +17,11 @@ from sqlalchemy.engine import Connection
 from ...engine.database import connect
 from ...engine.locking import migration_lock
 from ...engine.project import Project
-from ...errors import AlembicRepairError, BackupCorrupt, ConfigError
+from ...errors import AlembicRepairError, ConfigError
 from . import manifest as manifest_file
 from .checksums import Progress
-from .dump_format import DUMP_FILE, DUMP_GZ
-from .dump_method import backup_mysql_dump, dump_tools
+from .dump_format import DUMP_FILE, DUMP_GZ, DUMP_OPTIONS
+from .dump_method import backup_mysql_dump, dump_tools, float_columns
 from .manifest import (
     MANIFEST,
     Manifest,
@@ -120,7 +120,8 @@ def backup(project: Project, dest: Path | None = None, *, method: str = "auto",
     """Write a verified backup of the project's database; returns its manifest.
 
     `method`: ``"dump"`` (MySQL/MariaDB: mariadb-dump or mysqldump for the data),
-    ``"python"`` (rows streamed by SQLAlchemy), ``"auto"`` (dump when the tools are on PATH).
+    ``"python"`` (no client program: tsv files the server formats), ``"auto"`` (dump when
+    the tools are on PATH and no table has a FLOAT column, which mariadb-dump would round).
     `progress(table, rows_done, rows_total)` is called per table and per batch of rows.
     `compress`: the dump method's data gzipped (level 1; about 3.5x smaller, and on a busy
     machine about 2x slower)."""
@@ -143,9 +144,12 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
     ended (rolled back) first, so commit your own changes before; `conn` is left without an
     open transaction. Returns the verified manifest."""
     dialect = check_dialect(project, "backup")
-    method = _method(project, method)
+    chosen = _method(project, method)
     if conn.in_transaction():
         conn.rollback()
+    if chosen == "dump":
+        chosen = _dump_unless_floats(conn, explicit=method == "dump")
+    method = chosen
     final, path = _new_dir(project, dest)
     try:
         try:
@@ -155,25 +159,27 @@ def backup_locked(project: Project, conn: Connection, dest: Path | None = None, 
                 data = DUMP_GZ if compress else DUMP_FILE
                 tables, written = backup_mysql_dump(project, conn, path / data, progress)
             else:
-                tables = backup_mysql(conn, path, progress)
+                tables, digests = backup_mysql(conn, path, progress)  # sha256 as written
         finally:
             if conn.in_transaction():
                 conn.rollback()
-        files = {p.name: written[0] if method == "dump" and p.name == data else file_sha256(p)
-                 for p in sorted(path.iterdir())}
-        if method == "dump" and (path / data).stat().st_size != written[1]:
-            raise BackupCorrupt(f"backup: {path / data} does not hold the bytes written "
-                                "(a disk or file system error); run the backup again")
+        if dialect == "mysql" and method == "python":
+            files = {p.name: digests.get(p.name) or file_sha256(p)
+                     for p in sorted(path.iterdir())}
+        else:
+            files = {p.name: written[0] if method == "dump" and p.name == data
+                     else file_sha256(p) for p in sorted(path.iterdir())}
         manifest = Manifest(path, dialect, project.masked_url,
                             datetime.now(timezone.utc).isoformat(timespec="seconds"), tables,
-                            files, database_identity(project.url), method)
+                            files, database_identity(project.url), method,
+                            DUMP_OPTIONS if method == "dump" else ())
         doc = manifest.as_dict()
         doc["seal"] = seal_of(doc)
         with manifest_file.open_private(path / MANIFEST) as handle:
             handle.write(json.dumps(doc, indent=2).encode("utf-8") + b"\n")
         path = _place(path, final, named=dest is not None)
-        # the dump was verified as it was written (rows per table against the server's
-        # counts, completion trailer, sha256 of the bytes written): not read back again
+        # the dump was verified once written (completion trailer, rows per table counted in
+        # the file against the server's counts, sha256 of the file): not read back again
         return verify_backup(path, deep=method != "dump")
     except BaseException as err:
         _discard(path)
@@ -196,6 +202,20 @@ def _disk_full(err: BaseException) -> bool:
 def _discard(path: Path) -> None:
     """Remove a partial backup folder."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _dump_unless_floats(conn: Connection, *, explicit: bool) -> str:
+    """"dump", or "python" when a table has a FLOAT column (`float_columns`): fix, reset and
+    drop back up with the default method, so "auto" must not lose those values; an explicit
+    "dump" is refused before anything is written."""
+    floats = float_columns(conn)
+    conn.rollback()
+    if floats and explicit:
+        more = f" (and {len(floats) - 1} more)" if len(floats) > 1 else ""
+        raise ConfigError(f"backup: method 'dump' cannot keep the FLOAT column {floats[0]}{more} "
+                          "exactly (mariadb-dump writes 6 significant digits); use method "
+                          "'python' or 'auto'")
+    return "python" if floats else "dump"
 
 
 def _method(project: Project, method: str) -> str:

@@ -98,6 +98,11 @@ class Step:
     needs_backup: ClassVar[bool] = False
     destructive: ClassVar[bool] = False
     reversible: ClassVar[bool] = True
+    #: `alters` reads the revision files and alembic_version as they are before the run: it
+    #: can tell only when every step before it keeps them (`keeps_history`)
+    reads_history: ClassVar[bool] = False
+    #: changes no revision file's operations and no alembic_version row
+    keeps_history: ClassVar[bool] = False
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -117,6 +122,14 @@ class Step:
         """(table, column) pairs whose values this step changes on purpose: the row check
         after the run leaves them out (their old values are in the backup)."""
         return ()
+
+    def alters(self, ctx: Context) -> frozenset[str] | None:
+        """The tables whose columns this step may add, drop, retype or rename (or that it may
+        create, drop, rename or write rows into), or None when it cannot tell: every table.
+        The row check compares the other tables by ``CHECKSUM TABLE``, which is comparable
+        only over unchanged column definitions. Default: none for a step that neither needs a
+        backup nor is destructive (files, stamps), unknown for one that is."""
+        return None if (self.needs_backup or self.destructive) else frozenset()
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **json.loads(json.dumps(asdict(self)))}

@@ -35,6 +35,7 @@ class FillCommitted(Step):
     needs_backup: ClassVar[bool] = True
     destructive: ClassVar[bool] = True
     reversible: ClassVar[bool] = False
+    keeps_history: ClassVar[bool] = True  # its rewrite of the file keeps its tables
     revision: str
     path: str  # the revision file, relative to the project root
     table: str
@@ -48,6 +49,9 @@ class FillCommitted(Step):
 
     def rewrites(self) -> tuple[tuple[str, str], ...]:
         return ((self.table, self.column),)
+
+    def alters(self, ctx: Context) -> frozenset[str] | None:
+        return frozenset()  # UPDATEs of the rewritten column and an edit of the revision file
 
     def apply(self, ctx: Context) -> None:
         from ...rewrite import rewrite_unique_columns

@@ -39,10 +39,19 @@ class Upgrade(Step):
     needs_backup: ClassVar[bool] = True
     destructive: ClassVar[bool] = True
     reversible: ClassVar[bool] = False
+    reads_history: ClassVar[bool] = True
     target: str = "heads"
 
     def describe(self) -> str:
         return f"upgrade the database to {self.target}"
+
+    def alters(self, ctx: Context) -> frozenset[str] | None:
+        from ...engine.state.pending import pending_ids
+        from ...engine.state.scripts import read_scripts
+
+        ids = pending_ids(tuple(read_scripts(ctx.project.versions_dir)), version_rows(ctx.conn))
+        ctx.conn.rollback()
+        return None if ids is None else altered_tables(ctx, ids)
 
     def apply(self, ctx: Context) -> None:
         if ctx.recall(self).get("upgrading"):
@@ -84,6 +93,45 @@ def _revisions_write_rows(ctx: Context) -> bool:
                    for o in found):
                 return True
     return False
+
+
+#: Operations that change no column definition: ``CHECKSUM TABLE`` (over the rows as the
+#: server stores them) stays comparable across them, so the row check can use it.
+_KEEPS_COLUMNS = (ops.CreateIndexOp, ops.DropIndexOp, ops.CreateForeignKeyOp,
+                  ops.CreateUniqueConstraintOp, ops.CreateCheckConstraintOp,
+                  ops.CreateTableCommentOp, ops.DropTableCommentOp)
+
+
+def altered_tables(ctx: Context, ids: set[str]) -> frozenset[str] | None:
+    """The tables the revisions `ids` may change the columns of (or create, drop, rename, or
+    insert rows into), read offline from the operations they issue (`read_operations`: nothing
+    runs); None when one of them cannot be read so (its own code asks for the connection) or
+    runs SQL of its own (``op.execute``): any table, then."""
+    from ...engine.state.pending import read_operations
+
+    tables: set[str] = set()
+    with project_on_path(ctx.project.root):
+        for script in history_order(migrations.scripts(ctx.project)):
+            if script.revision not in ids:
+                continue
+            try:
+                found = read_operations(script.module, script.path, ctx.conn.dialect)
+            except Exception:  # the revision's own code: what it does is only known by running
+                return None
+            for item in found:
+                operation = item.operation
+                if isinstance(operation, _KEEPS_COLUMNS):
+                    continue
+                if isinstance(operation, ops.BulkInsertOp):
+                    tables.add(str(operation.table.name))
+                    continue
+                name = getattr(operation, "table_name", None)
+                if isinstance(operation, ops.ExecuteSQLOp) or not isinstance(name, str):
+                    return None
+                tables.add(name)
+                if isinstance(operation, ops.RenameTableOp):
+                    tables.add(operation.new_table_name)
+    return frozenset(tables)
 
 
 def finish_revisions(ctx: Context) -> None:
@@ -249,12 +297,16 @@ class CompleteRevision(Step):
     needs_backup: ClassVar[bool] = True
     destructive: ClassVar[bool] = True
     reversible: ClassVar[bool] = False
+    reads_history: ClassVar[bool] = True
     revision: str
     before: tuple[str, ...]
 
     def describe(self) -> str:
         return (f"run the operations of revision {self.revision} that did not take effect "
                 f"(keeping what it already did), then stamp {self.revision}")
+
+    def alters(self, ctx: Context) -> frozenset[str] | None:
+        return altered_tables(ctx, {self.revision})
 
     def apply(self, ctx: Context) -> None:
         if self.revision in version_rows(ctx.conn):

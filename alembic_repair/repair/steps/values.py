@@ -29,6 +29,7 @@ class ClearJunk(Step):
     needs_backup: ClassVar[bool] = True
     destructive: ClassVar[bool] = True
     reversible: ClassVar[bool] = False
+    keeps_history: ClassVar[bool] = True
     table: str
     column: str
     declared: str
@@ -40,6 +41,9 @@ class ClearJunk(Step):
 
     def rewrites(self) -> tuple[tuple[str, str], ...]:
         return ((self.table, self.column),)
+
+    def alters(self, ctx: Context) -> frozenset[str] | None:
+        return frozenset()  # an UPDATE of the rewritten column
 
     def apply(self, ctx: Context) -> None:
         from ...engine.state.junk import predicate
