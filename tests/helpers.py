@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, text
 
+from alembic_repair.engine.project import Project
 from alembic_repair.engine.state.schema import SchemaSnapshot, reflect
 from alembic_repair.testing.scenarios import execute  # noqa: F401  (re-exported for tests)
 
@@ -215,3 +216,33 @@ def schema_snapshot(url: str) -> SchemaSnapshot:
             return reflect(conn)
     finally:
         engine.dispose()
+
+
+def old_jsonl_backup(project: Project, path: Path) -> Path:
+    """A backup of `project`'s MySQL database in the format the python method wrote before
+    issue 14 (``<table>.jsonl.gz``, sha256 over canonical JSON rows, an unsealed manifest):
+    such backups must keep verifying and restoring."""
+    import json
+
+    from alembic_repair.data.backups.manifest import (
+        MANIFEST,
+        Manifest,
+        database_identity,
+        file_sha256,
+    )
+    from alembic_repair.data.backups.python_method import backup_mysql_jsonl
+    from alembic_repair.engine.database import connect
+
+    path.mkdir()
+    engine = connect(project)
+    try:
+        with engine.connect() as conn:
+            tables = backup_mysql_jsonl(conn, path, None)
+            conn.rollback()
+    finally:
+        engine.dispose()
+    files = {p.name: file_sha256(p) for p in sorted(path.iterdir())}
+    old = Manifest(path, "mysql", project.masked_url, "2026-01-01T00:00:00+00:00", tables,
+                   files, database_identity(project.url), "python")
+    (path / MANIFEST).write_text(json.dumps(old.as_dict()))  # unsealed, as they were
+    return path

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from helpers import table_digest, write_project
+from helpers import old_jsonl_backup, table_digest, write_project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
@@ -21,11 +21,9 @@ from alembic_repair.data.backups import backup, restore, verify
 from alembic_repair.data.backups.manifest import (
     MANIFEST,
     Manifest,
-    database_identity,
     file_sha256,
     seal_of,
 )
-from alembic_repair.data.backups.python_method import backup_mysql_jsonl
 from alembic_repair.data.backups.tsv_format import (
     TsvColumn,
     decode_line,
@@ -33,7 +31,6 @@ from alembic_repair.data.backups.tsv_format import (
     load_data_sql,
     select_sql,
 )
-from alembic_repair.engine.database import connect
 
 pytestmark = pytest.mark.mariadb
 
@@ -273,19 +270,7 @@ def test_older_jsonl_backup_still_verifies_and_restores(tmp_path: Path,
          "INSERT INTO alembic_version VALUES ('abc123')")
     project = Project.discover(write_project(tmp_path / "proj"), url=mariadb_url)
     before = table_digest(mariadb_url)
-    path = tmp_path / "old"
-    path.mkdir()
-    engine = connect(project)
-    try:
-        with engine.connect() as conn:
-            tables = backup_mysql_jsonl(conn, path, None)
-            conn.rollback()
-    finally:
-        engine.dispose()
-    files = {p.name: file_sha256(p) for p in sorted(path.iterdir())}
-    old = Manifest(path, "mysql", project.masked_url, "2026-01-01T00:00:00+00:00", tables,
-                   files, database_identity(project.url), "python")
-    (path / MANIFEST).write_text(json.dumps(old.as_dict()))  # unsealed, as they were
+    path = old_jsonl_backup(project, tmp_path / "old")
     assert sorted(str(t.file) for t in verify(path).tables) == [
         "alembic_version.jsonl.gz", "t.jsonl.gz"]
     _sql(mariadb_url, "DROP TABLE t", "DROP TABLE alembic_version")

@@ -5,7 +5,6 @@ into non-empty tables; a server without LOCAL INFILE; a killed load."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,21 +12,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import cli, execute, table_digest, table_names, write_project
+from helpers import cli, execute, old_jsonl_backup, table_digest, table_names, write_project
 from sqlalchemy import create_engine, inspect
 
 from alembic_repair import Project
 from alembic_repair.data.backups import backup, restore
 from alembic_repair.data.backups.checksums import table_checksum_sql
 from alembic_repair.data.backups.loaders import load_tsv_python
-from alembic_repair.data.backups.manifest import (
-    MANIFEST,
-    Manifest,
-    database_identity,
-    file_sha256,
-)
-from alembic_repair.data.backups.python_method import backup_mysql_jsonl
-from alembic_repair.engine.database import connect
 from alembic_repair.errors import ConfigError
 
 pytestmark = pytest.mark.mariadb
@@ -256,19 +247,7 @@ def test_killed_python_restore_leaves_tables_empty_or_whole(tmp_path: Path, mari
 def test_older_jsonl_backup_restores_by_python_only(tmp_path: Path, mariadb_url: str) -> None:
     project = _setup(tmp_path, mariadb_url)
     before = table_digest(mariadb_url)
-    path = tmp_path / "old"
-    path.mkdir()
-    engine = connect(project)
-    try:
-        with engine.connect() as conn:
-            tables = backup_mysql_jsonl(conn, path, None)
-            conn.rollback()
-    finally:
-        engine.dispose()
-    files = {p.name: file_sha256(p) for p in sorted(path.iterdir())}
-    old = Manifest(path, "mysql", project.masked_url, "2026-01-01T00:00:00+00:00", tables,
-                   files, database_identity(project.url), "python")
-    (path / MANIFEST).write_text(json.dumps(old.as_dict()))  # unsealed, as they were
+    path = old_jsonl_backup(project, tmp_path / "old")
     _drop_all(mariadb_url)
     with pytest.raises(ConfigError, match="only Python restores") as err:
         restore(project, path, yes=True, method="client")

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from helpers import cli
-from sqlalchemy import create_engine, text
+from helpers import cli, execute
+from sqlalchemy import create_engine
 
 from alembic_repair import Project
 from alembic_repair import fix as run_fix
@@ -53,16 +53,6 @@ def _build(root: Path, url: str, upgrade_body: str) -> None:
     base_project(root, url)
     write_revisions(root, {FILE: revision_py(
         "ddd444", "ccc333", "pending", upgrade_body, "pass", date="2024-02-01 10:00:00.000000")})
-
-
-def _sql(url: str, *statements: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        engine.dispose()
 
 
 def _recording(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
@@ -254,7 +244,7 @@ def test_a_resumed_fix_reuses_the_sums_taken_before_its_first_step(
     assert rows["author"]["checksum"].startswith(FAST), rows
     assert not rows["post"]["checksum"].startswith(FAST), rows
     # behind the runner's back, in a table no step touches: the resumed run must see it
-    _sql(mariadb_url, "UPDATE author SET name = CONCAT(name, 'x') WHERE id = 1")
+    execute(mariadb_url, "UPDATE author SET name = CONCAT(name, 'x') WHERE id = 1")
 
     again = cli("fix", "--yes", cwd=tmp_path, url=mariadb_url)
 

@@ -74,25 +74,35 @@ def _revisions_write_rows(ctx: Context) -> bool:
     ``op.bulk_insert``, or code that asks for the connection, which cannot be read offline):
     the user's own data migration, whose new rows and changed values the runner's row check
     then accepts (counts may grow, never fall; the backup holds the values from before)."""
-    from ...engine.state.pending import pending_ids, read_operations
+    from ...engine.state.pending import pending_ids
     from ...engine.state.scripts import read_scripts
 
     ids = pending_ids(tuple(read_scripts(ctx.project.versions_dir)), version_rows(ctx.conn))
     ctx.conn.rollback()
     if not ids:
         return ids is None  # None: alembic_version names no known revision, so unknown
+    operations = _operations(ctx, ids)
+    return operations is None or any(
+        isinstance(o, (ops.ExecuteSQLOp, ops.BulkInsertOp)) for o in operations)
+
+
+def _operations(ctx: Context, ids: set[str]) -> list[ops.MigrateOperation] | None:
+    """The operations the revisions `ids` issue, in history order, read offline
+    (`read_operations`: nothing runs); None when one of them cannot be read so (its own code
+    asks for the connection): what it does is only known by running it."""
+    from ...engine.state.pending import read_operations
+
+    operations: list[ops.MigrateOperation] = []
     with project_on_path(ctx.project.root):
         for script in history_order(migrations.scripts(ctx.project)):
             if script.revision not in ids:
                 continue
             try:
                 found = read_operations(script.module, script.path, ctx.conn.dialect)
-            except Exception:  # the revision's own code: what it does is only known by running
-                return True
-            if any(isinstance(o.operation, (ops.ExecuteSQLOp, ops.BulkInsertOp))
-                   for o in found):
-                return True
-    return False
+            except Exception:  # the revision's own code
+                return None
+            operations += [item.operation for item in found]
+    return operations
 
 
 #: Operations that change no column definition: ``CHECKSUM TABLE`` (over the rows as the
@@ -107,30 +117,22 @@ def altered_tables(ctx: Context, ids: set[str]) -> frozenset[str] | None:
     insert rows into), read offline from the operations they issue (`read_operations`: nothing
     runs); None when one of them cannot be read so (its own code asks for the connection) or
     runs SQL of its own (``op.execute``): any table, then."""
-    from ...engine.state.pending import read_operations
-
+    operations = _operations(ctx, ids)
+    if operations is None:
+        return None
     tables: set[str] = set()
-    with project_on_path(ctx.project.root):
-        for script in history_order(migrations.scripts(ctx.project)):
-            if script.revision not in ids:
-                continue
-            try:
-                found = read_operations(script.module, script.path, ctx.conn.dialect)
-            except Exception:  # the revision's own code: what it does is only known by running
-                return None
-            for item in found:
-                operation = item.operation
-                if isinstance(operation, _KEEPS_COLUMNS):
-                    continue
-                if isinstance(operation, ops.BulkInsertOp):
-                    tables.add(str(operation.table.name))
-                    continue
-                name = getattr(operation, "table_name", None)
-                if isinstance(operation, ops.ExecuteSQLOp) or not isinstance(name, str):
-                    return None
-                tables.add(name)
-                if isinstance(operation, ops.RenameTableOp):
-                    tables.add(operation.new_table_name)
+    for operation in operations:
+        if isinstance(operation, _KEEPS_COLUMNS):
+            continue
+        if isinstance(operation, ops.BulkInsertOp):
+            tables.add(str(operation.table.name))
+            continue
+        name = getattr(operation, "table_name", None)
+        if isinstance(operation, ops.ExecuteSQLOp) or not isinstance(name, str):
+            return None
+        tables.add(name)
+        if isinstance(operation, ops.RenameTableOp):
+            tables.add(operation.new_table_name)
     return frozenset(tables)
 
 
