@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("diagnose",),                      # findings catalogue, rules, the diagnosis
     ("repair",),                        # plan, steps, the runner, fix/reset/squash/drop/bootstrap
     ("api", "__init__"),                # the public facade
-    ("cli", "__main__"),                # the command line
+    ("cli", "__main__", "pytest_plugin"),  # the command line; the pytest plugin
 )
 
 #: Modules allowed past the size limit: catalogues of data, not logic.

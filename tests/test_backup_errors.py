@@ -250,6 +250,7 @@ backup(Project.discover(sys.argv[1], url=sys.argv[2]), method=sys.argv[3], progr
 """
 
 
+@pytest.mark.crash
 def test_a_killed_backup_leaves_no_backup_and_the_next_one_cleans_up(tmp_path: Path,
                                                                      backend) -> None:
     """The final folder appears only once its manifest is sealed; a kill -9 leaves a

@@ -244,6 +244,7 @@ def _crash_cases() -> list[Any]:
             if case.values[1] == "sqlite" or case.values[0] in on_mariadb]
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize(("name", "backend"), _crash_cases())
 def test_kill_9_after_each_step_then_fix_again_loses_no_row(
         name: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:

@@ -173,6 +173,7 @@ def test_without_yes_nothing_changes(scenario: str, tmp_path: Path, sqlite_url: 
     assert tree_digest(root) == files and table_digest(sqlite_url) == tables
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("point", ["insert-baseline.written", "1.insert-baseline"])
 def test_kill_during_the_baseline_then_fix_again(point: str, tmp_path: Path, sqlite_url: str,
                                                  fresh_url: Callable[[str], str]) -> None:
@@ -197,6 +198,7 @@ def test_kill_during_the_baseline_then_fix_again(point: str, tmp_path: Path, sql
     assert_repaired(root, sqlite_url, rows, fresh_url(sqlite_url))
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("point", ["recreate-missing.written", "1.recreate-missing"])
 def test_kill_during_the_bridge_then_fix_again(point: str, tmp_path: Path, sqlite_url: str,
                                                fresh_url: Callable[[str], str]) -> None:

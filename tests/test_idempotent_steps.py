@@ -78,6 +78,7 @@ def _url(request: pytest.FixtureRequest, backend: str) -> str:
 MARIADB = pytest.mark.mariadb
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize(("recovery", "backend"), [
     ("fix", "sqlite"), ("rollback", "sqlite"), ("cut-short", "sqlite"),
     pytest.param("fix", "mariadb", marks=MARIADB)])
@@ -125,6 +126,7 @@ def test_autogenerate_rollback_after_its_upgrade_refuses_in_one_line(sqlite_url:
 # -- c. an adoption step that fails mid-run ------------------------------------------------------
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("recovery", ["fix", "rollback"])
 def test_adoption_cut_short_is_finished_or_rolled_back(recovery: str, sqlite_url: str,
                                                        tmp_path: Path) -> None:
@@ -206,6 +208,7 @@ def test_drop_twice_writes_one_revision(hard: bool, backend: str, tmp_path: Path
 # -- an upgrade killed half-way (MariaDB commits each DDL statement) ------------------------------
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("mariadb", marks=MARIADB)])
 def test_upgrade_killed_half_way_is_finished_not_failed_forever(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:

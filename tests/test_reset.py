@@ -165,6 +165,7 @@ def test_reset_cli_reports_the_steps(tmp_path: Path, sqlite_url: str) -> None:
     assert _user_rows(sqlite_url) == before
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_kill_9_at_any_step_then_rerun_loses_no_row(tmp_path: Path, backend, point: str) -> None:
     root = _broken_project(tmp_path, backend.url)
@@ -189,6 +190,7 @@ def test_kill_9_at_any_step_then_rerun_loses_no_row(tmp_path: Path, backend, poi
     assert doctor(Project.discover(root, url=backend.url)).healthy
 
 
+@pytest.mark.crash
 def test_a_crash_inside_the_upgrade_is_finished_on_mariadb(tmp_path: Path, backend) -> None:
     """MySQL commits DDL statement by statement: a crash during the upgrade leaves some tables
     created and no version row. The rerun drops those (empty, ours) tables and upgrades."""
@@ -209,6 +211,7 @@ def test_a_crash_inside_the_upgrade_is_finished_on_mariadb(tmp_path: Path, backe
     assert _user_rows(backend.url) == before
 
 
+@pytest.mark.crash
 def test_a_table_written_to_after_the_crash_stops_the_rerun(tmp_path: Path, sqlite_url: str
                                                             ) -> None:
     root = _broken_project(tmp_path, sqlite_url)
@@ -251,6 +254,7 @@ def test_reset_to_models_without_a_column_reports_the_values_left_in_the_backup(
     assert _user_rows(sqlite_url)["author"][0] == 3
 
 
+@pytest.mark.crash
 def test_the_old_ini_url_is_carried_after_a_crash_and_never_written_to_the_journal(
         tmp_path: Path, sqlite_url: str) -> None:
     root = write_project(tmp_path / "proj")
@@ -296,6 +300,7 @@ def test_a_revision_cut_short_is_kept_private_in_the_backup(tmp_path: Path,
     assert kept.parent.stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.crash
 def test_a_resumed_reset_does_what_its_printed_plan_says_not_what_the_killed_run_was_asked(
         tmp_path: Path, sqlite_url: str) -> None:
     """Killed during `reset --discard-data`, then rerun without it: the plan printed says the

@@ -135,6 +135,7 @@ def test_reset_refuses_a_plan_the_database_no_longer_matches(tmp_path: Path,
     assert tree_digest(root) == files and table_digest(sqlite_url) == rows
 
 
+@pytest.mark.crash
 def test_fix_killed_right_after_its_autogenerate_step_is_finished(tmp_path: Path,
                                                                   sqlite_url: str) -> None:
     root = tmp_path / "project"
@@ -156,6 +157,7 @@ def test_fix_killed_right_after_its_autogenerate_step_is_finished(tmp_path: Path
     assert doctor(project).healthy and Journal.load(project.state_dir) is None
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("point", ["drop.backup", "drop.revision"])
 def test_a_second_hard_drop_after_a_kill_writes_one_revision(point: str, tmp_path: Path,
                                                              sqlite_url: str) -> None:
@@ -216,6 +218,7 @@ def test_a_journal_this_version_cannot_read_back_is_one_line_and_kept(
     assert journal.exists()
 
 
+@pytest.mark.crash
 def test_a_different_drop_does_not_finish_a_killed_one_behind_its_back(
         tmp_path: Path, sqlite_url: str) -> None:
     root = tmp_path / "project"

@@ -52,11 +52,18 @@ def private_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # -- helpers -------------------------------------------------------------------------------------
 
 
+#: When each token was made: a file whose status has not changed since cannot hold it (its
+#: ctime moves on every write, rename or chmod, and no program can set it back), so the scan
+#: reads only the files touched since, however full the temp folder is.
+_BORN: dict[str, float] = {}
+
+
 def _secret_user(root_url: str) -> tuple[str, str]:
     """(URL, the password's unique part): a new user on the test database and the scratch
     schemas, with a password that needs URL and option-file quoting."""
     url = make_url(root_url)
     token = secrets.token_hex(10)
+    _BORN[token] = time.time()
     password = f"pw{token}@%/:#x"
     user = "sec_" + secrets.token_hex(3)
     execute(root_url, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
@@ -72,6 +79,7 @@ def _holders(token: str, *roots: Path, skip: tuple[Path, ...] = ()) -> list[str]
     """Every regular file under `roots` (not under `skip`, nor a MariaDB server's data folder
     in the temp folder) whose bytes contain `token`."""
     needle = token.encode()
+    since = _BORN.get(token, 0.0) - 2.0  # filesystem timestamps may be coarse
     temp_roots = {Path("/tmp"), Path(tempfile.gettempdir())}
     found: set[str] = set()
     for root in roots:
@@ -83,7 +91,8 @@ def _holders(token: str, *roots: Path, skip: tuple[Path, ...] = ()) -> list[str]
                 path = here / name
                 try:
                     info = path.lstat()
-                    if not stat.S_ISREG(info.st_mode) or info.st_size > 256 << 20:
+                    if (not stat.S_ISREG(info.st_mode) or info.st_size > 256 << 20
+                            or max(info.st_mtime, info.st_ctime) < since):
                         continue
                     with path.open("rb") as handle:
                         tail = b""
@@ -212,6 +221,7 @@ def test_the_option_pipe_never_blocks_and_hands_the_whole_text_to_the_child() ->
 # -- kill -9 of backup and restore ----------------------------------------------------------------
 
 
+@pytest.mark.crash
 @needs_tools
 def test_kill_9_during_mariadb_dump_leaves_no_password_on_disk(
         tmp_path: Path, mariadb_url: str, umask_022: None) -> None:
@@ -239,6 +249,7 @@ def test_kill_9_during_mariadb_dump_leaves_no_password_on_disk(
     assert _modes(state) == {}, "every folder 0700, every file 0600"
 
 
+@pytest.mark.crash
 @needs_tools
 def test_kill_9_during_restore_leaves_no_password_and_the_next_run_drops_its_scratch(
         tmp_path: Path, mariadb_url: str) -> None:
@@ -288,6 +299,7 @@ def _killed_replay(root: Path, url: str) -> None:
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
 
+@pytest.mark.crash
 @pytest.mark.mariadb
 def test_the_next_run_drops_a_killed_runs_scratch_schema_and_not_a_live_one(
         tmp_path: Path, mariadb_url: str) -> None:

@@ -137,6 +137,7 @@ def test_squash_past_the_database_is_refused(tmp_path: Path, sqlite_url: str) ->
     assert tree_digest(root) == files and table_digest(sqlite_url) == tables
 
 
+@pytest.mark.crash
 def test_kill_during_squash_then_finish(tmp_path: Path, sqlite_url: str,
                                         fresh_url: Callable[[str], str]) -> None:
     root = tmp_path / "proj"

@@ -104,6 +104,7 @@ def test_the_bridge_goes_before_the_revision_needing_it(tmp_path: Path, sqlite_u
     assert f"Revises: {bridge.name.split('_')[0]}" in (root / VERSIONS / DDD).read_text()
 
 
+@pytest.mark.crash
 def test_kill_between_writing_and_linking_the_bridge(
         tmp_path: Path, sqlite_url: str, fresh_url: Callable[[str], str]) -> None:  # noqa: F811
     """Inside the step (check_story kills after each step): the next run finds the same
@@ -266,6 +267,7 @@ def merge_build(root: Path, url: str) -> None:
     upgrade(root, url)
 
 
+@pytest.mark.crash
 def test_a_merge_needer_cut_between_its_two_parents_resumes(
         tmp_path: Path, sqlite_url: str, fresh_url: Callable[[str], str]) -> None:  # noqa: F811
     """The bridge revises (b1, b2) and the merge then revises only the bridge, written in one

@@ -1,0 +1,65 @@
+"""The pytest plugin: ready tests that prove a project's migrations on every CI run.
+
+Installed with the package (the ``pytest11`` entry point), so it is loaded into every pytest
+run: until a project enables it (``-p alembic_repair``, or ``alembic_repair = true`` in its
+pytest settings) it only registers its options, imports nothing heavy and adds no item.
+Enabled, it adds the items ``alembic_repair::<name>`` (`settings.READY_TESTS`) to a run that
+does not name single test files. Modules: `settings` (the options), `backends` (scratch
+databases), `migrate` (Alembic through env.py on them), `checks` (the ready tests as plain
+functions), `items` (pytest's side: items, one-line failures).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .settings import ENABLE, INI, URL_OPTION
+
+_BACKENDS = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(ENABLE, "run alembic_repair's ready tests (the pytest plugin)", type="bool",
+                  default=False)
+    for name, help_text, default in INI:
+        parser.addini(name, help_text, default=default)
+    parser.getgroup("alembic_repair").addoption(
+        URL_OPTION, dest="alembic_repair_url", default=None, metavar="URL",
+        help="MySQL/MariaDB server URL for the ready tests' scratch databases, or `mariadbd`")
+
+
+def enabled(config: pytest.Config) -> bool:
+    plugins = getattr(config.known_args_namespace, "plugins", None) or []
+    named = {"alembic_repair", __name__}  # `-p alembic_repair` (the entry point's name)
+    return bool(named.intersection(plugins)) or bool(config.getini(ENABLE))
+
+
+def _narrowed(config: pytest.Config) -> bool:
+    """The run names single test files or tests: the ready tests are not wanted there."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return False
+    root = Path(config.invocation_params.dir)
+    return any("::" in arg or (root / arg).is_file() for arg in config.args)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/-m deselect, so they select ready tests too
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    if not enabled(config) or _narrowed(config):
+        return
+    from .backends import Backends
+    from .items import ready_items
+    from .settings import Settings
+
+    settings = Settings.from_config(config)
+    backends = config.stash[_BACKENDS] = Backends(settings.url)
+    items.extend(ready_items(session, settings, backends))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    backends = config.stash.get(_BACKENDS, None)
+    if backends is not None:
+        backends.close()  # a throwaway mariadbd stops here
