@@ -59,7 +59,8 @@ def bootstrap(
     pending revisions, autogenerate a revision only when the models really differ (never a
     drop, never a change that could cut data), and apply it. Holds the database's migration
     lock throughout, and works on the one connection that holds it; each step is committed as
-    it completes (repair/bootstrap.py).
+    it completes (repair/bootstrap.py). A run that changed nothing ends its `actions` with
+    ``Action("bootstrap", "nothing to do: database at HEAD")``, the CLI's own words.
     """
     return _bootstrap.bootstrap(as_project(project, models=models), models=models,
                                 upgrade=upgrade, lock_timeout=lock_timeout, on_action=on_action)

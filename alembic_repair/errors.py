@@ -13,6 +13,7 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_DATABASE",
     "EXIT_REFUSED",
+    "EXIT_DRY_RUN",
     "AlembicRepairError",
     "ConfigError",
     "IniError",
@@ -25,6 +26,7 @@ __all__ = [
     "MigrationFailed",
     "NeedsRepair",
     "RefusedUnsafe",
+    "DryRun",
     "BackupCorrupt",
 ]
 
@@ -33,6 +35,7 @@ EXIT_PROBLEMS = 1
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
 EXIT_REFUSED = 4
+EXIT_DRY_RUN = 5
 
 
 class AlembicRepairError(Exception):
@@ -101,6 +104,17 @@ class RefusedUnsafe(AlembicRepairError):
     """A destructive action was asked for without the confirmation it needs."""
 
     exit_code = EXIT_REFUSED
+
+
+class DryRun(RefusedUnsafe):
+    """Only `--yes` was missing: a dry run, whose plan the CLI prints on stdout (exit 5, not 4,
+    so a script tells "here is the plan" from "refused"). `action` says what would be done."""
+
+    exit_code = EXIT_DRY_RUN
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"{action}; nothing changed; pass --yes to do it")
+        self.action = action
 
 
 class BackupCorrupt(AlembicRepairError):

@@ -178,8 +178,9 @@ def test_cli_backup_and_restore_without_yes(tmp_path: Path, backend) -> None:
     execute(backend.url, SCHEMA[backend.name][0])
     before = table_digest(backend.url)
     run = cli("restore", str(path), cwd=project.root, url=backend.url)
-    assert run.code == 4, run.output
-    assert "--yes" in run.stderr and "nothing changed" in run.stderr
+    assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
+    assert "--yes" in run.stdout and "nothing changed" in run.stdout
+    assert f"  restore {path}: would " in run.stdout
     assert table_digest(backend.url) == before
     with pytest.raises(RefusedUnsafe):
         restore(project, path, yes=False)

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 import alembic_repair
 from alembic_repair import NeedsRepair, bootstrap
+from alembic_repair.api import Action
 
 MODELS_WITHOUT_POST = MODELS_V1.split("class Post")[0]
 
@@ -47,7 +48,8 @@ def test_fresh_project_and_database(tmp_path: Path, backend) -> None:
 
     files, rows = tree_digest(root), table_digest(backend.url)
     again = bootstrap(alembic_repair.Project.discover(root, url=backend.url))
-    assert again.actions == () and not again.changed and again.head == result.head
+    nothing = Action("bootstrap", f"nothing to do: database at {result.head[0]}")
+    assert again.actions == (nothing,) and not again.changed and again.head == result.head
     assert tree_digest(root) == files and table_digest(backend.url) == rows
 
 
@@ -228,7 +230,8 @@ def test_bootstrap_of_any_schema_is_stable(schema, with_fk, tmp_path_factory, ba
         url = f"sqlite:///{root}/app.db"
     first = bootstrap(alembic_repair.Project.discover(root, url=url))
     again = bootstrap(alembic_repair.Project.discover(root, url=url))
-    assert again.actions == (), again.actions
+    assert [(a.kind, a.message) for a in again.actions] == [
+        ("bootstrap", f"nothing to do: database at {first.head[0]}")], again.actions
     shutil.rmtree(root / "alembic")
     (root / "alembic.ini").unlink()
     rebuilt = bootstrap(alembic_repair.Project.discover(root, url=url))
@@ -439,3 +442,22 @@ def test_a_first_bootstrap_leaves_no_state_folder_behind(tmp_path: Path, sqlite_
     assert list((root / "alembic" / "versions").glob("*.py"))  # it did change something
     assert "alembic_version" in table_digest(sqlite_url)
     assert not (root / ".alembic_repair").exists()
+
+
+def test_nothing_to_do_is_an_action_the_readme_loop_prints(
+        tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16: from Python, a bootstrap with nothing to do says so, as the CLI does; the
+    README's loop prints that line (the callback gets only the steps: there were none)."""
+    root = write_project(tmp_path / "proj")
+    first = bootstrap(alembic_repair.Project.discover(root, url=sqlite_url))
+    seen: list[Action] = []
+    result = bootstrap(alembic_repair.Project.discover(root, url=sqlite_url),
+                       on_action=seen.append)
+    assert not result.changed and seen == []
+    capsys.readouterr()
+    for action in result.actions:  # README.md's example, as written there
+        print(action.kind, action.message)
+    assert capsys.readouterr().out == f"bootstrap nothing to do: database at {first.head[0]}\n"
+    run = cli("bootstrap", cwd=root, url=sqlite_url)
+    assert run.code == 0 and f"bootstrap  nothing to do: database at {first.head[0]}" in run.stdout
+    assert run.stdout.count("nothing to do") == 1, run.stdout

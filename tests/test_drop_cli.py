@@ -45,9 +45,11 @@ def test_drop_without_yes_shows_the_revision_and_writes_nothing(tmp_path: Path,
     root = _project(tmp_path, sqlite_url)
     files, rows = tree_digest(root), table_digest(sqlite_url)
     run = cli("drop", "post", cwd=root, url=sqlite_url)
-    assert run.code == 4, run.output
+    assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
+    assert run.stdout.startswith("Plan (dry run, nothing changed):\n")
     assert "+def upgrade" in run.stdout and "rename_table" in run.stdout
-    assert "--yes" in run.stderr
+    assert "  drop: would write alembic/versions/" in run.stdout
+    assert run.stdout.endswith("Run again with --yes to apply it.\n")
     assert tree_digest(root) == files and table_digest(sqlite_url) == rows
 
 
@@ -73,7 +75,8 @@ def test_soft_drop_revision_upgrades_into_the_trash_and_downgrades_back(tmp_path
 def test_hard_drop_takes_a_backup_first(tmp_path: Path, backend) -> None:
     root = _project(tmp_path, backend.url)
     refused = cli("drop", "post", "--hard", cwd=root, url=backend.url)
-    assert refused.code == 4 and not (root / ".alembic_repair" / "backups").exists()
+    assert refused.code == 5 and not (root / ".alembic_repair" / "backups").exists()
+    assert "drop --hard post: would back up the tables" in refused.stdout
     run = cli("drop", "post", "--hard", "--yes", cwd=root, url=backend.url)
     assert run.code == 0, run.output
     (backup,) = (root / ".alembic_repair" / "backups").iterdir()

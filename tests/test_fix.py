@@ -224,8 +224,10 @@ def test_fix_without_yes_prints_the_plan_and_changes_nothing(
     root, url = _build(name, backend, tmp_path, request)
     files, rows = tree_digest(root), table_digest(url)
     run = cli("fix", cwd=root, url=_url_for_cli(name, url), timeout=300)
-    assert run.code == 4, run.output
-    assert "fix plan" in run.stdout and "1. " in run.stdout and "--yes" in run.stderr
+    assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
+    assert "fix plan" in run.stdout and "1. " in run.stdout
+    assert run.stdout.startswith("Plan (dry run, nothing changed):\n")
+    assert run.stdout.endswith("Run again with --yes to apply it.\n")
     assert tree_digest(root) == files and table_digest(url) == rows
     assert not (root / ".alembic_repair").exists()
 

@@ -114,13 +114,15 @@ def test_the_dry_run_prints_every_layer(tmp_path: Path) -> None:
     build("fm02_two_heads", tmp_path / "proj", url)
     files, rows = tree_digest(tmp_path / "proj"), table_digest(url)
     run = cli("fix", cwd=tmp_path / "proj", url=url)
-    assert run.code == 4, run.output
+    assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
     lines = run.stdout.splitlines()
-    assert lines[0] == "fix plan (revision files):"
-    assert lines[1].startswith("  1. write merge revision ")
-    assert lines[2].startswith("then, depending on the results of the layers before")
-    assert lines[3:5] == ["  database and history:",
+    assert lines[0] == "Plan (dry run, nothing changed):"
+    assert lines[1] == "fix plan (revision files):"
+    assert lines[2].startswith("  1. write merge revision ")
+    assert lines[3].startswith("then, depending on the results of the layers before")
+    assert lines[4:6] == ["  database and history:",
                           "    1. upgrade the database to heads [destructive]"]
+    assert lines[-1] == "Run again with --yes to apply it."
     assert tree_digest(tmp_path / "proj") == files and table_digest(url) == rows
 
 
@@ -143,7 +145,7 @@ def test_fix_yes_stops_before_a_kind_of_step_the_plan_did_not_show(tmp_path: Pat
                     "`alembic-repair fix` to see the new plan, then `alembic-repair fix --yes`")
     assert "AR304" in {f.code for f in doctor(project).findings}  # nothing was upgraded
     again = cli("fix", cwd=root, url=url)  # `fix` shows it now
-    assert again.code == 4 and "upgrade the database to heads" in again.stdout, again.output
+    assert again.code == 5 and "upgrade the database to heads" in again.stdout, again.output
     done = fix(project, yes=True)
     assert done.healthy and [p.layer for p in done.plans] == ["database and history"]
 

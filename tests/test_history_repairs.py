@@ -167,7 +167,7 @@ def test_without_yes_nothing_changes(scenario: str, tmp_path: Path, sqlite_url: 
 
     run = cli("fix", cwd=root, url=sqlite_url)
 
-    assert run.code == 4, run.output
+    assert run.code == 5, run.output
     step = "recreate revision bbb222" if scenario == FM05 else "write a baseline revision"
     assert f"1. {step}" in run.output
     assert tree_digest(root) == files and table_digest(sqlite_url) == tables

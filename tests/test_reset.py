@@ -139,9 +139,11 @@ def test_reset_without_yes_prints_the_plan_and_changes_nothing(tmp_path: Path, b
 
     run = cli("reset", cwd=root, url=backend.url)
 
-    assert run.code == 4, run.output
+    assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
+    assert run.stdout.startswith("Plan (dry run, nothing changed):\n"), run.stdout
     assert "1. backup:" in run.stdout and "DROP post (3 rows), author (3 rows)" in run.stdout
-    assert "[destructive]" in run.stdout and "--yes" in run.stderr
+    assert "[destructive]" in run.stdout
+    assert run.stdout.endswith("Run again with --yes to apply it.\n"), run.stdout
     assert tree_digest(root) == files and table_digest(backend.url) == rows
     assert not (root / ".alembic_repair" / "backups").exists()
 
@@ -177,7 +179,7 @@ def test_kill_9_at_any_step_then_rerun_loses_no_row(tmp_path: Path, backend, poi
     assert journal is not None and journal.command == "reset"
 
     plan = cli("reset", cwd=root, url=backend.url)  # says what the rerun will do
-    assert plan.code == 4
+    assert plan.code == 5, plan.output
     if journal.changed_anything:
         assert "(done by the interrupted run)" in plan.stdout
     rerun = cli("reset", "--yes", cwd=root, url=backend.url)
@@ -312,7 +314,7 @@ def test_a_resumed_reset_does_what_its_printed_plan_says_not_what_the_killed_run
     assert crashed.code == -signal.SIGKILL, crashed.output
 
     plan = cli("reset", cwd=root, url=sqlite_url)
-    assert plan.code == 4 and "restore the rows" in plan.stdout, plan.output
+    assert plan.code == 5 and "restore the rows" in plan.stdout, plan.output
     rerun = cli("reset", "--yes", cwd=root, url=sqlite_url)
 
     assert rerun.code == 0, rerun.output

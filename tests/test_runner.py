@@ -64,10 +64,10 @@ def test_a_fix_dry_run_diagnoses_once_and_refuses_the_plan_it_printed(
     code = _main("--project", str(root), "--url", sqlite_url, "fix")
 
     out = capsys.readouterr()
-    assert code == 4, out
+    assert code == 5 and out.err == "", out  # a dry run: the plan, on stdout
     assert len(diagnosed) == 1
     assert "fix plan" in out.out and "1. " in out.out
-    assert "fix: would run 1 steps" in out.err and "--yes" in out.err
+    assert out.out.endswith("Run again with --yes to apply it.\n"), out
     assert tree_digest(root) == files and table_digest(sqlite_url) == rows
 
 
@@ -107,7 +107,7 @@ def test_a_squash_dry_run_proves_once_and_a_changed_history_refuses_its_plan(
     planned = _counting(monkeypatch, squash_module, "_build_plan")
     code = _main("--project", str(root), "--url", sqlite_url, "squash")
     out = capsys.readouterr()
-    assert code == 4 and "squash plan" in out.out, out
+    assert code == 5 and "squash plan" in out.out, out
     assert len(planned) == 1
 
     project = Project.discover(root, url=sqlite_url)

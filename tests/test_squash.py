@@ -15,6 +15,7 @@ import pytest
 
 from alembic_repair import NeedsRepair, Project, squash
 from alembic_repair.engine.state.schema import SchemaSnapshot
+from alembic_repair.errors import RefusedUnsafe
 from alembic_repair.testing.scenarios import AAA, BBB, CCC, VERSIONS, build
 from tests.helpers import cli, schema_snapshot, table_digest, tree_digest
 from tests.test_history_repairs import alembic, down_revision, user_rows, version_rows
@@ -53,12 +54,13 @@ def test_squash_to_a_middle_revision(tmp_path: Path, backend,
     rows = user_rows(backend.url)
 
     refused = cli("squash", "--to", "bbb222", cwd=root, url=backend.url)
-    assert refused.code == 4, refused.output
+    assert refused.code == 5, refused.output
     assert "1. write baseline revision" in refused.output
     files, tables = tree_digest(root), table_digest(backend.url)
     with pytest.raises(Exception) as err:
         squash(Project.discover(root, url=backend.url), to="bbb222")
-    assert type(err.value).__name__ == "RefusedUnsafe"
+    # without yes: a dry run (issue 16: exit 5 in the CLI), still a RefusedUnsafe from Python
+    assert type(err.value).__name__ == "DryRun" and isinstance(err.value, RefusedUnsafe)
     assert tree_digest(root) == files and table_digest(backend.url) == tables
 
     result = squash(Project.discover(root, url=backend.url), to="bbb222", yes=True)

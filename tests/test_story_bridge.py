@@ -88,7 +88,7 @@ def test_the_bridge_goes_before_the_revision_needing_it(tmp_path: Path, sqlite_u
     doctor = cli("doctor", cwd=root, url=sqlite_url)
     assert doctor.code == 1 and "AR404" in doctor.output, doctor.output
     plan = cli("fix", cwd=root, url=sqlite_url)
-    assert plan.code == 4 and "1. write a bridge revision creating setting" in plan.output, \
+    assert plan.code == 5 and "1. write a bridge revision creating setting" in plan.output, \
         plan.output
 
     run = cli("fix", "--yes", cwd=root, url=sqlite_url)

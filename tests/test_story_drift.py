@@ -91,7 +91,7 @@ def test_the_revision_adds_the_column_and_no_ddl_runs_here(tmp_path: Path, sqlit
     codes = [f["code"] for f in json.loads(doctor.stdout)["findings"]]
     assert codes == ["AR405"], codes
     planned = cli("fix", cwd=root, url=sqlite_url)
-    assert planned.code == 4, planned.output
+    assert planned.code == 5, planned.output
     assert "write a revision on ccc333" in planned.stdout
     assert "column author.nickname VARCHAR(50)" in planned.stdout
     assert "column author.score INTEGER NOT NULL DEFAULT 0" in planned.stdout

@@ -113,7 +113,7 @@ def test_doctor_reports_the_ini_url_whatever_the_environment(mariadb_url: str,
     assert report["state"]["database"] == "read" and "author" in report["state"]["tables"]
 
     planned = cli("fix", cwd=root)
-    assert planned.code == 4, planned.output
+    assert planned.code == 5, planned.output
     assert "percent-encode the password" in planned.stdout
     assert "render_as_batch" not in planned.output
     fixed = cli("fix", "--yes", cwd=root)

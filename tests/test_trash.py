@@ -193,9 +193,11 @@ def test_drop_and_restore_need_yes(tmp_path: Path, backend) -> None:
     _fill(backend.url, "item", 4)
     before = table_digest(backend.url)
     run = cli("trash", "drop", "item", cwd=project.root, url=backend.url)
-    assert run.code == 4, run.output
-    assert "error: trash drop item: would rename table item (4 rows) to _ar_trash_" in run.stderr
-    assert run.stderr.rstrip().endswith("; nothing changed; pass --yes to do it")
+    assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
+    lines = run.stdout.splitlines()
+    assert lines[0] == "Plan (dry run, nothing changed):", run.stdout
+    assert lines[1].startswith("  trash drop item: would rename table item (4 rows) to _ar_trash_")
+    assert lines[2:] == ["Run again with --yes to apply it."], run.stdout
     assert table_digest(backend.url) == before  # not even the index table was created
 
     run = cli("trash", "drop", "item", "--yes", cwd=project.root, url=backend.url)
@@ -225,10 +227,10 @@ def test_purge_respects_age_and_yes(tmp_path: Path, backend) -> None:
     before = table_digest(backend.url)
 
     run = cli("trash", "purge", "--older-than", "7d", cwd=project.root, url=backend.url)
-    assert run.code == 4, run.output
-    assert run.stderr == (
-        f"error: trash purge --older-than 7d: would drop 1 table(s) for good: "
-        f"{old.trash_name} (3 rows); nothing changed; pass --yes to do it\n"
+    assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
+    assert run.stdout == (
+        f"Plan (dry run, nothing changed):\n  trash purge --older-than 7d: would drop 1 "
+        f"table(s) for good: {old.trash_name} (3 rows)\nRun again with --yes to apply it.\n"
     )
     with pytest.raises(RefusedUnsafe):
         trash_purge(project, older_than=timedelta(days=7))

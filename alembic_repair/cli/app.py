@@ -2,19 +2,22 @@
 (which prints every line), exit.
 
 Exit codes (design section 3): 0 done/healthy, 1 problems remain, 2 usage or configuration
-error, 3 database unreachable or login refused, 4 refused as unsafe, 70 internal error.
+error, 3 database unreachable or login refused, 4 refused as unsafe, 5 dry run (a plan was
+printed, nothing changed: `dry_run.py`), 70 internal error.
 Errors are one line on stderr; ``--traceback`` shows the Python traceback as well.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 
@@ -22,11 +25,21 @@ from .. import api
 from ..data.trash import parse_age
 from ..diagnose import verdict_cache as quick
 from ..engine.project import Project
-from ..errors import AlembicRepairError
+from ..errors import EXIT_DRY_RUN, AlembicRepairError, DryRun
 from ..masking import redact
-from . import report
+from . import dry_run, report
 
 EXIT_INTERNAL = 70
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unwrapped(command: F) -> F:
+    """Typer's rich help keeps the line breaks inside a docstring's later paragraphs, which then
+    show mid-sentence at any width: each paragraph is joined into one line for the terminal to
+    wrap (tests/test_cli_help.py renders every --help at 80 columns)."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    command.__doc__ = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    return command
 
 app = typer.Typer(
     add_completion=False,
@@ -48,6 +61,7 @@ class _Options:
     traceback: bool = False
     discovered_url: str | None = None  # scrubbed from tracebacks whatever its source
     discovered_source: str = "the project"
+    plan_shown: bool = False  # a dry run's command printed its plan (and dry_run.HEADING)
 
 
 options = _Options()
@@ -67,6 +81,14 @@ def main_options(
 ) -> None:
     options.project, options.config, options.url = project, config, url
     options.traceback = traceback
+    options.plan_shown = False
+
+
+def _plan_heading() -> None:
+    """A dry run's heading, before the plan the command prints (dry_run.py)."""
+    if not options.plan_shown:
+        options.plan_shown = True
+        dry_run.heading()
 
 
 def _discover(models: str | None = None, *, strict: bool = True) -> Project:
@@ -78,6 +100,7 @@ def _discover(models: str | None = None, *, strict: bool = True) -> Project:
 
 
 @app.command()
+@_unwrapped
 def bootstrap(
     models: Annotated[str | None, typer.Option(  # noqa: UP007
         "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
@@ -87,7 +110,10 @@ def bootstrap(
         "--lock-timeout", help="Seconds to wait for another run holding the lock.")] = 600.0,
     format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
 ) -> None:
-    """Scaffold, adopt, autogenerate only on a real difference, upgrade: safe on every start."""
+    """Scaffold, adopt, autogenerate, upgrade: safe on every start.
+
+    Autogenerates a revision only on a real difference between the models and the database
+    (never a drop), and holds the migration lock, so several replicas may run it at once."""
     project = _discover(models)
     text = format is Format.text
     if text:
@@ -102,6 +128,7 @@ def bootstrap(
 
 
 @app.command()
+@_unwrapped
 def doctor(
     format: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
     models: Annotated[str | None, typer.Option(
@@ -111,7 +138,7 @@ def doctor(
     no_cache: Annotated[bool, typer.Option(
         "--no-cache", help="Replay again even when the history is unchanged.")] = False,
 ) -> None:
-    """Read-only diagnosis: revision files, alembic_version, live schema, models.
+    """Read-only diagnosis: revisions, alembic_version, schema, models.
 
     Exit 0 healthy, 1 problems found (the project's files included), 2 a usage error (an
     unusable --url), 3 database unreachable.
@@ -161,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)  # an Exit's code is returned, not raised
         if isinstance(code, int) and code:
             sys.exit(code)
+    except DryRun as err:  # only --yes was missing: the plan, on stdout (dry_run.py)
+        sys.exit(dry_run.finish(err, shown=options.plan_shown))
     except AlembicRepairError as err:
         _traceback(err)
         report.error_line(str(err))
@@ -195,11 +224,12 @@ def main(argv: list[str] | None = None) -> None:
 
 trash_app = typer.Typer(
     no_args_is_help=True,
-    help="Soft-dropped tables: renamed into _ar_trash_*, restorable until purged.",
+    help="Soft-dropped tables, restorable until purged.\n\nA soft drop renames the table "
+         "into _ar_trash_<stamp>_<table>: O(1), no row copied.",
 )
 app.add_typer(trash_app, name="trash")
 
-_YES = typer.Option("--yes", "-y", help="Do it (without: print what would be done, exit 4).")
+_YES = typer.Option("--yes", "-y", help="Do it (without: print the plan, change nothing, exit 5).")
 _REMOTE = typer.Option("--allow-remote", help="Allow a database that is not on this machine.")
 
 
@@ -209,7 +239,7 @@ def trash_drop(
     yes: Annotated[bool, _YES] = False,
     allow_remote: Annotated[bool, _REMOTE] = False,
 ) -> None:
-    """Rename TABLE into the trash (O(1), no row copied); `trash restore` brings it back."""
+    """Rename TABLE into the trash (O(1)); `trash restore` undoes it."""
     entry = api.trash_drop(_discover(), table, yes=yes, allow_remote=allow_remote,
                            on_action=report.plain_action)
     report.trash_entry("already" if entry.already else "trashed", entry)
@@ -229,7 +259,7 @@ def trash_restore(
     yes: Annotated[bool, _YES] = False,
     allow_remote: Annotated[bool, _REMOTE] = False,
 ) -> None:
-    """Rename a soft-dropped table back to its original name (refused if that name is taken)."""
+    """Rename a soft-dropped table back (refused if its name is taken)."""
     report.trash_restored(api.trash_restore(_discover(), name, yes=yes,
                                             allow_remote=allow_remote))
 
@@ -259,7 +289,7 @@ def backup_command(
     compress: Annotated[bool, typer.Option(
         "--compress", help="gzip the dump (smaller, slower on few cores).")] = False,
 ) -> None:
-    """Write a verified backup: schema, rows, and a manifest of counts and checksums."""
+    """Write a verified backup: schema, rows, counts and checksums."""
     if method not in ("auto", "dump", "python"):
         raise typer.BadParameter("expected auto, dump or python", param_hint="--method")
     with report.table_progress("backup") as progress:
@@ -269,6 +299,7 @@ def backup_command(
 
 
 @app.command("restore")
+@_unwrapped
 def restore_command(
     src: Annotated[Path, typer.Argument(help="The backup folder (holds manifest.json).")],
     yes: Annotated[bool, _YES] = False,
@@ -278,7 +309,10 @@ def restore_command(
     method: Annotated[str, typer.Option(
         "--method", help="auto, client (the mariadb client), or python (no client).")] = "auto",
 ) -> None:
-    """Verify a backup and put its rows back into empty tables; reports what did not fit."""
+    """Verify a backup and put its rows back into empty tables.
+
+    What does not fit is reported and stays in the backup. Without --yes: prints the plan and
+    changes nothing (exit 5)."""
     if method not in ("auto", "client", "python"):
         raise typer.BadParameter("expected auto, client or python", param_hint="--method")
     with report.table_progress("restore") as progress:
@@ -293,6 +327,7 @@ def restore_command(
 
 
 @app.command("reset")
+@_unwrapped
 def reset_command(
     yes: Annotated[bool, _YES] = False,
     allow_remote: Annotated[bool, _REMOTE] = False,
@@ -301,14 +336,16 @@ def reset_command(
     models: Annotated[str | None, typer.Option(  # noqa: UP007
         "--models", help="The models, as module:attr (e.g. app.models:Base).")] = None,
 ) -> None:
-    """Backup, drop, regenerate alembic.ini/env.py/one baseline, upgrade, restore, verify.
+    """The safe reset: back up, rebuild the setup, restore the rows.
 
-    Without --yes: prints the plan and changes nothing. A run killed part-way is finished by
-    the next `reset --yes` (the journal says where it stopped)."""
+    Backup, drop, regenerate alembic.ini, env.py and one baseline revision, upgrade, restore,
+    verify. Without --yes: prints the plan and changes nothing (exit 5). A run killed part-way
+    is finished by the next `reset --yes` (the journal says where it stopped)."""
     project = _discover(models)
     plan = None
     if not yes:  # the plan printed is the plan refused (and, with --yes, the plan run)
         plan = api.plan_reset(project, models=models, discard_data=discard_data)
+        _plan_heading()
         report.reset_plan(plan)
     with report.progress("reset", total=7) as on_action:
         result = api.reset(project, yes=yes, allow_remote=allow_remote,
@@ -323,6 +360,7 @@ def reset_command(
 
 
 @app.command("fix")
+@_unwrapped
 def fix_command(
     yes: Annotated[bool, _YES] = False,
     allow_remote: Annotated[bool, _REMOTE] = False,
@@ -335,16 +373,19 @@ def fix_command(
         "--rollback", help="Undo the steps of an interrupted fix instead of finishing it.")
     ] = False,
 ) -> None:
-    """Repair what doctor finds: plan, backup, steps, verify; layer after layer.
+    """Repair what doctor finds, layer after layer, losing no row.
 
-    Without --yes: prints the whole plan (the later layers projected) and changes nothing
-    (exit 4 when there is something to do). With --yes, stops before any kind of step that
-    plan did not show. Exit 0 when doctor is healthy afterwards, 1 when something remains."""
+    Each layer: plan, backup, steps, verify. Without --yes: prints the whole plan (the later
+    layers projected) and changes nothing (exit 5 when there is something to do). With --yes,
+    stops before any kind of step that plan did not show. Exit 0 when doctor is healthy
+    afterwards, 1 when something remains."""
     codes = _known_codes(list(only or ()))
     project = _discover(models, strict=False)
     plan = None
     if not yes:  # planned once: the API is handed the plan printed, and refuses it
         plan = api.plan_fix(project, only=codes, models=models)
+        if plan.steps or getattr(plan, "interrupted", None) is not None:
+            _plan_heading()
         report.fix_plan(plan, rollback=rollback)
     with report.progress("fix") as on_action:
         result = api.fix(project, yes=yes, allow_remote=allow_remote, only=codes,
@@ -371,21 +412,25 @@ def _known_codes(only: list[str]) -> tuple[str, ...]:
 
 
 @app.command("squash")
+@_unwrapped
 def squash_command(
     to: Annotated[str | None, typer.Option(  # noqa: UP007
         "--to", help="Squash up to this revision (default: the head).")] = None,
     yes: Annotated[bool, _YES] = False,
     allow_remote: Annotated[bool, _REMOTE] = False,
 ) -> None:
-    """Collapse the history up to REV into one baseline revision, keep later revisions,
-    restamp the database; the old files move into the backup folder.
+    """Collapse the history into one baseline revision and restamp.
 
-    Without --yes: prints the plan and changes nothing (exit 4). An empty database built from
-    the new history is proved equal to one built from the old one before anything changes."""
+    Up to --to (default: the head); later revisions are kept, the old files move into the
+    backup folder. Without --yes: prints the plan and changes nothing (exit 5). An empty
+    database built from the new history is proved equal to one built from the old one before
+    anything changes."""
     project = _discover()
     plan = None
     if not yes:  # the plan printed (and proved) once; the API refuses that very plan
         plan = api.plan_squash(project, to=to)
+        if plan.steps:
+            _plan_heading()
         report.squash_plan(plan)
     result = api.squash(project, to=to, yes=yes, allow_remote=allow_remote, plan=plan,
                         on_action=report.action_line)
@@ -396,6 +441,7 @@ def squash_command(
 
 
 @app.command("drop")
+@_unwrapped
 def drop_command(
     specs: Annotated[list[str], typer.Argument(help="TABLE or TABLE.COLUMN, one or more.")],
     hard: Annotated[bool, typer.Option(
@@ -409,12 +455,18 @@ def drop_command(
     yes: Annotated[bool, _YES] = False,
     allow_remote: Annotated[bool, _REMOTE] = False,
 ) -> None:
-    """Write a revision that drops tables/columns so its downgrade() can bring them back.
+    """Write a revision dropping tables or columns, undoably.
 
-    Without --yes: prints the revision as a diff and writes nothing (exit 4). The drop itself
-    runs at the next upgrade (or bootstrap)."""
+    Its downgrade() brings them back (soft: out of the trash; --hard: recreated empty, after a
+    verified backup). Without --yes: prints the revision as a diff and writes nothing (exit 5).
+    The drop itself runs at the next upgrade (or bootstrap)."""
     project = _discover()
     result = api.drop(project, specs, hard=hard, into=into, message=message, yes=yes,
                       allow_remote=allow_remote)
-    if not report.drop_done(project, result):
-        raise typer.Exit(4)
+    if not result.written and not result.already:  # a dry run: the diff is the plan
+        _plan_heading()
+        sys.stdout.write(result.diff)
+        dry_run.line(f"drop: would write {project.rel(result.path)} as shown")
+        dry_run.hint()
+        raise typer.Exit(EXIT_DRY_RUN)
+    report.drop_done(project, result)

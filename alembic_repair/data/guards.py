@@ -7,7 +7,8 @@
 * ``--yes``: the action changes the database.
 
 `require` raises `RefusedUnsafe` (exit 4) with one readable line naming the action and the
-option to pass; the line names the host and port, never the password.
+option to pass; the line names the host and port, never the password. Without ``--yes`` alone
+it raises `DryRun` (a `RefusedUnsafe`, exit 5): the action is the plan the CLI prints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.exc import ArgumentError
 from ..engine.endpoint import Target, target
 from ..engine.project import Project
 from ..engine.url import parse_url
-from ..errors import RefusedUnsafe, UrlError
+from ..errors import DryRun, RefusedUnsafe, UrlError
 
 __all__ = ["decide", "is_local", "require", "require_local"]
 
@@ -64,4 +65,4 @@ def require(yes: bool, allow_remote: bool, project: Project, action: str) -> Non
     """
     require_local(allow_remote, project, action)
     if not yes:
-        raise RefusedUnsafe(f"{action}; nothing changed; pass --yes to do it")
+        raise DryRun(action)

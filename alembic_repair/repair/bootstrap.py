@@ -40,7 +40,7 @@ from .journal import Journal
 if TYPE_CHECKING:
     from .steps import Context, Step
 
-__all__ = ["Action", "BootstrapResult", "OnAction", "bootstrap", "upgrade_to",
+__all__ = ["Action", "BootstrapResult", "OnAction", "bootstrap", "nothing_to_do", "upgrade_to",
            "write_models_revision"]
 
 OnAction = Callable[["Action"], None]
@@ -58,6 +58,9 @@ class Action:
     revision: str | None = None
 
 
+_UNCHANGED = ("wait", "note", "kept", "bootstrap")  # "bootstrap": only `nothing_to_do`'s
+
+
 @dataclass(frozen=True)
 class BootstrapResult:
     """What `bootstrap` did; `changed` is False when the run touched no file and no row."""
@@ -70,7 +73,18 @@ class BootstrapResult:
 
     @property
     def changed(self) -> bool:
-        return any(a.kind not in ("wait", "note", "kept") for a in self.actions)
+        return any(a.kind not in _UNCHANGED for a in self.actions)
+
+
+def nothing_to_do(result: BootstrapResult) -> BootstrapResult:
+    """`result`, ending with an `Action` saying nothing changed when nothing did, so a caller
+    printing the actions prints what the CLI says (``bootstrap  nothing to do: database at
+    HEAD``). Not passed to `on_action`: it is the outcome, not a step (the CLI prints its own)."""
+    if result.changed:
+        return result
+    head = ", ".join(result.head) if result.head else "no revision"
+    said = Action("bootstrap", f"nothing to do: database at {head}")
+    return replace(result, actions=(*result.actions, said))
 
 
 class Recorder:
@@ -127,12 +141,12 @@ def bootstrap(project: Project, *, models: str | None = None, upgrade: bool = Tr
                             notify=lambda message: say("wait", message)) as conn:
             try:
                 with project_on_path(project.root):
-                    return _bootstrap_locked(project, conn, models, upgrade, say)
+                    return nothing_to_do(_bootstrap_locked(project, conn, models, upgrade, say))
             except _MustChange:
                 conn.rollback()
                 from . import bootstrap_steps, runner  # noqa: F401  (see _MustChange)
             with project_on_path(project.root):
-                return _bootstrap_locked(project, conn, models, upgrade, say)
+                return nothing_to_do(_bootstrap_locked(project, conn, models, upgrade, say))
     finally:
         engine.dispose()
 

@@ -47,6 +47,11 @@ SETUP = "setup files"
 Say = Callable[[str, str], None]
 
 
+def _counted(count: int, noun: str) -> str:
+    """``1 step``, ``2 steps``: a count that agrees in number with its noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class FixPlan(Plan):
     """The first round's `Plan`, with the diagnosis it was made from and the journal of an
@@ -145,7 +150,7 @@ def _round(project: Project, conn: Connection | None, plan: Plan, models: str | 
     journal = runner.begin(project, runner.Run(
         COMMAND, plan.steps, backup=plan.needs_backup, context={"layer": plan.layer}))
     ctx = Context(project, conn, runner.folder_of(journal), models, say)
-    say("plan", f"{plan.layer}: {len(plan.steps)} steps")
+    say("plan", f"{plan.layer}: {_counted(len(plan.steps), 'step')}")
     runner.execute(project, ctx.connection, journal, ctx).finish()
     return ctx.folder
 
@@ -168,7 +173,8 @@ def _setup_round(project: Project, *, yes: bool, only: tuple[str, ...], models: 
         return None
     if planned is None:
         _announce(plan, say)
-    guards.require(yes, True, project, f"fix: would run {len(plan.steps)} steps (setup files)")
+    guards.require(yes, True, project,
+                   f"fix: would run {_counted(len(plan.steps), 'step')} (setup files)")
     _round(project, None, plan, models, say)
     return plan
 
@@ -203,7 +209,7 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                 steps = runner.steps_of(journal)
                 action = "roll back" if rollback else "finish"
                 guards.require(yes, allow_remote, project, f"fix: would {action} the "
-                               f"interrupted run ({len(steps)} steps, last done: "
+                               f"interrupted run ({_counted(len(steps), 'step')}, last done: "
                                f"{journal.last_done})")
                 if rollback:
                     runner.rollback(project, conn, journal, ctx)
@@ -244,7 +250,8 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                     break
                 final = None
                 guards.require(yes, allow_remote, project,
-                               f"fix: would run {len(current.steps)} steps ({current.layer})")
+                               f"fix: would run {_counted(len(current.steps), 'step')} "
+                               f"({current.layer})")
                 try:
                     folders.append(_round(project, conn, current, models, say))
                 except StepRefused as err:

@@ -69,6 +69,11 @@ STEPS: tuple[tuple[str, bool], ...] = (
 Say = Callable[[str, str], None]
 
 
+def _counted(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``: a count that agrees in number with its noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class ResetPlan:
     """What `reset` would do, computed without changing anything."""
@@ -87,12 +92,13 @@ class ResetPlan:
 
     def lines(self) -> list[str]:
         """The numbered plan, one line per step (the destructive ones say so)."""
-        drop = ", ".join(f"{t} ({n} rows)" for t, n in self.drop) or "no table"
+        drop = ", ".join(f"{t} ({_counted(n, 'row')})" for t, n in self.drop) or "no table"
         steps = [
-            ("backup", f"back up every user table ({self.rows} rows in the tables to drop) "
+            ("backup", f"back up every user table ({_counted(self.rows, 'row')} in the tables "
+                       "to drop) "
                        "into .alembic_repair/backups/, verified (counts and checksums)"),
             ("drop", f"DROP {drop}, and alembic_version"),
-            ("scaffold", f"move {len(self.files)} project files into the backup "
+            ("scaffold", f"move {_counted(len(self.files), 'project file')} into the backup "
                          f"({_short(self.files)}); write alembic.ini, env.py and "
                          "script.py.mako"),
             ("baseline", f"write one baseline revision from the models ({self.models})"),
@@ -109,7 +115,7 @@ class ResetPlan:
             out.append(f"{number}. {name}: {text}{flag}{done}")
         if self.kept:
             out.append("   kept as they are (the models do not define them): " + ", ".join(
-                f"{t} ({n} rows)" for t, n in self.kept))
+                f"{t} ({_counted(n, 'row')})" for t, n in self.kept))
         return out
 
 
@@ -261,7 +267,8 @@ def reset(project: Project, *, yes: bool, allow_remote: bool = False,
                 plan = now
             what = "finish the interrupted reset" if plan.resume else "reset"
             guards.require(yes, allow_remote, project,
-                           f"reset: would {what} ({len(plan.drop)} tables, {plan.rows} rows "
+                           f"reset: would {what} ({_counted(len(plan.drop), 'table')}, "
+                           f"{_counted(plan.rows, 'row')} "
                            "backed up, dropped, recreated and restored)")
             resumed_after: str | None = None
             journal = runner.recover(project, COMMAND, say, "starting over",

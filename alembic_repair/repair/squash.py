@@ -54,6 +54,11 @@ COMMAND = "squash"
 Say = Callable[[str, str], None]
 
 
+def _counted(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``: a count that agrees in number with its noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 # -- the steps -------------------------------------------------------------------------------------
 
 
@@ -87,7 +92,7 @@ class WriteBaseline(Step):
 
     def describe(self) -> str:
         return (f"write baseline revision {self.revision}: the schema of {self.to} (replayed), "
-                f"replacing {self.count} revision(s)")
+                f"replacing {_counted(self.count, 'revision')}")
 
     def apply(self, ctx: Context) -> None:
         project = ctx.project
@@ -337,8 +342,8 @@ def squash(project: Project, *, to: str | None = None, yes: bool = False,
                 say("squash", f"nothing to squash: {plan.to} is already the baseline")
                 return SquashResult(plan, project.state_dir)
             guards.require(yes, allow_remote, project,
-                           f"squash: would replace {len(plan.squashed)} revision(s) up to "
-                           f"{plan.to} by baseline {plan.baseline}")
+                           f"squash: would replace {_counted(len(plan.squashed), 'revision')} "
+                           f"up to {plan.to} by baseline {plan.baseline}")
             if plan.note:
                 say("note", plan.note)
             runner.recover(project, COMMAND, say, "starting over")  # one that never started

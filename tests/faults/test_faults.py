@@ -6,10 +6,10 @@ copy of a healthy project with rows (SQLite, and MariaDB where the fault applies
 every row asserts the same contract:
 
 * the documented exit code (2 configuration or usage, 3 unreachable, locked or refused by the
-  server, 4 refused as unsafe, 1 problems found), never 70;
+  server, 4 refused as unsafe, 5 a dry run, 1 problems found), never 70;
 * errors: exactly one ``error: ...`` line on stderr holding the stable text (file/line or
   host, and what to do); doctor: the finding line on stdout and nothing on stderr (damage is a
-  finding, not an error);
+  finding, not an error); a dry run: its plan on stdout and nothing on stderr;
 * no ``Traceback`` and no password anywhere in the output;
 * the project's files, every path under it, and every table's rows byte-identical afterwards.
 
@@ -34,7 +34,13 @@ import pymysql
 import pytest
 from helpers import Run
 
-from alembic_repair.errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_PROBLEMS, EXIT_REFUSED
+from alembic_repair.errors import (
+    EXIT_CONFIG,
+    EXIT_DATABASE,
+    EXIT_DRY_RUN,
+    EXIT_PROBLEMS,
+    EXIT_REFUSED,
+)
 from alembic_repair.private import private_dir
 
 from .conftest import Fault
@@ -102,7 +108,7 @@ def check(fault: Fault, run: Run, expected: Case) -> None:
         for spelling in spellings(password):
             assert spelling not in run.output, f"password spelling {spelling!r} printed"
     parts = says if isinstance(says, tuple) else (says,)
-    if expected.finding or expected.code == EXIT_OK:
+    if expected.finding or expected.code in (EXIT_OK, EXIT_DRY_RUN):
         assert run.stderr == "", run
         assert any(all(p in line for p in parts) for line in run.stdout.splitlines()), run
     else:
@@ -505,8 +511,8 @@ def two_rows(f: Fault) -> None:
     f.sql("INSERT INTO alembic_version (version_num) VALUES ('deadbeef0001')")
 
 
-@case("version-two-conflicting-rows-fix-plan", EXIT_REFUSED, "fix: would run 1 steps (database "
-      "and history); nothing changed; pass --yes to do it", backends=BOTH)
+@case("version-two-conflicting-rows-fix-plan", EXIT_DRY_RUN, "fix plan (database and history):",
+      backends=BOTH)
 def _(f: Fault) -> tuple[str, ...]:
     two_rows(f)
     return ("fix",)
