@@ -452,3 +452,33 @@ def test_backend_image_has_mariadb_client_and_alembic_repair_from_the_checkout()
         assert not _ignored(patterns, src), f"{src} is excluded from the build context"
     assert not _ignored(patterns, "alembic_repair/templates/env.py.tmpl")
     assert _ignored(patterns, ".git") and _ignored(patterns, ".venv/bin/python")
+
+
+READY_TESTS = ("single_head", "builds", "doctor", "lint", "data_survives", "up_down")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def ready_url(request: pytest.FixtureRequest) -> list[str]:
+    """No option (SQLite scratch files), or the suite's MariaDB server for scratch schemas."""
+    if request.param == "sqlite":
+        return []
+    return [f"--alembic-repair-url={request.getfixturevalue('mariadb_server').root_url}"]
+
+
+def test_the_example_enables_the_pytest_plugin(tmp_path: Path, ready_url: list[str]) -> None:
+    """`python -m pytest` in a copy of the example, under the example's own pytest settings
+    (not this repository's): its tests and the six ready tests run and pass."""
+    copy = tmp_path / "example"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns(
+        "app.db", "__pycache__", ".mypy_cache", ".pytest_cache"))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "PYTEST_ADDOPTS") and not k.startswith("MYSQL_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c",
+         str(copy / "pyproject.toml"), "--rootdir", str(copy), "-rA", *ready_url],
+        cwd=copy, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    passed = {line.split()[1] for line in done.stdout.splitlines() if line.startswith("PASSED ")}
+    assert {f"alembic_repair::{name}" for name in READY_TESTS} <= passed, done.stdout[-3000:]
+    assert any(name.startswith("tests/test_db.py::") for name in passed), passed
+    assert not (copy / "app.db").exists()  # scratch databases only, never the app's own

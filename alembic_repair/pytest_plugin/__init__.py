@@ -5,8 +5,9 @@ run: until a project enables it (``-p alembic_repair``, or ``alembic_repair = tr
 pytest settings) it only registers its options, imports nothing heavy and adds no item.
 Enabled, it adds the items ``alembic_repair::<name>`` (`settings.READY_TESTS`) to a run that
 does not name single test files. Modules: `settings` (the options), `backends` (scratch
-databases), `migrate` (Alembic through env.py on them), `checks` (the ready tests as plain
-functions), `items` (pytest's side: items, one-line failures).
+databases), `checks` (the ready tests as plain functions; Alembic runs through env.py on the
+scratch databases in `testing.through_env`), `items` (pytest's side: items, one-line
+failures).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from ..errors import AlembicRepairError
+from ..testing.through_env import Elsewhere
 from .backends import Backends
 from .checks import CHECKS, Context
-from .migrate import Elsewhere
 from .outcome import Failure, Skipped, Unusable
 from .settings import Settings
 
@@ -56,10 +56,10 @@ class ReadyTest(pytest.Item):
             failures = CHECKS[self.name](self.context)
         except Skipped as why:  # reported at the item (alembic_repair::up_down), not here
             raise pytest.skip.Exception(str(why), _use_item_location=True) from None
+        except Elsewhere as err:
+            failures = (Failure(err.line, err.fix),)
         except (Unusable, AlembicRepairError) as err:
             failures = (Failure(str(err)),)
-        except Elsewhere as err:
-            failures = (Failure(*err.args),)
         if failures:
             raise ReadyFailed(failures)
 

@@ -26,6 +26,9 @@ INI = (
     ("alembic_repair_released", "the revision already released (id or `base`; default: the "
      "head's down_revision, so the newest revision is the one under review)", ""),
     ("alembic_repair_examples", "hypothesis examples for the data-survival test", "3"),
+    ("alembic_repair_shrink_runs", "scratch databases the data-survival test may spend "
+     "shrinking a failing example to a smaller one (0: report the first failure as found)",
+     "3"),
     ("alembic_repair_models", "models as module:attr (default: what the project declares)", ""),
 )
 URL_OPTION = "--alembic-repair-url"
@@ -46,6 +49,7 @@ class Settings:
     skip_codes: frozenset[str] = frozenset()
     released: str = ""
     examples: int = 3
+    shrink_runs: int = 3
     models: str | None = None
     problem: str | None = None
 
@@ -71,10 +75,19 @@ class Settings:
         except ValueError:
             problems.append(f"alembic_repair_examples = {ini('alembic_repair_examples')!r} "
                             "is not a positive whole number")
+        shrink_runs = 3
+        try:
+            shrink_runs = int(ini("alembic_repair_shrink_runs") or "3")
+            if shrink_runs < 0:
+                raise ValueError
+        except ValueError:
+            problems.append(f"alembic_repair_shrink_runs = {ini('alembic_repair_shrink_runs')!r}"
+                            " is not a whole number (0 or more)")
         url = config.getoption("alembic_repair_url", None) or ini("alembic_repair_url")
         return cls(project=project.resolve(), url=url.strip(), tests=tests,
                    skip_codes=frozenset(c.upper() for c in _words(
                        ini("alembic_repair_skip_codes"))),
                    released=ini("alembic_repair_released"), examples=examples,
+                   shrink_runs=shrink_runs,
                    models=ini("alembic_repair_models") or None,
                    problem="; ".join(problems) or None)

@@ -40,7 +40,7 @@ from ..engine.project import Project
 from ..engine.state.schema import TRASH_PREFIX, is_user_table
 from ..engine.state.scripts import read_script
 from . import sample_rows
-from .through_env import migrate, scratch_engine
+from .through_env import Irreversible, migrate, scratch_engine
 
 __all__ = ["Loss", "check_survival"]
 
@@ -214,6 +214,11 @@ class _Lost(Exception):  # noqa: N818  (the failure hypothesis shrinks)
         self.losses = losses
 
 
+class _Spent(BaseException):  # noqa: N818  (not an Exception: hypothesis stops at once)
+    """The budget of scratch databases is spent: stop shrinking (hypothesis would go on
+    trying examples it may not run, for seconds)."""
+
+
 def _revisions(project: Project, released: str, head: str) -> tuple[str, str, bool]:
     """(released id, head id, whether every pending revision has a downgrade)."""
     directory = migrations.scripts(project)
@@ -247,6 +252,7 @@ def check_survival(project: Project, url_factory: Callable[[], AbstractContextMa
     strategy: list[Any] = []  # the datasets of the released schema, built once
     fatal: list[BaseException] = []  # the released revision cannot be built: no example can
     budget = [max_examples + shrink_runs]
+    failing: list[tuple[int, tuple[Loss, ...]]] = []  # (rows inserted, their losses)
 
     def example(data: Any, dataset: Any, url: str) -> tuple[Any, tuple[Loss, ...]]:
         try:
@@ -279,7 +285,10 @@ def check_survival(project: Project, url_factory: Callable[[], AbstractContextMa
                 losses = compare(before, snapshot(conn), released=released_id, head=head_id)
             engine.dispose()
             if not losses and downgrades:
-                migrate(project, url, released_id, down=True)
+                try:
+                    migrate(project, url, released_id, down=True)
+                except Irreversible:  # a downgrade() that says it cannot undo: nothing to compare
+                    return dataset, ()
                 with engine.connect() as conn:
                     losses = compare(before, snapshot(conn), released=released_id,
                                      head=head_id, downgrade=True)
@@ -300,19 +309,25 @@ def check_survival(project: Project, url_factory: Callable[[], AbstractContextMa
             raise fatal[0]
         dataset = data.draw(strategy[0]) if strategy else None
         key = repr(dataset)
-        if dataset is not None and (key in memo or budget[0] <= 0):
-            losses = memo.get(key, ())  # out of databases: only what was seen counts
+        if dataset is not None and key in memo:
+            losses = memo[key]
+        elif dataset is not None and budget[0] <= 0:
+            raise _Spent  # out of databases: the smallest failure seen is the answer
         else:
             budget[0] -= 1
             with url_factory() as url:
                 dataset, losses = example(data, dataset, url)
             memo[repr(dataset)] = losses
+            if losses:
+                failing.append((sum(len(rows) for _table, rows in dataset.tables), losses))
         if losses:
             raise _Lost(losses)
 
     test = seeded(seed)(run) if seed is not None else run
     try:
         test()
+    except _Spent:
+        return min(failing, key=lambda found: found[0])[1] if failing else ()
     except Exception as err:  # _Lost, or a group of failures hypothesis told apart
         if fatal:
             raise fatal[0] from None
