@@ -136,14 +136,36 @@ def error_line(message: str) -> None:
         stream.flush()
 
 
+def _same_terminal(one: TextIO, other: TextIO) -> bool:
+    """Both streams are the one terminal: a line printed to each would show twice."""
+    try:
+        if not (one.isatty() and other.isatty()):
+            return False
+        a, b = os.fstat(one.fileno()), os.fstat(other.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
+
+
+def unread_error(diagnosis: Diagnosis) -> str | None:
+    """Why the database could not be read (one line, password masked), or None."""
+    from ..diagnose.diagnosis import one_line
+
+    state = diagnosis.state
+    return None if state.db_error is None else one_line(state.db_error, state.project.url)
+
+
 def diagnosis_text(diagnosis: Diagnosis, stream: TextIO | None = None) -> None:
-    """Findings worst first: a Rich table on a terminal, two plain lines each otherwise."""
+    """Findings worst first: a Rich table on a terminal, two plain lines each otherwise. A
+    database that could not be read is said first (why, in one line) and last (nothing in it
+    was checked): never "healthy" or "0 error(s)" as if it had been."""
     stream = stream or sys.stdout
     state = diagnosis.state
     _line("database", f"{state.project.masked_url} (from {state.project.url_source})",
           stream=stream)
-    if state.db_error is not None:
-        _line("error", str(state.db_error), stream=sys.stderr)
+    why = unread_error(diagnosis)
+    if why is not None:
+        _line("error", why, stream=stream)
     findings = diagnosis.findings
     if stream.isatty() and findings:
         from rich.table import Table
@@ -163,9 +185,13 @@ def diagnosis_text(diagnosis: Diagnosis, stream: TextIO | None = None) -> None:
             stream.write(f"{f.code} {f.severity}{where}: {f.title}: {f.detail}\n"
                          f"      fix: {f.fix}\n")
     counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
+    tally = f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)"
+    if why is not None:
+        _line("doctor", f"database not read (the error above), so not checked; the project's "
+              f"files: {tally}", stream=stream)
+        return
     verdict = "healthy" if diagnosis.healthy else "problems found"
-    _line("doctor", f"{verdict}: {counts['error']} error(s), {counts['warning']} warning(s), "
-          f"{counts['info']} note(s)", stream=stream)
+    _line("doctor", f"{verdict}: {tally}", stream=stream)
 
 
 def diagnosis_json(diagnosis: Diagnosis, *, from_cache: bool = False) -> str:
@@ -220,10 +246,15 @@ def stdout_reserved(reserve: bool) -> Iterator[None]:
 
 
 def doctor(diagnosis: Diagnosis, *, as_json: bool) -> None:
+    """The report on standard output; a database that could not be read also gets the usual
+    one ``error:`` line on standard error (for logs and scripts), unless both are one terminal."""
     if as_json:
         _out(diagnosis_json(diagnosis))
     else:
         diagnosis_text(diagnosis)
+    why = unread_error(diagnosis)
+    if why is not None and (as_json or not _same_terminal(sys.stdout, sys.stderr)):
+        error_line(why)
 
 
 # -- trash -------------------------------------------------------------------------------------

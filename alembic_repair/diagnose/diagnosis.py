@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine.endpoint import where
 from ..engine.state.read import State
-from ..errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_OK, EXIT_PROBLEMS
+from ..errors import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    DatabaseUnreachable,
+    LockTimeout,
+    LoginRefused,
+    PrivilegeMissing,
+)
+from ..masking import redact
 from .findings import Finding, sort_key
 from .rules import RULES
 from .rules.schema import equal_revisions
@@ -32,8 +42,8 @@ class Diagnosis:
 
     @property
     def exit_code(self) -> int:
-        if self.state.db_error is not None:
-            return EXIT_DATABASE
+        if self.state.db_error is not None:  # 3 unreachable or refused, 2 no driver, ...
+            return self.state.db_error.exit_code
         if self.usage_error:
             return EXIT_CONFIG
         return EXIT_OK if self.healthy else EXIT_PROBLEMS
@@ -56,8 +66,10 @@ class Diagnosis:
             "project": str(state.project.root),
             "url": state.project.masked_url,
             "url_source": state.project.url_source,
-            "database": ("unreachable" if state.db_error else "missing"
+            "database": ("unreachable" if isinstance(state.db_error, DatabaseUnreachable)
+                         else "unreadable" if state.db_error else "missing"
                          if state.database_missing else "read"),
+            "unread": unread(state),
             "revision_files": len(state.scripts),
             "script_heads": list(state.script_heads),
             "recorded": list(state.versions.rows) if state.versions else None,
@@ -70,6 +82,31 @@ class Diagnosis:
                 "revisions": len(replay.order), "failed_at": replay.failed_at,
                 "cached": replay.cached},
         }
+
+
+def one_line(err: Exception, url: str) -> str:
+    """The error's one line, the password masked even if a message let it through."""
+    lines = str(err).splitlines()
+    return redact(lines[0], url) if lines else type(err).__name__
+
+
+def _kind(err: Exception) -> str:
+    for cls, kind in ((LoginRefused, "login_refused"), (PrivilegeMissing, "privilege_missing"),
+                      (LockTimeout, "locked"), (DatabaseUnreachable, "unreachable")):
+        if isinstance(err, cls):
+            return kind
+    return "unusable"  # not an SQLite database, no driver for the URL
+
+
+def unread(state: State) -> list[dict[str, Any]]:
+    """What could not be read and why (`state.unread` of the JSON; empty: everything was):
+    a database doctor never read must not look like a checked one."""
+    err = state.db_error
+    if err is None:
+        return []
+    return [{"what": "database", "where": where(state.project.url.parsed), "kind": _kind(err),
+             "error": one_line(err, state.project.url),
+             "exit_code": err.exit_code}]
 
 
 def diagnose(state: State) -> Diagnosis:

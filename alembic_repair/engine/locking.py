@@ -2,8 +2,10 @@
 
 MySQL/MariaDB: a named server lock (``GET_LOCK``) held on its own connection, so every replica
 that reaches the same server waits its turn. SQLite: an advisory file lock beside the database
-file, which is shared exactly when the database is. PostgreSQL: an advisory lock. The lock also
-covers writing revision files, so replicas sharing one project folder do not race either.
+file, which is shared exactly when the database is (and removed when the run ends: nothing is
+left beside the user's database for version control to see). PostgreSQL: an advisory lock.
+The lock also covers writing revision files, so replicas sharing one project folder do not
+race either.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy import text
@@ -92,32 +94,72 @@ def _postgres_lock(engine: Engine, timeout: float, notify: Notify) -> Iterator[C
             _release(conn, "SELECT pg_advisory_unlock(:k)", {"k": key})
 
 
-@contextmanager
-def _file_lock(path: Path, timeout: float, notify: Notify) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def _flock(fd: int, path: Path, deadline: float, timeout: float, notify: Notify | None) -> None:
+    """Take the exclusive lock on `fd`, waiting until `deadline` (monotonic)."""
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        if notify is not None:
+            notify(f"waiting for another alembic-repair run to finish (lock file {path})")
+    while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
         except BlockingIOError:
-            notify(f"waiting for another alembic-repair run to finish (lock file {path})")
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LockTimeout(
-                            f"another alembic-repair run held {path} for more than "
-                            f"{timeout:.0f} s; wait for it, or raise --lock-timeout"
-                        ) from None
-                    time.sleep(0.05)
+            if time.monotonic() > deadline:
+                raise LockTimeout(
+                    f"another alembic-repair run held {path} for more than "
+                    f"{timeout:.0f} s; wait for it, or raise --lock-timeout") from None
+            time.sleep(0.05)
+
+
+def _still_there(fd: int, path: Path) -> bool:
+    """`path` is still the file `fd` locked (the run before removed it otherwise)."""
+    try:
+        here, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+
+@contextmanager
+def _file_lock(path: Path, timeout: float, notify: Notify, *,
+               remove: bool = False) -> Iterator[None]:
+    """flock on `path`. With `remove`, the file is deleted when the run ends (while still
+    held: nothing is left beside the user's database), so a waiter that then gets the lock on
+    the deleted file checks the path again and locks the new file instead."""
+    deadline = time.monotonic() + timeout
+    told: Notify | None = notify
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
+            _flock(fd, path, deadline, timeout, told)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not remove or _still_there(fd, path):
+            break
         os.close(fd)
+        told = None  # said once
+    try:
+        yield
+    finally:
+        if remove:
+            with suppress(OSError):
+                os.unlink(path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def sqlite_lock_path(database: Path) -> Path:
+    """The lock file of an SQLite database: beside it (``app.db.alembic-repair.lock``), so
+    every project and container that opens the same file takes the same lock. It exists only
+    while a run holds it (`_file_lock` removes it): nothing is left in the user's folder for
+    version control to pick up, except after a run killed with ``kill -9`` (an empty file,
+    safe to delete when no run is going)."""
+    path = database.expanduser().resolve()
+    return path.with_name(path.name + ".alembic-repair.lock")
 
 
 @contextmanager
@@ -141,12 +183,11 @@ def migration_lock(
         return
     database = engine.url.database
     if backend == "sqlite" and database and database != ":memory:":
-        path = Path(database).expanduser().resolve()
-        path = path.with_name(path.name + ".alembic-repair.lock")
+        path, remove = sqlite_lock_path(Path(database)), True
     else:
         fallback_dir.mkdir(parents=True, exist_ok=True)
-        path = fallback_dir / "migration.lock"
-    with _file_lock(path, timeout, notify), engine.connect() as conn:
+        path, remove = fallback_dir / "migration.lock", False
+    with _file_lock(path, timeout, notify, remove=remove), engine.connect() as conn:
         try:
             yield conn
         finally:

@@ -770,11 +770,13 @@ for _id, _args, _says in USAGE:
 def held_lock(f: Fault) -> Iterator[None]:
     """Another run's migration lock: flock on the SQLite lock file, GET_LOCK on MariaDB."""
     if f.backend == "sqlite":
-        fd = os.open(f.root / "app.db.alembic-repair.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        path = f.root / "app.db.alembic-repair.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
-        finally:
+        finally:  # as a run does (engine/locking.py): its lock file goes when it ends
+            path.unlink()
             os.close(fd)
         return
     from sqlalchemy import create_engine

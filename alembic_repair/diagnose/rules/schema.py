@@ -46,7 +46,15 @@ def equal_revisions(state: State) -> list[str]:
     live = history_view(state)
     if state.replay is None or live is None:
         return []
-    return state.replay.equal_to(live)
+    return [r for r in state.replay.equal_to(live) if r not in state.mixed_snapshots]
+
+
+def snapshot_of(state: State, revision: str) -> SchemaSnapshot | None:
+    """The replayed schema at `revision`; None when unknown (not replayed, or seen with a
+    sibling branch's changes: `State.mixed_snapshots`)."""
+    if state.replay is None or revision in state.mixed_snapshots:
+        return None
+    return state.replay.snapshots.get(revision)
 
 
 @rule("AR408")
@@ -97,15 +105,15 @@ def half_applied(state: State) -> HalfApplied | None:
     if replay is None or live is None or versions is None or len(versions.heads) != 1:
         return None
     (recorded,) = versions.heads
-    expected = replay.snapshots.get(recorded)
-    if expected is None or live == expected or replay.equal_to(live):
+    expected = snapshot_of(state, recorded)
+    if expected is None or live == expected or equal_revisions(state):
         return None
     extra, missing = live - expected, expected - live
     if replay.partial is not None and live == replay.partial and replay.failed_at in \
             state.graph.children(recorded):
         return HalfApplied(replay.failed_at, frozenset(extra | missing), frozenset(), True)
     for child in state.graph.children(recorded):
-        after = replay.snapshots.get(child)
+        after = snapshot_of(state, child)
         if after is None:
             continue
         added, removed = after - expected, expected - after
@@ -123,6 +131,10 @@ def live_against_history(state: State) -> Iterator[Finding]:
     (recorded,) = versions.heads
     expected = replay.snapshots.get(recorded)
     place = placed(state)
+    if recorded in state.mixed_snapshots:  # its replayed schema holds another branch's too:
+        if place is not None and recorded in state.graph.files:  # what it is, is unknown
+            yield from _against_location(recorded, place)
+        return
     if expected is None or live == expected:
         # no snapshot of `recorded` (the replay stopped before it), or one that sees only the
         # tables the replay knew: where the revisions' effects place it is the better answer
@@ -137,7 +149,7 @@ def live_against_history(state: State) -> Iterator[Finding]:
         if expected is not None or place is not None or recorded not in state.graph.files \
                 or replay.failed_at is not None:
             return
-    equal = replay.equal_to(live)
+    equal = equal_revisions(state)
     if equal and place is not None and not place.against(equal).revisions:
         yield from _disputed(recorded, place.against(equal))
         return

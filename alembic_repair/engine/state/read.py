@@ -71,7 +71,9 @@ class State:
     drift: ModelDrift | None = None  # the models against the database, as `alembic check`
     models_owner: ModelsOwner | None = None  # an installed package defines the models
     location: Location | None = None  # where the revisions' effects place it (replay stopped)
-    db_error: DatabaseUnreachable | None = None
+    #: why the database could not be read (unreachable, login refused, locked, not an SQLite
+    #: database, no driver): doctor reports it and exits with its code, never "healthy"
+    db_error: AlembicRepairError | None = None
     metadata: MetaData | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -84,6 +86,22 @@ class State:
     def graph(self) -> RevisionGraph:
         """The revision files as a graph (built once per state)."""
         return RevisionGraph.of(self.scripts)
+
+    @cached_property
+    def mixed_snapshots(self) -> frozenset[str]:
+        """Replayed revisions whose snapshot holds another branch's revisions too: the replay
+        runs the history in one line (``upgrade heads``), so with branches a revision replayed
+        after a sibling branch's one is seen with that branch's changes, which are not part of
+        its schema. What a database at such a revision looks like is unknown: never compared."""
+        if self.replay is None:
+            return frozenset()
+        mixed: set[str] = set()
+        before: set[str] = set()
+        for rev in self.replay.order:
+            if before - self.graph.ancestors(rev):
+                mixed.add(rev)
+            before.add(rev)
+        return frozenset(mixed)
 
     @property
     def graph_ok(self) -> bool:
@@ -190,7 +208,7 @@ def _begin_replay(project: Project, scripts: tuple[ScriptFile, ...], graph: Revi
     if project.dialect != "sqlite":  # the scratch schema is made on the project's server
         try:
             live = connect_readonly(project)
-        except DatabaseUnreachable:
+        except (DatabaseUnreachable, ConfigError):
             return None  # read_state records it
         if live is None:
             return None
@@ -207,8 +225,9 @@ def _begin_replay(project: Project, scripts: tuple[ScriptFile, ...], graph: Revi
 
 def read_state(project: Project, *, models: str | None = None, replay: bool = True,
                use_cache: bool = True) -> State:
-    """Read everything doctor looks at. Raises only DatabaseUnreachable... never: an
-    unreachable database is recorded in `db_error` too (doctor decides the exit code)."""
+    """Read everything doctor looks at. A database that cannot be read (unreachable, login
+    refused, not an SQLite database, no driver) is recorded in `db_error`, not raised: doctor
+    reports it and decides the exit code."""
     config = read_config(project)
     scripts = read_scripts(project.versions_dir)
     graph = RevisionGraph.of(scripts)
@@ -235,7 +254,7 @@ def read_state(project: Project, *, models: str | None = None, replay: bool = Tr
             directory, state["import_error"] = _load_directory(project)
         try:
             engine = connect_readonly(project)
-        except DatabaseUnreachable as err:
+        except (DatabaseUnreachable, ConfigError) as err:  # not a database, no driver: too
             engine, state["db_error"] = None, err
         if engine is None and "db_error" not in state:
             state["database_missing"] = True
