@@ -180,3 +180,16 @@ def test_a_command_without_a_page_fails_the_strict_build(caplog: Any) -> None:
     with caplog.at_level(logging.WARNING, logger="mkdocs.hooks.alembic_repair"):
         hooks.on_files(Files([]), config=None)
     assert "`alembic-repair trash purge` has no page commands/trash-purge.md" in caplog.text
+
+
+def test_the_exit_code_table_is_the_contract() -> None:
+    """docs/commands/index.md lists every exit code errors.py defines, with its number, and
+    the dry run's 5 is not described as a refusal."""
+    from alembic_repair import errors
+
+    table = (DOCS / "commands" / "index.md").read_text()
+    rows = dict(re.findall(r"^\| `(\d+)` \| (.+) \|$", table, flags=re.MULTILINE))
+    codes = {getattr(errors, n) for n in dir(errors) if n.startswith("EXIT_")}
+    assert codes <= {int(c) for c in rows}, f"codes missing from the table: {codes - set(rows)}"
+    assert "dry run" in rows[str(errors.EXIT_DRY_RUN)]
+    assert "--yes" not in rows[str(errors.EXIT_REFUSED)]
