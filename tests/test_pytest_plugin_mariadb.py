@@ -8,7 +8,11 @@ The projects are those of tests/test_pytest_plugin.py; the server is the suite's
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
+from urllib.parse import quote
 
+import pymysql
 import pytest
 from test_pytest_plugin import ENABLED, NOISE, ddd444, project
 
@@ -62,12 +66,95 @@ def test_data_migration_that_loses_rows(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["*post*", "  fix: make the revision's data migration keep*"])
 
 
-def test_throwaway_server_started_by_the_plugin(pytester: pytest.Pytester) -> None:
-    """The one test that starts a second server: the plugin's own, for the whole session."""
+def _sql(server: MariaDBServer, *statements: str) -> list[tuple[object, ...]]:
+    conn = pymysql.connect(host=server.host, port=server.port, user="root", password="",
+                           autocommit=True)
+    try:
+        rows: list[tuple[object, ...]] = []
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+                rows.extend(cur.fetchall())
+        return rows
+    finally:
+        conn.close()
+
+
+def _leftovers(server: MariaDBServer) -> list[tuple[object, ...]]:
+    return _sql(server, "SELECT User FROM mysql.user WHERE User LIKE '\\_ar\\_u\\_%'",
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+                "WHERE SCHEMA_NAME LIKE '\\_ar\\_replay\\_%'")
+
+
+def test_revision_naming_another_schema_is_denied(pytester: pytest.Pytester,
+                                                  mariadb_server: MariaDBServer) -> None:
+    """The server is often the developer's own: a revision that names another schema runs as
+    an account granted only the scratch schema, so it is denied there, nothing deleted."""
+    app = "appdb_" + secrets.token_hex(4)
+    mariadb_server.create_database(app)
+    try:
+        _sql(mariadb_server, f"CREATE TABLE `{app}`.sessions (id INT PRIMARY KEY)",
+             f"INSERT INTO `{app}`.sessions VALUES (1), (2), (3)")
+        project(pytester.path, extra=ddd444(f'op.execute("DELETE FROM {app}.sessions")'))
+        result = run(pytester, mariadb_server, "-k", "builds")
+        result.assert_outcomes(failed=1, deselected=5)
+        result.stdout.fnmatch_lines(["*denied*"])
+        assert "Traceback" not in result.stdout.str()
+        assert _sql(mariadb_server, f"SELECT COUNT(*) FROM `{app}`.sessions") == [(3,)]
+        assert _leftovers(mariadb_server) == []
+    finally:
+        mariadb_server.drop_database(app)
+
+
+def test_account_without_create_user(pytester: pytest.Pytester,
+                                     mariadb_server: MariaDBServer) -> None:
+    user, password = "nocu_" + secrets.token_hex(3), secrets.token_hex(8)
+    _sql(mariadb_server, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
+         f"GRANT ALL ON `\\_ar\\_replay\\_%`.* TO '{user}'@'%'")
+    try:
+        project(pytester.path)
+        url = (f"mysql+pymysql://{user}:{quote(password)}@{mariadb_server.host}:"
+               f"{mariadb_server.port}/")
+        result = pytester.runpytest(*NOISE, f"--alembic-repair-url={url}", "-k", "builds")
+        result.assert_outcomes(failed=1, deselected=5)
+        result.stdout.fnmatch_lines(["*may not create the scratch account*CREATE USER*"
+                                     "alembic_repair_url = mariadbd*"])
+        assert _leftovers(mariadb_server) == []
+    finally:
+        _sql(mariadb_server, f"DROP USER '{user}'@'%'")
+
+
+#: a conftest in the pytester project: each throwaway server the plugin starts, one line
+COUNTING = """
+import os
+import alembic_repair.testing.mariadb as m
+
+_start = m.throwaway_server
+
+
+def _counted(*args, **kwargs):
+    with open(os.environ["AR_STARTS"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return _start(*args, **kwargs)
+
+
+m.throwaway_server = _counted
+"""
+
+
+def test_throwaway_server_started_by_the_plugin(pytester: pytest.Pytester,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one test that starts a second server: the plugin's own, for the whole session,
+    started once by xdist's controller for both workers."""
     if find_binary("mariadbd", "mysqld") is None:
         if os.environ.get("CI", "").strip().lower() == "true":
             pytest.fail("mariadbd is not installed (under CI=true this is a failure)")
         pytest.skip("mariadbd is not installed")
     project(pytester.path, ini=ENABLED + 'alembic_repair_url = "mariadbd"\n')
-    result = pytester.runpytest(*NOISE, "-k", "builds or up_down")
-    result.assert_outcomes(passed=2, deselected=4)
+    pytester.makeconftest(COUNTING)
+    starts = Path(pytester.path) / "starts.log"
+    monkeypatch.setenv("AR_STARTS", str(starts))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
+                                           "-n", "2", "-k", "builds or up_down")
+    result.assert_outcomes(passed=2)  # xdist does not report the deselected
+    assert len(starts.read_text().splitlines()) == 1

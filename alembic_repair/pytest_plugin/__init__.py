@@ -20,6 +20,8 @@ import pytest
 from .settings import ENABLE, INI, URL_OPTION
 
 _BACKENDS = pytest.StashKey[Any]()
+#: xdist's workerinput keys: the controller's throwaway server, or why it did not start
+_SERVER, _FAILED = "alembic_repair_server_url", "alembic_repair_server_failed"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +48,36 @@ def _narrowed(config: pytest.Config) -> bool:
     return any("::" in arg or (root / arg).is_file() for arg in config.args)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, the controller starts the throwaway mariadbd once for every worker."""
+    if (hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist")
+            or getattr(config.option, "dist", "no") == "no"
+            or not enabled(config) or _narrowed(config)):
+        return
+    from .backends import Backends
+    from .settings import THROWAWAY, Settings
+
+    settings = Settings.from_config(config)
+    if settings.url != THROWAWAY or not settings.tests:
+        return
+    backends = config.stash[_BACKENDS] = Backends(settings.url)
+    try:
+        server, failed = backends.server_url(), None
+    except Exception as err:  # noqa: BLE001  (Unusable: said by every worker's tests)
+        server, failed = None, str(err)
+    config.pluginmanager.register(_Controller(server, failed), "alembic_repair_controller")
+
+
+class _Controller:
+    """xdist's hook, registered only where xdist is (an unknown hook is an error)."""
+
+    def __init__(self, server: str | None, failed: str | None) -> None:
+        self.server, self.failed = server, failed
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_SERVER], node.workerinput[_FAILED] = self.server, self.failed
+
+
 @pytest.hookimpl(tryfirst=True)  # before -k/-m deselect, so they select ready tests too
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
@@ -56,7 +88,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from .settings import Settings
 
     settings = Settings.from_config(config)
-    backends = config.stash[_BACKENDS] = Backends(settings.url)
+    given = getattr(config, "workerinput", {})  # the controller's throwaway server
+    backends = config.stash[_BACKENDS] = Backends(settings.url, server=given.get(_SERVER),
+                                                  failed=given.get(_FAILED))
     items.extend(ready_items(session, settings, backends))
 
 

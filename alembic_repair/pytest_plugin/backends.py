@@ -2,18 +2,23 @@
 
 SQLite by default (a file in a 0700 temporary folder). With a MySQL/MariaDB URL, a claimed
 ``_ar_replay_*`` schema on that server (`engine.scratch`: swept if a killed run left it, root's
-from the compose file where the account may not create databases). With ``mariadbd``, a
-private server started once per pytest session, stopped when the session ends.
+from the compose file where the account may not create databases), used through a throwaway
+account granted only that schema and doctor's ``_ar_replay_*`` ones: the server is often a
+developer's own, and a revision naming another schema (``DELETE FROM appdb.x``) must be denied
+there, not run. With ``mariadbd``, a private server started once per pytest session (under
+xdist once, by the controller, its URL handed to the workers), stopped when the session ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..engine.database import engine_for
 from ..engine.project import Project
@@ -22,15 +27,21 @@ from ..masking import redact
 from .outcome import Unusable
 from .settings import THROWAWAY
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 
 class Backends:
     """Where scratch databases come from, for one pytest session (`close` at its end)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, server: str | None = None, failed: str | None = None
+                 ) -> None:
+        """`server`/`failed`: the throwaway server another process (xdist's controller)
+        started, or why it did not start."""
         self.url = url
         self._stack = ExitStack()
-        self._server: str | None = None  # the throwaway server's root URL, once started
-        self._failed: str | None = None  # why it could not start (said by every test)
+        self._server = server  # the throwaway server's root URL, once started
+        self._failed = failed  # why it could not start (said by every test)
 
     @property
     def name(self) -> str:
@@ -104,4 +115,46 @@ class Backends:
             except DBAPIError as err:
                 raise Unusable(f"no scratch schema on {on_server.masked_url}: "
                                f"{redact(driver_message(err), server)}") from None
-            yield parsed.set(database=name).render_as_string(hide_password=False)
+            user, password = stack.enter_context(_account(engine, name, on_server.masked_url))
+            yield parsed.set(username=user, password=password, database=name
+                             ).render_as_string(hide_password=False)
+
+
+#: where the throwaway account may log in from (as `testing.mariadb`'s app user)
+_HOSTS = ("%", "127.0.0.1", "localhost")
+
+
+@contextmanager
+def _account(engine: Engine, schema: str, where: str) -> Iterator[tuple[str, str]]:
+    """A new account granted ALL only on `schema` and the ``_ar_replay_*`` schemas (doctor's
+    replay makes its own there), dropped when the block ends (also on failure)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ..engine.driver_errors import driver_message
+
+    user, password = f"_ar_u_{secrets.token_hex(8)}", secrets.token_hex(16)  # 22 of 32 chars
+    try:
+        with engine.begin() as conn:
+            for host in _HOSTS:
+                conn.exec_driver_sql("CREATE USER %s@%s IDENTIFIED BY %s",
+                                     (user, host, password))
+                # `_` is a wildcard in a GRANT's schema name; `%%`: pymysql's own `%`
+                for pattern in (schema.replace("_", "\\_"), "\\_ar\\_replay\\_%%"):
+                    conn.exec_driver_sql(f"GRANT ALL ON `{pattern}`.* TO %s@%s", (user, host))
+    except DBAPIError as err:
+        with suppress(DBAPIError):  # whatever part was made (none, without CREATE USER)
+            _drop_account(engine, user)
+        raise Unusable(
+            f"alembic_repair_url's account on {where} may not create the scratch account the "
+            f"ready tests run as ({driver_message(err)}); give an account with CREATE USER, or "
+            "set alembic_repair_url = mariadbd (a throwaway server)") from None
+    try:
+        yield user, password
+    finally:
+        _drop_account(engine, user)
+
+
+def _drop_account(engine: Engine, user: str) -> None:
+    with engine.begin() as conn:
+        for host in _HOSTS:
+            conn.exec_driver_sql("DROP USER IF EXISTS %s@%s", (user, host))
