@@ -15,6 +15,7 @@ a connection without it (a scratch database, a test's own engine) means Alembic'
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -143,7 +144,11 @@ def log_stamp(project: Project, before: Sequence[str], after: Sequence[str]) -> 
     private_dir(project.state_dir)
     entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "before": list(before), "after": ", ".join(after) or "base"}
-    with (project.state_dir / "stamps.jsonl").open("a", encoding="utf-8") as log:
+    # 0600 like every file in the folder (os.open's mode applies only when it creates; a log
+    # an earlier version wrote 0644 is tightened too).
+    fd = os.open(project.state_dir / "stamps.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as log:
         log.write(json.dumps(entry) + "\n")
 
 
