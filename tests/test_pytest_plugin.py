@@ -231,3 +231,41 @@ def test_env_py_that_connects_elsewhere_is_stopped(pytester: pytest.Pytester) ->
                                  "database (nothing ran there)", "  fix: let env.py use *"])
     live = root / "live.db"
     assert not live.exists() or live.stat().st_size == 0
+
+
+def test_no_hypothesis_folder_in_the_project(pytester: pytest.Pytester,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis writes its storage (a ``constants/`` cache, even with ``database=None``) to
+    ``.hypothesis/`` of the run's folder: the check points it at a temporary folder instead,
+    and gives the user's own setting back afterwards (data_survives, and lint's rows)."""
+    import hypothesis.configuration as configuration
+
+    home = pytester.path / ".hypothesis"  # as a pytest run started in the project finds it
+    monkeypatch.setattr(configuration, "__hypothesis_home_directory", home)
+    project(pytester.path)
+    pytester.makepyfile(test_app="LIMIT = 912345\ndef test_app():\n    assert LIMIT\n")
+    run(pytester, "-k", "data_survives or lint").assert_outcomes(passed=2, deselected=5)
+    assert not home.exists(), sorted(p.name for p in home.rglob("*"))
+    assert getattr(configuration, "__hypothesis_home_directory") == home
+
+
+def test_data_survives_skips_when_nothing_was_released(pytester: pytest.Pytester) -> None:
+    """Released at base: no rows exist to carry, so a pass would prove nothing."""
+    project(pytester.path, ini=ENABLED + 'alembic_repair_released = "base"\n')
+    result = run(pytester, "-k", "data_survives", "-rs")
+    result.assert_outcomes(skipped=1, deselected=5)
+    result.stdout.fnmatch_lines(["*the released revision is base: there are no rows to carry; "
+                                 "set alembic_repair_released to your last release*"])
+
+
+def test_upgrade_failing_on_an_empty_database_is_no_data_loss(pytester: pytest.Pytester) -> None:
+    """A revision that fails whatever the rows is a build failure, in builds and in
+    data_survives alike, not rows lost."""
+    project(pytester.path, extra=ddd444('op.drop_column("author", "nickname")'))
+    result = run(pytester, "-k", "data_survives or builds")
+    result.assert_outcomes(failed=2, deselected=4)
+    result.stdout.fnmatch_lines([
+        "the upgrade to ddd444 fails even on an empty database (whatever the rows): "
+        "alembic/versions/ddd444_next.py:*nickname*", "  fix: fix the revision named*"])
+    out = result.stdout.str()
+    assert "the upgrade fails with these rows" not in out and "Traceback" not in out

@@ -217,3 +217,19 @@ def test_env_py_connecting_elsewhere_runs_nothing(tmp_path: Path) -> None:
         assert sa.inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+def test_upgrade_failing_on_an_empty_database_is_a_build_failure(tmp_path: Path,
+                                                                 scratch: Factory) -> None:
+    """The upgrade fails without any row too: the history does not build, no loss to blame on
+    the rows."""
+    from alembic_repair.testing.survival import BuildFailed
+
+    project = project_with(tmp_path / "project", 'op.drop_column("author", "nickname")', "pass")
+    with pytest.raises(BuildFailed) as failed:
+        check_survival(project, scratch, released="ccc333", max_examples=1, seed=0,
+                       shrink_runs=0)
+    line = str(failed.value)
+    assert line.startswith("the upgrade to ddd444 fails even on an empty database "
+                           "(whatever the rows): "), line
+    assert "ddd444" in line.partition("rows): ")[2] and "\n" not in line

@@ -165,3 +165,38 @@ def test_irreversible_downgrade_leaves_data_survival_to_the_upgrade(tmp_path: Pa
     (loss,) = check_survival(loses, fresh, released="ccc333", max_examples=1, seed=0,
                              shrink_runs=0)
     assert loss.table == "post" and loss.after == 0 and not loss.downgrade
+
+
+BLOCKS = '''
+import os, sys, threading, time
+from alembic_repair.engine.project import Project
+from alembic_repair.errors import MigrationFailed
+from alembic_repair.testing import through_env
+root, scratch = sys.argv[1:3]
+os.environ["ALEMBIC_REPAIR_MIGRATION_TIMEOUT"] = "1"
+project = Project.discover(root, url="sqlite://")
+assert threading.active_count() == 1 and through_env.FORK
+started = time.monotonic()
+try:
+    through_env.migrate(project, scratch, "ccc333")
+except MigrationFailed as err:
+    print(err)
+print(time.monotonic() - started < 20)
+'''
+
+
+def test_forked_migration_that_blocks_is_killed(tmp_path: Path) -> None:
+    """An env.py that never returns: past ALEMBIC_REPAIR_MIGRATION_TIMEOUT the forked child is
+    killed and the migration fails with one line naming its target, instead of hanging."""
+    root = tmp_path / "project"
+    project_at(root)
+    b.edit(root / "alembic" / "env.py", RUN_WITH,
+           RUN_WITH + "    import time\n    time.sleep(120)\n")
+    done = subprocess.run([sys.executable, "-c", BLOCKS, str(root),
+                           f"sqlite:///{tmp_path / 'scratch.db'}"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "alembic upgrade ccc333 did not finish within 1 s (env.py or a revision blocks?): "
+        "the migration process was killed; ALEMBIC_REPAIR_MIGRATION_TIMEOUT sets the limit",
+        "True"]

@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -42,7 +43,7 @@ from ..engine.state.scripts import read_script
 from . import sample_rows
 from .through_env import Irreversible, migrate, scratch_engine
 
-__all__ = ["Loss", "check_survival"]
+__all__ = ["BuildFailed", "Loss", "check_survival", "hypothesis_home"]
 
 _TRASH_NAME = re.compile(rf"^{TRASH_PREFIX}\d{{14}}_(.+)$")
 _DATETIME_TEXT = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?$")
@@ -208,6 +209,40 @@ def compare(before: Snapshot, after: Snapshot, *, released: str, head: str,
 # -- the check -------------------------------------------------------------------------------
 
 
+class BuildFailed(errors.MigrationFailed):
+    """The upgrade fails on an empty database too: the history does not build (not a loss)."""
+
+
+def _upgrades_empty(project: Project, url_factory: Callable[[], AbstractContextManager[str]],
+                    released_id: str, head: str, seen: dict[str, bool]) -> bool:
+    """Whether released -> head upgrades a database without rows (decides whom to blame)."""
+    if "empty" not in seen:
+        with url_factory() as url:
+            try:
+                migrate(project, url, released_id)
+                migrate(project, url, head)
+            except errors.AlembicRepairError:
+                seen["empty"] = False
+            else:
+                seen["empty"] = True
+    return seen["empty"]
+
+
+@contextmanager
+def hypothesis_home() -> Iterator[None]:
+    """Hypothesis's storage (its ``constants/`` cache, even with ``database=None``) in a
+    temporary folder, not ``.hypothesis/`` in the user's project; the previous home after."""
+    import hypothesis.configuration as configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    with tempfile.TemporaryDirectory(prefix="alembic_repair_hypothesis_") as home:
+        configuration.set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
+
+
 class _Lost(Exception):  # noqa: N818  (the failure hypothesis shrinks)
     def __init__(self, losses: tuple[Loss, ...]) -> None:
         super().__init__("; ".join(loss.line() for loss in losses))
@@ -248,6 +283,7 @@ def check_survival(project: Project, url_factory: Callable[[], AbstractContextMa
     from hypothesis import strategies as st
 
     released_id, head_id, downgrades = _revisions(project, released, head)
+    seen: dict[str, bool] = {}  # whether the upgrade works on an empty database (asked once)
     memo: dict[str, tuple[Loss, ...]] = {}
     strategy: list[Any] = []  # the datasets of the released schema, built once
     fatal: list[BaseException] = []  # the released revision cannot be built: no example can
@@ -278,6 +314,11 @@ def check_survival(project: Project, url_factory: Callable[[], AbstractContextMa
                 fatal.append(err)
                 raise
             except errors.AlembicRepairError as err:
+                if not _upgrades_empty(project, url_factory, released_id, head, seen):
+                    broken = BuildFailed(f"the upgrade to {head_id} fails even on an empty "
+                                         f"database (whatever the rows): {err}")
+                    fatal.append(broken)
+                    raise broken from None
                 total = sum(t.count for t in before.tables.values())
                 return dataset, (Loss("", released_id, head_id, total, 0,
                                       f"the upgrade fails with these rows: {err}"),)
@@ -325,7 +366,8 @@ def check_survival(project: Project, url_factory: Callable[[], AbstractContextMa
 
     test = seeded(seed)(run) if seed is not None else run
     try:
-        test()
+        with hypothesis_home():
+            test()
     except _Spent:
         return min(failing, key=lambda found: found[0])[1] if failing else ()
     except Exception as err:  # _Lost, or a group of failures hypothesis told apart

@@ -243,7 +243,50 @@ def _outcome(run: Callable[[], Any]) -> dict[str, Any]:
         return {"error": kind, "line": (str(err).splitlines() or [type(err).__name__])[0]}
 
 
-def _forked(project: Project, url: str, expected: tuple[Any, ...], command: Command) -> Any:
+#: Seconds a forked migration may take before it is killed (an env.py that blocks would hang
+#: the test run); the environment variable overrides it.
+TIMEOUT_VARIABLE = "ALEMBIC_REPAIR_MIGRATION_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0
+
+
+def _timeout() -> float:
+    given = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    try:
+        return float(given) if given else DEFAULT_TIMEOUT
+    except ValueError:
+        raise errors.ConfigError(f"{TIMEOUT_VARIABLE}={given!r} is not a number of "
+                                 "seconds") from None
+
+
+def _read_until(read_end: int, pid: int, timeout: float, what: str) -> list[bytes]:
+    """The child's outcome, read from the pipe; past `timeout` the child is killed."""
+    import select
+    import signal
+    import time
+
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready = select.select([read_end], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise errors.MigrationFailed(
+                    f"{what} did not finish within {timeout:g} s (env.py or a revision "
+                    f"blocks?): the migration process was killed; {TIMEOUT_VARIABLE} sets "
+                    "the limit")
+            if not (chunk := os.read(read_end, 65536)):
+                return chunks
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+
+
+def _forked(project: Project, url: str, expected: tuple[Any, ...], command: Command,
+            what: str = "alembic") -> Any:
     """`_run` in a forked child: the project's modules are imported afresh under the scratch
     URL and this process keeps its own; the outcome comes back through a pipe as JSON."""
     own = _own(project.root, sys.modules)  # asked here: the folders' paths are kept
@@ -262,10 +305,7 @@ def _forked(project: Project, url: str, expected: tuple[Any, ...], command: Comm
                 os.write(write_end, data)
             os._exit(0)
     os.close(write_end)
-    chunks = []
-    with os.fdopen(read_end, "rb") as pipe:
-        while chunk := pipe.read(65536):
-            chunks.append(chunk)
+    chunks = _read_until(read_end, pid, _timeout(), what)
     _, status = os.waitpid(pid, 0)
     try:
         outcome = json.loads(b"".join(chunks))
@@ -295,7 +335,7 @@ def _warm() -> None:
     _WARM.append(True)
 
 
-def _through_env(project: Project, url: str, command: Command) -> Any:
+def _through_env(project: Project, url: str, command: Command, what: str) -> Any:
     scratch = replace(project, url=DatabaseUrl(url))
     engine = scratch_engine(url)
     try:
@@ -306,7 +346,7 @@ def _through_env(project: Project, url: str, command: Command) -> Any:
         engine.dispose()
     if FORK and threading.active_count() == 1:
         _warm()
-        return _forked(scratch, url, expected, command)
+        return _forked(scratch, url, expected, command, what)
     return _in_process(scratch, url, expected, command)
 
 
@@ -325,7 +365,8 @@ def _migrate(target: str, down: bool, project: Project) -> None:
 def migrate(project: Project, url: str, target: str, *, down: bool = False) -> None:
     """``alembic upgrade|downgrade target`` on the scratch database at `url`, through env.py.
     A downgrade() that raises NotImplementedError: `Irreversible`."""
-    _through_env(project, url, partial(_migrate, target, down))
+    _through_env(project, url, partial(_migrate, target, down),
+                 f"alembic {'downgrade' if down else 'upgrade'} {target}")
 
 
 def _check(project: Project) -> list[str]:
@@ -349,7 +390,7 @@ def _check(project: Project) -> list[str]:
 def check(project: Project, url: str) -> tuple[str, ...]:
     """``alembic check`` on the scratch database: what autogenerate would write (empty = the
     models match the schema)."""
-    return tuple(_through_env(project, url, _check))
+    return tuple(_through_env(project, url, _check, "alembic check"))
 
 
 def _diff_text(diff: Any) -> str:
