@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "alembic_repair"
 
 #: The pipeline, lowest first: a module may import from its own layer and the layers before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "masking", "private", "version"),  # the base every layer shares
+    ("errors", "masking", "private", "version", "wording"),  # the base every layer shares
     ("engine",),                        # project, database, Alembic, the four sources of truth
     ("data", "testing"),                # backups, trash, guards; test support (engine only)
     ("rewrite",),                       # libcst transforms of revision files

@@ -87,7 +87,7 @@ def test_doctor_cli_text_and_exit_codes(tmp_path: Path, sqlite_url: str) -> None
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     run = cli("doctor", cwd=root, url=sqlite_url, env=env)
     assert run.code == 0, run.output
-    assert run.stdout.rstrip().endswith("doctor  healthy: 0 error(s), 0 warning(s), 0 note(s)")
+    assert run.stdout.rstrip().endswith("doctor  healthy: 0 errors, 0 warnings, 0 notes")
     unreachable = cli("doctor", cwd=root, url="mysql+pymysql://u:pw@127.0.0.1:1/x", env=env)
     assert unreachable.code == 3 and "pw" not in unreachable.output.replace("pymysql", "")
     assert "error  cannot reach the database at 127.0.0.1:1" in unreachable.output

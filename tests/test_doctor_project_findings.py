@@ -122,7 +122,7 @@ def test_sqlite_without_batch_mode_is_a_note_on_a_healthy_project(tmp_path: Path
     run = cli("doctor", cwd=root)
     assert run.code == 0, run.output
     assert "AR108 info alembic/env.py: SQLite without batch mode" in run.stdout
-    assert "0 error(s), 0 warning(s), 1 note(s)" in run.stdout
+    assert "0 errors, 0 warnings, 1 note" in run.stdout
 
 
 def test_sqlite_without_batch_mode_warns_once_a_pending_revision_needs_it() -> None:

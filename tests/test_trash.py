@@ -230,7 +230,7 @@ def test_purge_respects_age_and_yes(tmp_path: Path, backend) -> None:
     assert run.code == 5 and run.stderr == "", run.output  # a dry run: the plan, on stdout
     assert run.stdout == (
         f"Plan (dry run, nothing changed):\n  trash purge --older-than 7d: would drop 1 "
-        f"table(s) for good: {old.trash_name} (3 rows)\nRun again with --yes to apply it.\n"
+        f"table for good: {old.trash_name} (3 rows)\nRun again with --yes to apply it.\n"
     )
     with pytest.raises(RefusedUnsafe):
         trash_purge(project, older_than=timedelta(days=7))

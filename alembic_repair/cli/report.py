@@ -18,6 +18,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..api import Action, BootstrapResult
+from ..wording import counted
 
 if TYPE_CHECKING:
 
@@ -185,7 +186,8 @@ def diagnosis_text(diagnosis: Diagnosis, stream: TextIO | None = None) -> None:
             stream.write(f"{f.code} {f.severity}{where}: {f.title}: {f.detail}\n"
                          f"      fix: {f.fix}\n")
     counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
-    tally = f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)"
+    tally = (f"{counted(counts['error'], 'error')}, {counted(counts['warning'], 'warning')}, "
+             f"{counted(counts['info'], 'note')}")
     if why is not None:
         _line("doctor", f"database not read (the error above), so not checked; the project's "
               f"files: {tally}", stream=stream)
@@ -265,7 +267,7 @@ def plain_action(action: Action) -> None:
 
 
 def trash_entry(kind: str, entry: TrashEntry) -> None:
-    rows = "" if entry.rows is None else f", {entry.rows} rows"
+    rows = "" if entry.rows is None else f", {counted(entry.rows, 'row')}"
     _out(f"{kind:>12}  {entry.trash_name}: table {entry.table}{rows}, "
          f"dropped {entry.dropped_at:%Y-%m-%d %H:%M:%S} UTC\n")
 
@@ -276,7 +278,7 @@ def trash_list(entries: tuple[TrashEntry, ...], *, as_json: bool) -> None:
         return
     for entry in entries:
         trash_entry("trash", entry)
-    _plain("trash", f"{len(entries)} table(s)")
+    _plain("trash", counted(len(entries), "table"))
 
 
 def trash_restored(entry: TrashEntry) -> None:
@@ -289,7 +291,7 @@ def trash_restored(entry: TrashEntry) -> None:
 def trash_purged(purged: tuple[TrashEntry, ...]) -> None:
     for entry in purged:
         trash_entry("purged", entry)
-    _plain("purge", f"{len(purged)} table(s) dropped")
+    _plain("purge", f"{counted(len(purged), 'table')} dropped")
 
 
 # -- backup and restore ------------------------------------------------------------------------
@@ -298,23 +300,24 @@ def trash_purged(purged: tuple[TrashEntry, ...]) -> None:
 def backup_done(manifest: Manifest) -> None:
     _plain("backup", str(manifest.path))
     for info in manifest.tables:
-        _plain("table", f"{info.name}: {info.rows} rows")
+        _plain("table", f"{info.name}: {counted(info.rows, 'row')}")
 
 
 def restore_done(result: RestoreReport) -> None:
     for name in result.created:
         _plain("created", f"table {name}")
     for name, rows in result.restored.items():
-        _plain("restored", f"{name}: {rows} rows")
+        _plain("restored", f"{name}: {counted(rows, 'row')}")
     for name, rows in result.already.items():
-        _plain("already", f"{name}: holds the backup's {rows} rows")
+        _plain("already", f"{name}: holds the backup's {counted(rows, 'row')}")
     for name, rows in result.missing_tables.items():
-        _plain("kept", f"{name}: {rows} rows stay in the backup (no such table)")
+        _plain("kept", f"{name}: {counted(rows, 'row')} {'stays' if rows == 1 else 'stay'} in the "
+               "backup (no such table)")
     for name, cols in result.dropped_columns.items():
         _plain("kept", f"{name}: values of {', '.join(cols)} stay in the backup (no such "
                "column)")
     for name, rows in result.not_empty.items():
-        _plain("skipped", f"{name}: holds {rows} rows already")
+        _plain("skipped", f"{name}: holds {counted(rows, 'row')} already")
 
 
 # -- reset, fix, squash: the plan (printed from the object the API then runs), the outcome -------
@@ -367,7 +370,7 @@ def fix_done(result: FixResult) -> None:
 
 
 def squash_plan(plan: SquashPlan) -> None:
-    _out(f"squash plan (up to {plan.to}: {len(plan.squashed)} revision(s) into "
+    _out(f"squash plan (up to {plan.to}: {counted(len(plan.squashed), 'revision')} into "
          f"baseline {plan.baseline}):\n")
     for line in plan.lines():
         _out(f"  {line}\n")
@@ -377,7 +380,8 @@ def squash_done(project: Project, result: SquashResult) -> None:
     if result.plan is not None and not result.plan.steps:
         _plain("squash", "nothing to do")
         return
-    done = (f"baseline {result.plan.baseline} replaces {len(result.plan.squashed)} revision(s)"
+    done = (f"baseline {result.plan.baseline} replaces "
+            f"{counted(len(result.plan.squashed), 'revision')}"
             if result.plan is not None else "finished the interrupted run")
     _plain("squash", f"done: {done}; old files kept in {project.rel(result.folder)}")
 

@@ -56,6 +56,7 @@ from ..engine.project import Project
 from ..engine.state.config import version_table
 from ..engine.state.schema import TRASH_PREFIX, VERSION_TABLE
 from ..errors import ConfigError, NeedsRepair, RefusedUnsafe
+from ..wording import counted
 from . import guards
 
 __all__ = ["INDEX_TABLE", "MAX_IDENTIFIER", "TrashEntry", "list_trash", "purge", "restore",
@@ -220,7 +221,7 @@ def soft_drop(project: Project, table_name: str, *, yes: bool,
             rows = _count(conn, table_name)
             conn.rollback()
             guards.require(yes, allow_remote, project,
-                           f"{action}: would rename table {table_name} ({rows} rows) to {name}")
+                           f"{action}: would rename table {table_name} ({_rows(rows)}) to {name}")
         # The rename first: it is what needs ALTER and DROP, and a refusal must leave nothing
         # behind (not even the index table). A trash table missing from the index is listed
         # from its name, so a run killed between the two steps loses nothing.
@@ -330,13 +331,17 @@ def restore(project: Project, trash_name_or_table: str, *, yes: bool,
             )
         conn.rollback()
         guards.require(yes, allow_remote, project,
-                       f"{action}: would rename {entry.trash_name} ({entry.rows} rows) back to "
+                       f"{action}: would rename {entry.trash_name} ({_rows(entry.rows)}) back to "
                        f"{entry.table}")
         _ops(conn).rename_table(entry.trash_name, entry.table)
         if _has_index(conn, _tables(conn)):
             conn.execute(delete(_index).where(_index.c.trash_name == entry.trash_name))
         conn.commit()
         return entry
+
+
+def _rows(rows: int | None) -> str:
+    return "rows not counted" if rows is None else counted(rows, "row")
 
 
 def purge(project: Project, *, older_than: timedelta, yes: bool, allow_remote: bool = False,
@@ -351,9 +356,9 @@ def purge(project: Project, *, older_than: timedelta, yes: bool, allow_remote: b
         conn.rollback()
         if not doomed:
             return ()
-        listing = ", ".join(f"{e.trash_name} ({e.rows} rows)" for e in doomed)
+        listing = ", ".join(f"{e.trash_name} ({_rows(e.rows)})" for e in doomed)
         guards.require(yes, allow_remote, project,
-                       f"{action}: would drop {len(doomed)} table(s) for good: {listing}")
+                       f"{action}: would drop {counted(len(doomed), 'table')} for good: {listing}")
         ops = _ops(conn)
         indexed = _has_index(conn, _tables(conn))
         for entry in doomed:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from ..engine import migrations, revisions
 from ..engine.state.schema import is_user_table
 from ..errors import NeedsRepair
+from ..wording import counted
 from .journal import crash_point
 from .steps.base import Context, Step, keep_aside, register
 from .steps.schema import finish_revisions
@@ -59,7 +60,7 @@ def unknown_refusal(project: Project, unknown: list[str] | tuple[str, ...],
     """Revision files exist, but none is what the database records (or it records none)."""
     what = (f"is at revision {', '.join(unknown)}, which no file in "
             f"{project.rel(project.versions_dir)} defines" if unknown else
-            f"has {tables} tables but no alembic_version row")
+            f"has {counted(tables, 'table')} but no alembic_version row")
     return NeedsRepair(
         f"{project.masked_url}: the database {what}, while revision files exist; "
         "bootstrap will not guess which one the schema matches: restore the file "
@@ -216,11 +217,12 @@ class AdoptDatabase(_BootstrapStep):
         where = project.rel(path)
         if self.recorded == (revision,):
             message = (f"recreated revision {revision} ({where}), which the database "
-                       f"({self.tables} tables) already records; no table touched")
+                       f"({counted(self.tables, 'table')}) already records; no table touched")
         else:
             before = (f"was at {', '.join(self.recorded)}" if self.recorded
                       else "had no alembic_version row")
-            message = (f"adopted the existing database ({self.tables} tables, {before}) as "
+            message = (f"adopted the existing database ({counted(self.tables, 'table')}, "
+                       f"{before}) as "
                        f"revision {revision} ({where}); no table touched")
         _say(ctx, "adopt", message, path, revision)
 

@@ -32,6 +32,7 @@ from ..engine.locking import migration_lock
 from ..engine.project import Project, require_ini_url
 from ..engine.state.read import read_state
 from ..errors import NeedsRepair, RefusedUnsafe
+from ..wording import counted
 from . import runner
 from .journal import Journal
 from .plan import Plan, make_plan, project_plans, shown_kinds
@@ -45,11 +46,6 @@ COMMAND = "fix"
 MAX_ROUNDS = 6
 SETUP = "setup files"
 Say = Callable[[str, str], None]
-
-
-def _counted(count: int, noun: str) -> str:
-    """``1 step``, ``2 steps``: a count that agrees in number with its noun."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,7 @@ def _round(project: Project, conn: Connection | None, plan: Plan, models: str | 
     journal = runner.begin(project, runner.Run(
         COMMAND, plan.steps, backup=plan.needs_backup, context={"layer": plan.layer}))
     ctx = Context(project, conn, runner.folder_of(journal), models, say)
-    say("plan", f"{plan.layer}: {_counted(len(plan.steps), 'step')}")
+    say("plan", f"{plan.layer}: {counted(len(plan.steps), 'step')}")
     runner.execute(project, ctx.connection, journal, ctx).finish()
     return ctx.folder
 
@@ -174,7 +170,7 @@ def _setup_round(project: Project, *, yes: bool, only: tuple[str, ...], models: 
     if planned is None:
         _announce(plan, say)
     guards.require(yes, True, project,
-                   f"fix: would run {_counted(len(plan.steps), 'step')} (setup files)")
+                   f"fix: would run {counted(len(plan.steps), 'step')} (setup files)")
     _round(project, None, plan, models, say)
     return plan
 
@@ -209,7 +205,7 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                 steps = runner.steps_of(journal)
                 action = "roll back" if rollback else "finish"
                 guards.require(yes, allow_remote, project, f"fix: would {action} the "
-                               f"interrupted run ({_counted(len(steps), 'step')}, last done: "
+                               f"interrupted run ({counted(len(steps), 'step')}, last done: "
                                f"{journal.last_done})")
                 if rollback:
                     runner.rollback(project, conn, journal, ctx)
@@ -250,7 +246,7 @@ def fix(project: Project, *, yes: bool, allow_remote: bool = False, only: tuple[
                     break
                 final = None
                 guards.require(yes, allow_remote, project,
-                               f"fix: would run {_counted(len(current.steps), 'step')} "
+                               f"fix: would run {counted(len(current.steps), 'step')} "
                                f"({current.layer})")
                 try:
                     folders.append(_round(project, conn, current, models, say))

@@ -23,6 +23,7 @@ from ..engine.state.recorder import version_table_of
 from ..engine.state.schema import VERSION_TABLE, is_user_table
 from ..errors import NeedsRepair
 from ..masking import password_of
+from ..wording import counted
 from .journal import crash_point
 from .steps import FILES_DIR, Context, Step, register
 
@@ -103,7 +104,7 @@ class ResetDrop(_ResetStep):
 
     def apply(self, ctx: Context) -> None:
         _drop(ctx, self.tables, only_empty=False)
-        ctx.say("drop", f"dropped {len(self.tables)} tables and alembic_version")
+        ctx.say("drop", f"dropped {counted(len(self.tables), 'table')} and alembic_version")
 
 
 @register
@@ -227,7 +228,8 @@ class ResetRestore(_ResetStep):
             return
         report = _restore(ctx)
         tables = {**report.restored, **report.already}
-        ctx.say("restore", f"restored {sum(tables.values())} rows into {len(tables)} tables")
+        ctx.say("restore", f"restored {counted(sum(tables.values()), 'row')} into "
+                f"{counted(len(tables), 'table')}")
 
 
 @register
@@ -254,8 +256,8 @@ class ResetVerify(_ResetStep):
             )
         ctx.say("verify", "every restored table holds the backup's rows (counts and checksums)")
         for name, rows in report.missing_tables.items():
-            ctx.say("kept", f"{rows} rows of table {name} (no longer in the models) stay in "
-                    "the backup")
+            ctx.say("kept", f"{counted(rows, 'row')} of table {name} (no longer in the models) "
+                    f"{'stays' if rows == 1 else 'stay'} in the backup")
         for name, columns in report.dropped_columns.items():
             ctx.say("kept", f"values of {name}.{', '.join(columns)} (no longer in the models) "
                     "stay in the backup")

@@ -34,6 +34,7 @@ from ..data.backups import checksums
 from ..data.backups.checksums import TableSum, kind_of
 from ..engine.state.recorder import version_table_of
 from ..engine.state.schema import TRASH_PREFIX, is_user_table
+from ..wording import counted
 from .steps import Context, Step
 
 __all__ = ["FAST", "check_rows", "row_sums", "tables_to_sum"]
@@ -110,16 +111,18 @@ def check_rows(conn: Connection, before: Sums, *, values_may_change: bool = Fals
         columns = [str(c) for c in old["columns"]]  # type: ignore[attr-defined]
         if name not in existing:
             if not _in_trash(conn, name, old, existing):
-                problems.append(f"table {name} ({old['rows']} rows) is gone")
+                problems.append(f"table {name} ({_rows(old['rows'])}) is gone")
             continue
         gone = [c for c in columns if c not in checksums.table_columns(conn, name)]
         if gone:
-            problems.append(f"column(s) {', '.join(f'{name}.{c}' for c in gone)} are gone")
+            listed = ", ".join(f"{name}.{c}" for c in gone)
+            problems.append(f"column {listed} is gone" if len(gone) == 1
+                            else f"columns {listed} are gone")
             continue
         if values_may_change:
             rows = checksums.row_count(conn, name)
             if rows < int(old["rows"]):  # type: ignore[call-overload]
-                problems.append(f"table {name} held {old['rows']} rows and now holds {rows}")
+                problems.append(f"table {name} held {_rows(old['rows'])} and now holds {rows}")
             continue
         if _fast(old) and _signature(conn, name, schema) != old.get("signature"):
             problems.append(
@@ -129,10 +132,14 @@ def check_rows(conn: Connection, before: Sums, *, values_may_change: bool = Fals
             continue
         found = _measure(conn, name, old)
         if (found.rows, found.checksum) != (old["rows"], old["checksum"]):
-            problems.append(f"table {name} held {old['rows']} rows and now holds "
+            problems.append(f"table {name} held {_rows(old['rows'])} and now holds "
                             f"{found.rows} (or their values changed)")
     conn.rollback()
     return problems
+
+
+def _rows(count: object) -> str:
+    return counted(int(str(count)), "row")
 
 
 def _fast(info: dict[str, object]) -> bool:

@@ -36,6 +36,7 @@ from .. import private
 from ..data import backups
 from ..engine.project import Project
 from ..errors import AlembicRepairError, ConfigError, MigrationFailed, NeedsRepair, RefusedUnsafe
+from ..wording import counted
 from .journal import Journal
 from .row_check import check_rows, row_sums, tables_to_sum
 from .steps import Context, Step, from_dict
@@ -167,8 +168,9 @@ def execute(project: Project, conn: Connection | None, journal: Journal, ctx: Co
         if folder.exists():
             shutil.rmtree(folder)  # a crash during the backup: ours, incomplete
         manifest = backups.backup_locked(project, conn, folder)
-        ctx.say("backup", f"backed up {len(manifest.tables)} tables "
-                f"({sum(t.rows for t in manifest.tables)} rows) into {project.rel(folder)}, "
+        ctx.say("backup", f"backed up {counted(len(manifest.tables), 'table')} "
+                f"({counted(sum(t.rows for t in manifest.tables), 'row')}) into "
+                f"{project.rel(folder)}, "
                 "verified")
         journal = journal.mark("backup", "done")
     check = bool(journal.context.get("check_rows", True))

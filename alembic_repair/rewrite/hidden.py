@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from ..wording import counted
 from .transform import (
     TABLE_ARGUMENT,
     RevisionSource,
@@ -79,6 +80,6 @@ def remove_table_ops(path: Path, tables: Collection[str], *, dry_run: bool = Fal
         downgrade, recreated = _filtered(source.bodies["downgrade"], tables, CREATES)
         if recreated:
             source.set_body("downgrade", downgrade)
-        notes.append(f"removed {removed} operation(s) on {', '.join(sorted(tables))} from "
+        notes.append(f"removed {counted(removed, 'operation')} on {', '.join(sorted(tables))} from "
                      f"upgrade() and {recreated} from downgrade()")
     return source.finish(dry_run, notes)

@@ -539,7 +539,7 @@ def _(f: Fault) -> tuple[str, ...]:
     return ("trash", "drop", "post", "--yes")
 
 
-@case("user-table-named-trash-index-list", EXIT_OK, "trash  0 table(s)", backends=BOTH)
+@case("user-table-named-trash-index-list", EXIT_OK, "trash  0 tables", backends=BOTH)
 def _(f: Fault) -> tuple[str, ...]:
     foreign_index(f)
     return ("trash", "list")

@@ -31,6 +31,7 @@ from ...engine.state.schema import VERSION_TABLE, is_user_table
 from ...engine.url import parse_url
 from ...errors import AlembicRepairError, BackupCorrupt, ConfigError
 from ...masking import redact
+from ...wording import counted
 from . import manifest
 from .checksums import Progress, TableSum, table_checksum_sql, utc_session
 from .dump_format import (
@@ -185,7 +186,8 @@ def backup_mysql_dump(project: Project, conn: Connection, target: Path,
     for name in names:
         if sums[name].rows != dumped.get(name, 0):
             raise AlembicRepairError(
-                f"backup: table {name}: the server counted {sums[name].rows} rows, the dump "
+                f"backup: table {name}: the server counted "
+                f"{counted(sums[name].rows, 'row')}, the dump "
                 f"holds {dumped.get(name, 0)}; run the backup again")
     tables = tuple(TableInfo(n, tuple(columns[n]), sums[n].rows, sums[n].checksum,
                              target.name) for n in names)

@@ -14,6 +14,7 @@ from ...engine import scratch as scratch_schemas
 from ...engine.privileges import missing_grant
 from ...engine.project import Project
 from ...errors import BackupCorrupt
+from ...wording import counted
 from .checksums import (
     Progress,
     TableSum,
@@ -159,7 +160,8 @@ def _check_scratch_grant(conn: Connection, manifest: Manifest, project: Project)
 
 def _not_restored(manifest: Manifest, name: str, found: int, expected: int) -> BackupCorrupt:
     return BackupCorrupt(
-        f"restore {manifest.path}: table {name} holds {found} rows after the restore where "
+        f"restore {manifest.path}: table {name} holds {counted(found, 'row')} after the restore "
+        "where "
         f"the backup has {expected} (or their checksums differ); check the table's column "
         "types")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from ...wording import counted
 from .checksums import (
     Row,
     TableSum,
@@ -57,24 +58,24 @@ class RestorePlan:
         parts = []
         if self.create:
             parts.append("create tables " + ", ".join(self.create))
-        fills = [f"{t} ({manifest.table(t).rows} rows)"  # type: ignore[union-attr]
+        fills = [f"{t} ({counted(manifest.table(t).rows, 'row')})"  # type: ignore[union-attr]
                  for t in self.fill]
         parts.append("insert into " + (", ".join(fills) or "no table"))
         if self.missing:
             parts.append("leave in the backup the rows of missing tables " + ", ".join(
-                f"{t} ({n} rows)" for t, n in self.missing.items()))
+                f"{t} ({counted(n, 'row')})" for t, n in self.missing.items()))
         if self.dropped:
             parts.append("leave in the backup the values of missing columns " + ", ".join(
                 f"{t}.{c}" for t, cols in self.dropped.items() for c in cols))
         if self.already:
             parts.append("skip tables that already hold the backup's rows " + ", ".join(
-                f"{t} ({n} rows)" for t, n in self.already.items()))
+                f"{t} ({counted(n, 'row')})" for t, n in self.already.items()))
         if self.check:
             parts.append("compare with the backup (and otherwise skip) the non-empty tables "
-                         + ", ".join(f"{t} ({n} rows)" for t, n in self.check.items()))
+                         + ", ".join(f"{t} ({counted(n, 'row')})" for t, n in self.check.items()))
         if self.not_empty:
             parts.append("skip non-empty tables " + ", ".join(
-                f"{t} ({n} rows)" for t, n in self.not_empty.items()))
+                f"{t} ({counted(n, 'row')})" for t, n in self.not_empty.items()))
         return "; ".join(parts)
 
 

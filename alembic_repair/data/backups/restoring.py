@@ -14,6 +14,7 @@ from ...engine.database import connect
 from ...engine.locking import migration_lock
 from ...engine.project import Project
 from ...errors import BackupCorrupt, ConfigError, RefusedUnsafe
+from ...wording import counted
 from .. import guards
 from .checksums import BATCH, Progress, table_checksum
 from .loaders import check_method, pick_loader
@@ -154,7 +155,8 @@ def _apply(project: Project, conn: Connection, manifest: Manifest, plan: Restore
         found = table_checksum(conn, name, columns)
         if found != expected:
             raise BackupCorrupt(
-                f"restore {manifest.path}: table {name} holds {found.rows} rows after the "
+                f"restore {manifest.path}: table {name} holds {counted(found.rows, 'row')} "
+                "after the "
                 f"restore where the backup has {expected.rows} (or their checksums differ); "
                 "check the table's column types"
             )

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from ...errors import BackupCorrupt
+from ...wording import counted
 from .checksums import TableSum, rows_checksum, table_checksum
 from .dump_format import dump_counts, dump_path
 from .manifest import (
@@ -70,7 +71,8 @@ def verify_backup(path: Path, deep: bool) -> Manifest:
         for info in manifest.tables:
             if counts.get(info.name, 0) != info.rows:
                 raise corrupt(path / MANIFEST, f"table {info.name}: the dump holds "
-                               f"{counts.get(info.name, 0)} rows, the manifest says {info.rows}")
+                               f"{counted(counts.get(info.name, 0), 'row')}, the manifest says "
+                               f"{info.rows}")
     else:
         for info in manifest.tables:
             if info.file is None or info.file not in manifest.files:
@@ -100,6 +102,7 @@ def _check_tsv(file: Path, expected: str, info: TableInfo) -> None:
 
 def _compare(path: Path, info: TableInfo, found: TableSum) -> None:
     if (found.rows, found.checksum) != (info.rows, info.checksum):
-        raise corrupt(path / MANIFEST, f"table {info.name}: the data holds {found.rows} rows "
-                       f"with checksum {found.checksum[:12]}, the manifest says {info.rows} "
-                       f"rows with checksum {info.checksum[:12]}")
+        raise corrupt(path / MANIFEST, f"table {info.name}: the data holds "
+                       f"{counted(found.rows, 'row')} "
+                       f"with checksum {found.checksum[:12]}, the manifest says "
+                       f"{counted(info.rows, 'row')} with checksum {info.checksum[:12]}")

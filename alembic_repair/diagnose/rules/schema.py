@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ...engine.state.locate import Location
 from ...engine.state.read import State
 from ...engine.state.schema import Fact, SchemaSnapshot, describe
+from ...wording import counted
 from ..findings import AR401, AR402, AR403, AR404, AR405, AR406, AR407, AR408, AR409, Finding
 from ..subjects import (
     Column,
@@ -274,5 +275,6 @@ def orphan_tables(state: State) -> Iterator[Finding]:
 def junk_values(state: State) -> Iterator[Finding]:
     for junk in state.junk:
         yield AR407.finding(
-            f"{junk.count} value(s) in {junk.table}.{junk.column} ({junk.declared}) do not fit "
-            f"the type, e.g. {junk.sample!r}", Column(junk.table, junk.column), junk)
+            f"{counted(junk.count, 'value')} in {junk.table}.{junk.column} ({junk.declared}) "
+            f"{'does' if junk.count == 1 else 'do'} not fit the type, e.g. {junk.sample!r}",
+            Column(junk.table, junk.column), junk)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ...engine.state.locate import Location
 from ...engine.state.read import State
+from ...wording import counted
 from ..findings import AR301, AR302, AR303, AR304, AR305, AR306, AR307, Finding
 from ..subjects import SchemaEquals, VersionTable
 from . import rule
@@ -43,7 +44,7 @@ def version_table(state: State) -> Iterator[Finding]:
     if not versions.exists:
         if live.tables:
             equal = _equals(state)
-            yield AR301.finding(f"{len(live.tables)} tables and no alembic_version table"
+            yield AR301.finding(f"{counted(len(live.tables), 'table')} and no alembic_version table"
                                 f"{_matches(equal)}", where, equal)
         return
     if not versions.has_pk:
@@ -51,7 +52,7 @@ def version_table(state: State) -> Iterator[Finding]:
     if not versions.rows:
         if live.tables:
             equal = _equals(state)
-            yield AR306.finding(f"{len(live.tables)} tables and no alembic_version row"
+            yield AR306.finding(f"{counted(len(live.tables), 'table')} and no alembic_version row"
                                 f"{_matches(equal)}", where, equal)
         return
     known = {s.revision for s in state.scripts if s.revision is not None}
@@ -61,8 +62,9 @@ def version_table(state: State) -> Iterator[Finding]:
         yield AR302.finding(f"alembic_version records {', '.join(unknown)}, which no revision "
                             f"file defines{_matches(equal)}", where, equal)
     if len(versions.rows) != len(set(versions.rows)):
-        yield AR303.finding(f"{len(versions.rows)} rows for {len(set(versions.rows))} "
-                            f"revision(s): {', '.join(versions.rows)}", where)
+        yield AR303.finding(f"{counted(len(versions.rows), 'row')} for "
+                            f"{counted(len(set(versions.rows)), 'revision')}: "
+                            f"{', '.join(versions.rows)}", where)
     for rev in versions.heads:
         older = [other for other in versions.heads if other in state.graph.ancestors(rev)]
         if older:
@@ -77,6 +79,7 @@ def version_table(state: State) -> Iterator[Finding]:
         done = state.graph.applied(versions.heads)
         missing = pending - done
         if missing:
-            yield AR304.finding(f"at {', '.join(versions.heads)}; {len(missing)} revision(s) "
+            yield AR304.finding(f"at {', '.join(versions.heads)}; "
+                                f"{counted(len(missing), 'revision')} "
                                 f"not applied, up to {', '.join(state.script_heads)}",
                                 where)

@@ -22,6 +22,7 @@ from ...engine import revisions
 from ...engine.state.recorder import version_rows
 from ...engine.state.schema import Fact
 from ...errors import NeedsRepair
+from ...wording import counted
 from ..journal import crash_point
 from .base import Context, Step, keep_copy, register
 
@@ -91,8 +92,8 @@ class FillCommitted(Step):
             ctx.remember(self, values=values)
         filled = fill_repeated(ctx.conn, backfill, values,
                                after_batch=lambda: crash_point("fill-committed.batch"))
-        ctx.say("fill", f"gave {filled} row(s) of {self.table}.{self.column} a distinct value "
-                f"each (backfill {backfill.strategy})")
+        ctx.say("fill", f"gave {counted(filled, 'row')} of {self.table}.{self.column} a distinct "
+                f"value each (backfill {backfill.strategy})")
 
 
 def fills_for(revision: str, path: str | None, done: Iterable[Fact],

@@ -22,6 +22,7 @@ from ...engine.state.graph import history_order
 from ...engine.state.recorder import version_rows, write_version_rows
 from ...errors import MigrationFailed, NeedsRepair, RefusedUnsafe
 from ...masking import redact
+from ...wording import counted
 from ..journal import crash_point
 from .base import (
     Context,
@@ -331,7 +332,8 @@ class CompleteRevision(Step):
         ctx.conn.commit()
         rows = tuple(r for r in version_rows(ctx.conn) if r not in script._all_down_revisions)
         write_version_rows(ctx.project, ctx.conn, (*rows, self.revision))
-        ctx.say("complete", f"completed revision {self.revision} ({len(skipped)} operations "
-                "were already applied and were skipped)")
+        ctx.say("complete", f"completed revision {self.revision} "
+                f"({counted(len(skipped), 'operation')} "
+                f"{'was' if len(skipped) == 1 else 'were'} already applied and were skipped)")
 
 

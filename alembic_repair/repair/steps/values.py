@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 
 from ... import private
 from ...errors import NeedsRepair
+from ...wording import counted
 from .base import (
     Context,
     Step,
@@ -36,7 +37,8 @@ class ClearJunk(Step):
     count: int
 
     def describe(self) -> str:
-        return (f"set the {self.count} value(s) of {self.table}.{self.column} that are not "
+        return (f"set the {counted(self.count, 'value')} of {self.table}.{self.column} that "
+                f"{'is' if self.count == 1 else 'are'} not "
                 f"{self.declared} to NULL (kept in the backup and in cleared-values.jsonl)")
 
     def rewrites(self) -> tuple[tuple[str, str], ...]:
@@ -77,6 +79,7 @@ class ClearJunk(Step):
         conn.exec_driver_sql(f"UPDATE {quote(self.table)} SET {quote(self.column)} = NULL "
                              f"WHERE {where}")
         conn.commit()
-        ctx.say("clear", f"set {len(found)} value(s) of {self.table}.{self.column} to NULL")
+        ctx.say("clear", f"set {counted(len(found), 'value')} of {self.table}.{self.column} "
+                "to NULL")
 
 
