@@ -213,6 +213,18 @@ def test_bad_option_is_one_line(pytester: pytest.Pytester) -> None:
     assert "Traceback" not in result.stdout.str()
 
 
+@pytest.mark.parametrize(("option", "value", "least"), [
+    ("alembic_repair_examples", "0", 1), ("alembic_repair_examples", "many", 1),
+    ("alembic_repair_shrink_runs", "-1", 0)])
+def test_bad_whole_number_option_is_one_line(pytester: pytest.Pytester, option: str, value: str,
+                                             least: int) -> None:
+    project(pytester.path, ini=ENABLED + f'{option} = "{value}"\n')
+    result = run(pytester, "-k", "single_head")
+    result.assert_outcomes(failed=1, deselected=5)
+    result.stdout.fnmatch_lines([f"{option} = '{value}' is not a whole number of {least} or more"])
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_unreadable_revision_is_one_line_in_every_ready_test(pytester: pytest.Pytester) -> None:
     project(pytester.path, extra={"ddd444_next.py": "revision = 'ddd444'\ndef upgrade(:\n"})
     result = run(pytester, "-k", "single_head or up_down")

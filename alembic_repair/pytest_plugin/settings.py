@@ -67,22 +67,8 @@ class Settings:
             problems.append(f"alembic_repair_tests names {', '.join(unknown)}, which is not a "
                             f"ready test; use some of {', '.join(READY_TESTS)}")
             tests = tuple(t for t in tests if t in READY_TESTS)
-        examples = 3
-        try:
-            examples = int(ini("alembic_repair_examples") or "3")
-            if examples < 1:
-                raise ValueError
-        except ValueError:
-            problems.append(f"alembic_repair_examples = {ini('alembic_repair_examples')!r} "
-                            "is not a positive whole number")
-        shrink_runs = 3
-        try:
-            shrink_runs = int(ini("alembic_repair_shrink_runs") or "3")
-            if shrink_runs < 0:
-                raise ValueError
-        except ValueError:
-            problems.append(f"alembic_repair_shrink_runs = {ini('alembic_repair_shrink_runs')!r}"
-                            " is not a whole number (0 or more)")
+        examples = _whole(ini, "alembic_repair_examples", 3, 1, problems)
+        shrink_runs = _whole(ini, "alembic_repair_shrink_runs", 3, 0, problems)
         url = config.getoption("alembic_repair_url", None) or ini("alembic_repair_url")
         return cls(project=project.resolve(), url=url.strip(), tests=tests,
                    skip_codes=frozenset(c.upper() for c in _words(
@@ -91,3 +77,17 @@ class Settings:
                    shrink_runs=shrink_runs,
                    models=ini("alembic_repair_models") or None,
                    problem="; ".join(problems) or None)
+
+
+def _whole(ini: Any, name: str, default: int, least: int, problems: list[str]) -> int:
+    """The whole-number option `name` (`default` when unset); a bad value is said in
+    `problems` and the default used."""
+    text = ini(name)
+    try:
+        value = int(text or default)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        problems.append(f"{name} = {text!r} is not a whole number of {least} or more")
+        return default
+    return value
